@@ -1,0 +1,1 @@
+"""The azure_servicebus adapter (being built)."""

@@ -1,0 +1,1 @@
+"""The sqs adapter (being built)."""

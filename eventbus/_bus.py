@@ -1,0 +1,340 @@
+"""The :class:`EventBus`: publish events, subscribe handlers, run workers."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar, overload
+
+from ._adapter import Adapter
+from ._config import BusConfig, load_config
+from ._envelope import Event, Message, default_source, encode, new_event_id
+from ._errors import ClosedError, ConfigError, MessageTooLarge
+from ._plugins import create_adapter
+from ._retry import RetryPolicy
+from ._routing import validate_pattern
+from ._worker import Handler, Subscription, Worker
+
+__all__ = ["EventBus", "PublishResult"]
+
+H = TypeVar("H", bound=Handler)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What :meth:`EventBus.publish` did with an event.
+
+    ``outcome`` is ``"sent"`` when the broker confirmed it, or ``"outbox"`` when
+    the broker could not take it and it was kept in the local outbox, to be
+    sent when the broker is back (see the resilience docs).
+    """
+
+    event: Event
+    outcome: str = "sent"
+
+    @property
+    def id(self) -> str:
+        return self.event.id
+
+
+class EventBus:
+    """Publish events and run handlers on one broker.
+
+    ``EventBus()`` reads the config file (``eventbus.toml`` or
+    ``[tool.eventbus]``; see :func:`eventbus.load_config`) and falls back to the
+    embedded SQLite broker. ``EventBus("amqp://...")`` picks the adapter from
+    the URL; ``EventBus(adapter)`` uses an adapter instance (share one
+    ``MemoryAdapter`` between buses to share an in-memory broker).
+
+    Thread safety: ``publish`` may be called from any thread; ``apublish`` from
+    asyncio code without blocking the loop. ``subscribe`` before ``run``.
+    """
+
+    def __init__(
+        self,
+        broker: Adapter | str | None = None,
+        *,
+        source: str | None = None,
+        retry: RetryPolicy | None = None,
+        config: BusConfig | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if config is None:
+            config = load_config() if broker is None else BusConfig()
+        self.config = config
+        if isinstance(broker, Adapter):
+            self.adapter = broker
+        elif isinstance(broker, str):
+            self.adapter = create_adapter(None, broker, options or config.options)
+        else:
+            self.adapter = create_adapter(config.broker, config.url, options or config.options)
+        self.source = source or config.source or default_source()
+        self.retry = retry or config.retry
+        self._subs: list[Subscription] = []
+        self._worker: Worker | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._max_size = self.adapter.capabilities.max_message_size
+
+    @classmethod
+    def from_config(
+        cls, path: str | os.PathLike[str] | None = None, *, profile: str | None = None
+    ) -> EventBus:
+        """A bus built from a config file (see :func:`eventbus.load_config`)."""
+        return cls(config=load_config(path, profile))
+
+    # -- publishing -----------------------------------------------------------
+    def event(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        key: str | None = None,
+        subject: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        datacontenttype: str | None = None,
+        dataschema: str | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+        traceparent: str | None = None,
+        extensions: Mapping[str, str] | None = None,
+    ) -> Event:
+        """Build an event with this bus's ``source`` (for :meth:`publish_many`)."""
+        return Event(
+            type=type,
+            data=data,
+            id=id or new_event_id(),
+            source=self.source,
+            time=time or datetime.now(timezone.utc),
+            datacontenttype=datacontenttype,
+            dataschema=dataschema,
+            subject=subject,
+            correlationid=correlationid,
+            causationid=causationid,
+            traceparent=traceparent,
+            key=key,
+            extensions=dict(extensions or {}),
+        )
+
+    def publish(self, type: str, data: Any = None, **attributes: Any) -> PublishResult:
+        """Publish one event; returns once the broker has it.
+
+        ``attributes`` are those of :meth:`event` (``key``, ``subject``,
+        ``correlationid``, ...). Raises :class:`EncodeError` (nothing sent) for
+        data that can't be serialised, :class:`BrokerError` if the broker
+        didn't confirm it.
+        """
+        return self.publish_many([self.event(type, data, **attributes)])[0]
+
+    def publish_many(self, events: Iterable[Event]) -> list[PublishResult]:
+        """Publish many events in one pipelined batch; all or error.
+
+        Every event is encoded before anything is sent, so an event that
+        cannot be serialised means none of them is sent.
+        """
+        events = list(events)
+        messages = [self._encode(e) for e in events]
+        self._send(messages)
+        return [PublishResult(e) for e in events]
+
+    def _encode(self, event: Event) -> Message:
+        if not event.source:
+            event = event.replace(source=self.source)
+        message = encode(event)
+        if self._max_size is not None and message.size > self._max_size:
+            raise MessageTooLarge(
+                f"event {event.id} of type {event.type!r} is {message.size} bytes encoded; "
+                f"this broker takes at most {self._max_size}"
+            )
+        return message
+
+    def _send(self, messages: Sequence[Message]) -> None:
+        if self._closed:
+            raise ClosedError("the bus is closed")
+        self.adapter.publish(messages)
+
+    async def apublish(self, type: str, data: Any = None, **attributes: Any) -> PublishResult:
+        """:meth:`publish` for asyncio code: the loop keeps running while the broker confirms."""
+        event = self.event(type, data, **attributes)
+        message = self._encode(event)  # encoding errors surface here, before any I/O
+        await asyncio.get_running_loop().run_in_executor(self._executor(), self._send, [message])
+        return PublishResult(event)
+
+    async def apublish_many(self, events: Iterable[Event]) -> list[PublishResult]:
+        """:meth:`publish_many` for asyncio code."""
+        events = list(events)
+        messages = [self._encode(e) for e in events]
+        await asyncio.get_running_loop().run_in_executor(self._executor(), self._send, messages)
+        return [PublishResult(e) for e in events]
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="eventbus-publish"
+                )
+            return self._pool
+
+    # -- subscribing -------------------------------------------------------------
+    @overload
+    def subscribe(self, pattern: str | Sequence[str], handler: H, **kw: Any) -> H: ...
+    @overload
+    def subscribe(
+        self, pattern: str | Sequence[str], handler: None = None, **kw: Any
+    ) -> Callable[[H], H]: ...
+
+    def subscribe(
+        self,
+        pattern: str | Sequence[str],
+        handler: H | None = None,
+        *,
+        group: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        concurrency: int | None = None,
+    ) -> H | Callable[[H], H]:
+        """Run ``handler`` for every event whose type matches ``pattern``.
+
+        Use as ``@bus.subscribe("order.*", group="billing")``. Every group whose
+        pattern matches gets each event; members of one group (the same group
+        run in several workers or threads) share them. ``group`` defaults to
+        the handler's qualified name. A handler acks by returning and asks for
+        a retry by raising; after ``retry.max_attempts`` the event goes to the
+        group's dead letter with the error as reason.
+        """
+        patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern)
+        if not patterns:
+            raise ConfigError("subscribe needs at least one pattern")
+        for p in patterns:
+            validate_pattern(p)
+
+        def register(h: H) -> H:
+            if not callable(h):
+                raise TypeError(f"handler must be callable, not {type(h).__name__}")
+            name = group or f"{getattr(h, '__module__', 'handler')}.{getattr(h, '__qualname__', '')}"
+            sub = Subscription(
+                group=name,
+                patterns=patterns,
+                handler=h,
+                retry=retry or self.retry,
+                timeout=timeout if timeout is not None else self.config.timeout,
+                concurrency=concurrency or self.config.concurrency,
+            )
+            for other in self._subs:
+                if other.group == sub.group and other.retry != sub.retry:
+                    raise ConfigError(
+                        f"group {sub.group!r} already has another retry policy; "
+                        "give the handlers of one group the same policy"
+                    )
+            self._subs.append(sub)
+            return h
+
+        return register(handler) if handler is not None else register
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(self._subs)
+
+    def declare(self) -> None:
+        """Create every subscribed group on the broker, so events wait for them."""
+        groups: dict[str, list[str]] = {}
+        for s in self._subs:
+            groups.setdefault(s.group, []).extend(s.patterns)
+        for name, patterns in groups.items():
+            self.adapter.declare(name, list(dict.fromkeys(patterns)))
+
+    # -- running -------------------------------------------------------------------
+    def start(self, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start the worker threads and return (see :meth:`run` for blocking)."""
+        with self._lock:
+            if self._closed:
+                raise ClosedError("the bus is closed")
+            if self._worker is not None:
+                return
+            if not self._subs:
+                raise ConfigError("no handlers subscribed; use @bus.subscribe(...) first")
+            self._worker = Worker(
+                self.adapter,
+                self._subs,
+                prefetch=self.config.prefetch,
+                poll_interval=self.config.poll_interval,
+                loop=loop,
+            )
+        self._worker.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop the workers: finish the event in hand, hand the rest back. Idempotent."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop(timeout)
+
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Run the handlers until :meth:`stop`, SIGINT or SIGTERM; then stop gracefully."""
+        self.start()
+        worker = self._worker
+        assert worker is not None
+        restore: dict[int, Any] = {}
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                restore[sig] = signal.signal(sig, lambda *_: worker._stop.set())
+        try:
+            while not worker.wait(0.5):
+                pass
+        finally:
+            for sig, old in restore.items():
+                signal.signal(sig, old)
+            self.stop()
+
+    async def run_async(self) -> None:
+        """Run the handlers in an asyncio app until cancelled or :meth:`stop`.
+
+        ``async def`` handlers run on the calling loop; consumer I/O stays on
+        worker threads, so the loop is never blocked by the broker.
+        """
+        loop = asyncio.get_running_loop()
+        self.start(loop=loop)
+        worker = self._worker
+        assert worker is not None
+        try:
+            while not worker.stopping:
+                await asyncio.sleep(0.1)
+        finally:
+            await loop.run_in_executor(None, self.stop)
+
+    # -- closing -----------------------------------------------------------------
+    def close(self) -> None:
+        """Stop workers, flush what was published, close the adapter. Idempotent."""
+        if self._closed:
+            return
+        self.stop()
+        self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.adapter.close()
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    def __enter__(self) -> EventBus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> EventBus:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<EventBus {type(self.adapter).__name__} source={self.source!r}>"

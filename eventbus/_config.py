@@ -1,0 +1,232 @@
+"""Config files: which broker, how to reach it, and the bus's policies.
+
+Where the config comes from, first found wins:
+
+1. the ``path`` argument, or the file named by ``EVENTBUS_CONFIG``;
+2. ``eventbus.toml`` in the current directory;
+3. the ``[tool.eventbus]`` table of ``pyproject.toml`` in the current directory;
+4. nothing: the embedded SQLite broker at ``sqlite:///eventbus.db``.
+
+Then ``EVENTBUS_PROFILE`` (or the ``profile`` key) picks a table under
+``[profiles.NAME]`` whose keys override the top level, and ``EVENTBUS_BROKER`` /
+``EVENTBUS_URL`` override ``broker`` / ``url``. String values may use
+``${VAR}`` or ``${VAR:-default}`` so secrets stay in the environment.
+
+Every error names the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError
+from ._retry import RetryPolicy
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = ["BusConfig", "load_config"]
+
+DEFAULT_URL = "sqlite:///eventbus.db"
+
+_TOP_KEYS = {
+    "broker": str,
+    "url": str,
+    "source": str,
+    "profile": str,
+    "options": dict,
+    "retry": dict,
+    "worker": dict,
+    "publish": dict,
+    "profiles": dict,
+}
+_RETRY_KEYS = {
+    "max_attempts": int,
+    "initial_delay": (int, float),
+    "multiplier": (int, float),
+    "max_delay": (int, float),
+    "jitter": (int, float),
+}
+_WORKER_KEYS = {"prefetch": int, "poll_interval": (int, float), "concurrency": int, "timeout": (int, float)}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """The settings a bus is built from; see the module docstring for where they come from."""
+
+    broker: str | None = None
+    url: str | None = DEFAULT_URL
+    options: Mapping[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    prefetch: int = 100
+    poll_interval: float = 0.5
+    concurrency: int = 1
+    timeout: float | None = None
+    publish: Mapping[str, Any] = field(default_factory=dict)
+    file: str | None = None
+    profile: str | None = None
+
+    def redacted_url(self) -> str:
+        """The URL with any password replaced by ``***`` (for logs and errors)."""
+        return redact(self.url or "")
+
+
+def redact(url: str) -> str:
+    """``url`` with the password and secret-looking query values masked."""
+    url = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"(?i)((?:password|secret|key|token|sig)[^=&;]*=)[^&;]*", r"\1***", url)
+
+
+def _where(file: str, key: str) -> str:
+    return f"{file}: key {key!r}"
+
+
+def _interpolate(value: Any, file: str, key: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{_where(file, key)} uses ${{{name}}}, which is not set; "
+                f"export {name}=... or write ${{{name}:-default}}"
+            )
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, file, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, file, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _check(table: Mapping[str, Any], schema: Mapping[str, Any], file: str, prefix: str) -> None:
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1)
+            fix = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(schema))}"
+            raise ConfigError(f"{_where(file, full)} is not a setting; {fix}")
+        want = schema[key]
+        if not isinstance(value, want) or (isinstance(value, bool) and want in (int, (int, float))):
+            names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
+            raise ConfigError(
+                f"{_where(file, full)} must be {names}, not {type(value).__name__} ({value!r})"
+            )
+
+
+def _read(path: Path, table: str | None) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found; create it or unset EVENTBUS_CONFIG"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    if table is None:
+        if "eventbus" in doc and isinstance(doc["eventbus"], dict) and len(doc) == 1:
+            return dict(doc["eventbus"])  # tolerate an [eventbus] table in eventbus.toml
+        return doc
+    tool = doc.get("tool", {})
+    found = tool.get(table, {}) if isinstance(tool, dict) else {}
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def _locate(path: str | os.PathLike[str] | None) -> tuple[Path | None, str | None]:
+    chosen = path if path is not None else os.environ.get("EVENTBUS_CONFIG") or None
+    if chosen is not None:
+        p = Path(chosen)
+        return p, ("eventbus" if p.name == "pyproject.toml" else None)
+    here = Path.cwd()
+    if (here / "eventbus.toml").is_file():
+        return here / "eventbus.toml", None
+    pyproject = here / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            with pyproject.open("rb") as f:
+                tool = tomllib.load(f).get("tool", {})
+        except (OSError, tomllib.TOMLDecodeError):
+            tool = {}
+        if "eventbus" in tool:
+            return pyproject, "eventbus"
+    return None, None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, profile: str | None = None
+) -> BusConfig:
+    """Read the bus config (see the module docstring for the search order)."""
+    file, table = _locate(path)
+    name = str(file) if file else "<defaults>"
+    raw: dict[str, Any] = _read(file, table) if file else {}
+    if table:
+        name = f"{file} [tool.{table}]"
+    _check(raw, _TOP_KEYS, name, "")
+    profiles = raw.pop("profiles", {})
+    chosen = profile or os.environ.get("EVENTBUS_PROFILE") or raw.pop("profile", None)
+    raw.pop("profile", None)
+    if chosen:
+        if chosen not in profiles:
+            close = difflib.get_close_matches(chosen, list(profiles), n=1)
+            fix = f"did you mean {close[0]!r}?" if close else (
+                f"defined profiles: {', '.join(sorted(profiles)) or 'none'}"
+            )
+            raise ConfigError(f"{_where(name, 'profiles.' + chosen)}: no such profile; {fix}")
+        over = profiles[chosen]
+        if not isinstance(over, dict):
+            raise ConfigError(f"{_where(name, 'profiles.' + chosen)} must be a table")
+        _check(over, {k: v for k, v in _TOP_KEYS.items() if k not in ("profiles", "profile")},
+               name, f"profiles.{chosen}.")  # fmt: skip
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(raw.get(key), dict):
+                raw[key] = {**raw[key], **value}
+            else:
+                raw[key] = value
+    raw = _interpolate(raw, name, "")
+    if os.environ.get("EVENTBUS_BROKER"):
+        raw["broker"] = os.environ["EVENTBUS_BROKER"]
+    if os.environ.get("EVENTBUS_URL"):
+        raw["url"] = os.environ["EVENTBUS_URL"]
+    retry_raw = raw.get("retry", {})
+    _check(retry_raw, _RETRY_KEYS, name, "retry.")
+    try:
+        retry = RetryPolicy(**retry_raw)
+    except ValueError as exc:
+        raise ConfigError(f"{_where(name, 'retry')}: {exc}") from None
+    worker = raw.get("worker", {})
+    _check(worker, _WORKER_KEYS, name, "worker.")
+    url = raw.get("url")
+    if url is None and not raw.get("broker"):
+        url = DEFAULT_URL
+    return BusConfig(
+        broker=raw.get("broker"),
+        url=url,
+        options=raw.get("options", {}),
+        source=raw.get("source"),
+        retry=retry,
+        prefetch=worker.get("prefetch", 100),
+        poll_interval=float(worker.get("poll_interval", 0.5)),
+        concurrency=worker.get("concurrency", 1),
+        timeout=worker.get("timeout"),
+        publish=raw.get("publish", {}),
+        file=str(file) if file else None,
+        profile=chosen,
+    )

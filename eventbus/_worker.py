@@ -1,0 +1,256 @@
+"""The worker: consumer threads that run handlers and settle deliveries.
+
+Threading model. Each subscription group gets ``concurrency`` consumer threads;
+each thread owns one :class:`~eventbus.Consumer` (so adapters on SDKs that are
+not thread-safe need no locks) and runs, in a loop: receive a batch → decode →
+call the matching handlers one by one → ack the batch / nack / dead-letter.
+
+``def`` handlers run on the consumer thread. ``async def`` handlers run on an
+event loop: the caller's own loop under :meth:`EventBus.run_async`, else a
+private loop thread; the consumer thread waits for each to finish, so per-key
+order holds within a member for both kinds.
+
+Timeouts: an ``async def`` handler past its timeout is cancelled. A ``def``
+handler with a timeout runs on a helper thread; past the timeout the worker
+stops waiting and retries the event, and the overrunning thread is abandoned
+(Python cannot kill a thread): it finishes in the background, its result is
+ignored, and it is logged. Prefer ``async def`` for work that can hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._adapter import Adapter, Consumer
+from ._envelope import Delivery, Event, decode
+from ._errors import BrokerError, ClosedError, DecodeError, HandlerTimeout
+from ._retry import RetryPolicy
+from ._routing import Matcher
+
+__all__ = ["Subscription", "Worker"]
+
+log = logging.getLogger("eventbus.worker")
+
+Handler = Callable[[Event], Any]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A handler bound to patterns within a group."""
+
+    group: str
+    patterns: tuple[str, ...]
+    handler: Handler
+    retry: RetryPolicy
+    timeout: float | None = None
+    concurrency: int = 1
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
+            getattr(self.handler, "__call__", None)  # noqa: B004 - async callable objects
+        )
+
+    @property
+    def name(self) -> str:
+        h = self.handler
+        return f"{getattr(h, '__module__', '?')}.{getattr(h, '__qualname__', repr(h))}"
+
+
+class _Group:
+    """The subscriptions of one group and how to dispatch to them."""
+
+    def __init__(self, name: str, subs: Sequence[Subscription]) -> None:
+        self.name = name
+        self.subs = [(Matcher(s.patterns), s) for s in subs]
+        self.patterns = tuple(dict.fromkeys(p for s in subs for p in s.patterns))
+        self.retry = subs[0].retry
+        self.concurrency = max(s.concurrency for s in subs)
+
+
+class Worker:
+    """Runs the consumer threads of a bus until :meth:`stop`."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        subscriptions: Sequence[Subscription],
+        *,
+        prefetch: int = 100,
+        poll_interval: float = 0.5,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        groups: dict[str, list[Subscription]] = {}
+        for s in subscriptions:
+            groups.setdefault(s.group, []).append(s)
+        self._groups = [_Group(name, subs) for name, subs in groups.items()]
+        self._adapter = adapter
+        self._prefetch = prefetch
+        self._poll = poll_interval
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop = loop
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._timeout_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._started = threading.Event()
+        self.errors: list[BaseException] = []
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        needs_loop = any(s.is_async for g in self._groups for _, s in g.subs)
+        if needs_loop and self._loop is None:
+            self._own_loop = asyncio.new_event_loop()
+            t = threading.Thread(target=self._own_loop.run_forever, name="eventbus-loop", daemon=True)
+            t.start()
+            self._loop = self._own_loop
+        for g in self._groups:
+            self._adapter.declare(g.name, g.patterns)
+        for g in self._groups:
+            for i in range(g.concurrency):
+                t = threading.Thread(
+                    target=self._consume, args=(g,), name=f"eventbus-{g.name}-{i}", daemon=True
+                )
+                t.start()
+                self._threads.append(t)
+        self._started.set()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop taking new events, finish the one in hand, return the rest; join."""
+        self._stop.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            if t is threading.current_thread():
+                continue
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self._own_loop is not None:
+            self._own_loop.call_soon_threadsafe(self._own_loop.stop)
+        if self._timeout_pool is not None:
+            self._timeout_pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stop.wait(timeout)
+
+    # -- the consumer loop ---------------------------------------------------------
+    def _consume(self, g: _Group) -> None:
+        consumer: Consumer | None = None
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                if consumer is None:
+                    consumer = self._adapter.consumer(g.name, g.patterns)
+                batch = consumer.receive(self._prefetch, self._poll)
+                backoff = 0.1
+            except ClosedError:
+                if self._stop.is_set():
+                    break
+                consumer = None
+                self._stop.wait(backoff)
+                continue
+            except BrokerError as exc:
+                log.warning("group %s: receive failed (%s); retrying in %.1fs", g.name, exc, backoff)
+                self._close_quietly(consumer)
+                consumer = None
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if batch:
+                try:
+                    self._process(g, consumer, batch)
+                except BrokerError as exc:
+                    log.warning("group %s: settling failed (%s); deliveries come back", g.name, exc)
+                    self._close_quietly(consumer)
+                    consumer = None
+        self._close_quietly(consumer)
+
+    @staticmethod
+    def _close_quietly(consumer: Consumer | None) -> None:
+        if consumer is None:
+            return
+        try:
+            consumer.close()
+        except Exception as exc:  # closing is best effort; unsettled deliveries come back
+            log.debug("consumer close failed: %s", exc)
+
+    def _process(self, g: _Group, consumer: Consumer, batch: list[Delivery]) -> None:
+        acks: list[Delivery] = []
+        for i, delivery in enumerate(batch):
+            if self._stop.is_set() and i:
+                break  # the rest go back to the group on close
+            outcome, reason = self._handle(g, delivery)
+            if outcome == "ack":
+                acks.append(delivery)
+            elif outcome == "retry":
+                consumer.nack(delivery, g.retry.delay(delivery.attempt))
+            else:
+                consumer.dead_letter(delivery, reason)
+        if acks:
+            consumer.ack(acks)
+
+    def _handle(self, g: _Group, delivery: Delivery) -> tuple[str, str]:
+        try:
+            event = decode(delivery.message, delivery.attempt)
+        except DecodeError as exc:
+            log.warning("group %s: dead-lettering an undecodable message: %s", g.name, exc)
+            return "dead", f"undecodable: {exc}"
+        handled = False
+        for matcher, sub in g.subs:
+            if not matcher(event.type):
+                continue
+            handled = True
+            try:
+                self._call(sub, event)
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if g.retry.should_retry(exc, delivery.attempt):
+                    log.info(
+                        "group %s: %s failed on %s (attempt %d): %s; retrying",
+                        g.name, sub.name, event.id, delivery.attempt, reason,
+                    )  # fmt: skip
+                    return "retry", reason
+                log.warning(
+                    "group %s: %s failed on %s after %d attempt(s): %s; dead-lettering",
+                    g.name, sub.name, event.id, delivery.attempt, reason,
+                )  # fmt: skip
+                return "dead", f"{reason} (attempt {delivery.attempt} of {g.retry.max_attempts})"
+        if not handled:
+            return "dead", f"no handler in group {g.name!r} matches event type {event.type!r}"
+        return "ack", ""
+
+    def _call(self, sub: Subscription, event: Event) -> None:
+        if sub.is_async:
+            loop = self._loop
+            assert loop is not None
+            coro = sub.handler(event)
+            if sub.timeout is not None:
+                coro = asyncio.wait_for(coro, sub.timeout)
+            fut = asyncio.run_coroutine_threadsafe(coro, loop)
+            try:
+                fut.result()
+            except asyncio.TimeoutError:
+                raise HandlerTimeout(f"{sub.name} ran past its {sub.timeout}s timeout") from None
+            return
+        if sub.timeout is None:
+            sub.handler(event)
+            return
+        if self._timeout_pool is None:
+            self._timeout_pool = concurrent.futures.ThreadPoolExecutor(
+                thread_name_prefix="eventbus-handler"
+            )
+        f = self._timeout_pool.submit(sub.handler, event)
+        try:
+            f.result(timeout=sub.timeout)
+        except concurrent.futures.TimeoutError:
+            log.warning("%s overran its %ss timeout; its thread is abandoned", sub.name, sub.timeout)
+            raise HandlerTimeout(f"{sub.name} ran past its {sub.timeout}s timeout") from None
