@@ -70,14 +70,23 @@ class MemoryAdapter(Adapter):
 
     capabilities = CAPABILITIES
 
-    def __init__(self, *, lease: float = 30.0) -> None:
+    def __init__(self, *, lease: float = 30.0, max_message_size: int | None = None) -> None:
         self.lease = lease
-        self.capabilities = CAPABILITIES.replace(lease_seconds=lease)
+        self.capabilities = CAPABILITIES.replace(
+            lease_seconds=lease, max_message_size=max_message_size
+        )
         self._cond = threading.Condition(threading.Lock())
         self._groups: dict[str, _Group] = {}
         self._tokens = itertools.count(1)
         self._consumers = itertools.count(1)
         self._closed = False
+
+    def client(self) -> MemoryAdapter:
+        """Another connection to this same broker; closing it leaves the broker running."""
+        other = object.__new__(MemoryAdapter)
+        other.__dict__.update(self.__dict__)
+        other._closed = False
+        return other
 
     # -- publishing -------------------------------------------------------
     def publish(self, messages: Sequence[Message]) -> None:
@@ -251,11 +260,15 @@ class _MemoryConsumer(Consumer):
 def _from_url(url: str, options: Mapping[str, Any]) -> MemoryAdapter:
     query = parse_qs(urlsplit(url).query)
     raw = options.get("lease", query.get("lease", [30.0])[0])
+    size = options.get("max_message_size", query.get("max_message_size", [None])[0])
     try:
         lease = float(raw)
+        max_size = None if size is None else int(size)
     except (TypeError, ValueError):
-        raise ConfigError(f"memory adapter: lease must be a number of seconds, not {raw!r}") from None
-    return MemoryAdapter(lease=lease)
+        raise ConfigError(
+            f"memory adapter: lease must be seconds and max_message_size bytes, not {raw!r}/{size!r}"
+        ) from None
+    return MemoryAdapter(lease=lease, max_message_size=max_size)
 
 
 @hookimpl

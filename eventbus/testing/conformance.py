@@ -1,0 +1,543 @@
+"""The adapter conformance suite: one set of tests every adapter must pass.
+
+An adapter's whole row is a subclass with a factory fixture::
+
+    from eventbus.testing import AdapterConformance
+
+    class TestMyAdapter(AdapterConformance):
+        marker = "mybroker"
+
+        @pytest.fixture
+        def adapter_factory(self):
+            return lambda: MyAdapter("mybroker://localhost", lease=3)
+
+The suite reads ``adapter.capabilities``: a test needing a capability the
+adapter does not declare is skipped with that reason; a declared one must
+pass. Optional fixtures: ``foreign_publisher`` (put a raw, envelope-less
+message on the broker) and ``broker_restart`` (restart the broker).
+
+Every test uses names under a per-run prefix (:class:`Names`), waits with idle
+timeouts (no fixed sleeps for delivery), and scales to the tier
+(``EVENTBUS_TIER=short|full|stress``) and ``EVENTBUS_TIMEOUT_MULTIPLIER``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from .._adapter import Adapter
+from .._bus import EventBus
+from .._config import BusConfig
+from .._envelope import Event, encode
+from .._errors import ClosedError, MessageTooLarge
+from .._retry import RetryPolicy
+from .._routing import matches
+from ._helpers import Collector, Names, duplicates, eventually, tier, timeout_multiplier
+
+__all__ = ["AdapterConformance"]
+
+AdapterFactory = Callable[[], Adapter]
+
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.5, jitter=0.1)
+SIZES = {  # (publishers, events per publisher, members) per tier
+    "short": (4, 100, 3),
+    "full": (50, 5000, 5),
+    "stress": (50, 20000, 8),
+}
+
+# (pattern, topic) cases whose answers every adapter must reproduce; topics are
+# prefixed by the test's unique word, patterns too.
+WILDCARD_PATTERNS = ["order.*", "order.#", "*.created", "a.#.b", "#.b", "a.*.b", "order.created"]
+WILDCARD_TOPICS = ["order", "order.created", "order.created.eu", "a.b", "a.x.b", "a.x.y.b",
+                   "x.b", "b", "order.updated", "user.created"]  # fmt: skip
+
+
+def _need(adapter: Adapter, capability: str) -> None:
+    if not getattr(adapter.capabilities, capability):
+        pytest.skip(f"adapter does not declare capability {capability!r}")
+
+
+class AdapterConformance:
+    """Subclass with an ``adapter_factory`` fixture; set ``marker`` to the adapter's marker."""
+
+    marker = ""
+
+    # -- fixtures a row provides -------------------------------------------------
+    @pytest.fixture
+    def adapter_factory(self, request: pytest.FixtureRequest) -> AdapterFactory:
+        url = request.config.getoption("eventbus_url", default=None)
+        if not url:
+            pytest.skip("no adapter_factory fixture and no --eventbus-url given")
+        from .._plugins import create_adapter
+
+        return lambda: create_adapter(None, url, {})
+
+    @pytest.fixture
+    def foreign_publisher(self) -> Callable[[str, bytes], None] | None:
+        return None
+
+    @pytest.fixture
+    def broker_restart(self) -> Callable[[], None] | None:
+        return None
+
+    # -- the suite's own fixtures ---------------------------------------------------
+    @pytest.fixture
+    def names(self) -> Names:
+        return Names()
+
+    @pytest.fixture
+    def make(self, adapter_factory: AdapterFactory) -> Iterator[AdapterFactory]:
+        """New adapters on the broker under test; closed after the test."""
+        made: list[Adapter] = []
+
+        def make() -> Adapter:
+            a = adapter_factory()
+            made.append(a)
+            return a
+
+        yield make
+        for a in reversed(made):
+            try:
+                a.close()
+            except Exception:  # noqa: S110 - teardown of an adapter a test may have closed
+                pass
+
+    @pytest.fixture
+    def bus(self, make: AdapterFactory) -> Callable[..., EventBus]:
+        buses: list[EventBus] = []
+
+        def new_bus(adapter: Adapter | None = None, **config: Any) -> EventBus:
+            cfg = BusConfig(**{"prefetch": 20, "poll_interval": 0.2, "retry": FAST_RETRY, **config})
+            b = EventBus(adapter or make(), source="/eventbus/conformance", config=cfg)
+            buses.append(b)
+            return b
+
+        yield new_bus  # type: ignore[misc]
+        for b in buses:
+            b.stop(timeout=10)
+
+    # -- 1. published before the worker starts --------------------------------------
+    def test_events_published_before_worker_starts_all_arrive(self, bus: Any, names: Names) -> None:
+        consumer_bus = bus()
+        got = Collector()
+        consumer_bus.subscribe(names.topic("order.*"), got, group=names.group("billing"))
+        consumer_bus.declare()
+        publisher = bus()
+        sent: dict[str, Event] = {}
+        for i in range(100):
+            r = publisher.publish(
+                names.topic("order.created"),
+                {"id": i, "user": "Ana", "total": 42.9, "lines": [{"sku": "x", "qty": 1}]},
+                subject=f"orders/{i}",
+                correlationid=f"corr-{i}",
+                causationid=f"cause-{i}",
+                extensions={"tenant": "acme"},
+            )
+            sent[r.id] = r.event
+        consumer_bus.start()
+        events = got.wait(100)
+        assert sorted(e.id for e in events) == sorted(sent)
+        for e in events:
+            s = sent[e.id]
+            assert (e.type, e.data, e.source, e.subject) == (s.type, s.data, s.source, s.subject)
+            assert (e.correlationid, e.causationid) == (s.correlationid, s.causationid)
+            assert e.extensions.get("tenant") == "acme"
+            assert e.time is not None and s.time is not None
+            assert abs((e.time - s.time).total_seconds()) < 0.001
+            assert e.specversion == "1.0" and e.datacontenttype == "application/json"
+
+    # -- 2. many publishers x many members ------------------------------------------------
+    def test_many_publishers_many_members_union_complete(self, bus: Any, names: Names) -> None:
+        publishers, per, members = SIZES[tier()]
+        got = Collector()
+        group = names.group("work")
+        workers = [bus() for _ in range(members)]
+        for w in workers:
+            w.subscribe(names.topic("job.#"), got, group=group)
+        workers[0].declare()
+        for w in workers:
+            w.start()
+        pubs = [bus() for _ in range(min(publishers, 8))]
+        sent: list[str] = []
+        lock = threading.Lock()
+
+        def publish(p: EventBus, n: int, k: int) -> None:
+            ids = []
+            for start in range(0, n, 50):
+                batch = [p.event(names.topic(f"job.p{k}"), {"n": j}) for j in range(start, min(n, start + 50))]
+                ids += [r.id for r in p.publish_many(batch)]
+            with lock:
+                sent.extend(ids)
+
+        threads = [
+            threading.Thread(target=publish, args=(pubs[k % len(pubs)], per, k))
+            for k in range(publishers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = publishers * per
+        assert len(sent) == total
+        got.wait_until(lambda evs: len({e.id for e in evs}) >= total, idle=30)
+        ids = got.ids()
+        assert set(ids) == set(sent)
+        # at-least-once: duplicates only from redelivery (rebalances), never many
+        assert duplicates(ids) <= total * 0.02, f"{duplicates(ids)} duplicates of {total}"
+
+    # -- 3. topics stay isolated ------------------------------------------------------------
+    def test_many_topics_stay_isolated(self, bus: Any, names: Names) -> None:
+        b = bus()
+        collectors = {f"topic{k}": Collector() for k in range(6)}
+        for suffix, c in collectors.items():
+            b.subscribe(names.topic(f"iso.{suffix}"), c, group=names.group(suffix))
+        b.declare()
+        b.start()
+        p = bus()
+        events = [
+            p.event(names.topic(f"iso.topic{k}"), {"k": k, "i": i}) for i in range(20) for k in range(6)
+        ]
+        p.publish_many(events)
+        for k, (suffix, c) in enumerate(collectors.items()):
+            got = c.wait(20)
+            assert all(e.type == names.topic(f"iso.{suffix}") and e.data["k"] == k for e in got)
+        for c in collectors.values():  # nothing extra arrives after a last marker
+            assert c.count() == 20
+
+    # -- 4. groups fan out, members compete ----------------------------------------------
+    def test_every_group_gets_every_event(self, bus: Any, names: Names) -> None:
+        billing, audit = Collector(), Collector()
+        b = bus()
+        b.subscribe(names.topic("order.created"), billing, group=names.group("billing"))
+        b.subscribe(names.topic("order.#"), audit, group=names.group("audit"))
+        b.declare()
+        b.start()
+        p = bus()
+        ids = {r.id for r in p.publish_many(p.event(names.topic("order.created"), {"i": i}) for i in range(50))}
+        assert {e.id for e in billing.wait(50)} == ids
+        assert {e.id for e in audit.wait(50)} == ids
+
+    def test_members_of_one_group_share_events(self, bus: Any, names: Names) -> None:
+        one, two = Collector(delay=0.005), Collector(delay=0.005)
+        group = names.group("shared")
+        b1, b2 = bus(prefetch=5), bus(prefetch=5)
+        _need(b1.adapter, "consumer_groups")
+        b1.subscribe(names.topic("task.*"), one, group=group)
+        b2.subscribe(names.topic("task.*"), two, group=group)
+        b1.declare()
+        b1.start()
+        b2.start()
+        p = bus()
+        n = 200
+        ids = [r.id for r in p.publish_many(p.event(names.topic("task.run"), {"i": i}, key=f"k{i % 16}") for i in range(n))]
+        eventually(lambda: len(set(one.ids()) | set(two.ids())) >= n, timeout=60, what="all tasks")
+        seen = one.ids() + two.ids()
+        assert set(seen) == set(ids)
+        assert duplicates(seen) <= n * 0.02
+        assert one.count() > 0 and two.count() > 0, (
+            f"members did not share: {one.count()} / {two.count()}"
+        )
+
+    # -- 5. ordering per key -------------------------------------------------------------------
+    def test_ordering_per_key(self, bus: Any, names: Names) -> None:
+        adapter_bus = bus()
+        _need(adapter_bus.adapter, "ordering_per_key")
+        got = Collector()
+        group = names.group("ordered")
+        adapter_bus.subscribe(names.topic("acct.*"), got, group=group)
+        second = bus()
+        second.subscribe(names.topic("acct.*"), got, group=group)
+        adapter_bus.declare()
+        adapter_bus.start()
+        second.start()
+        p = bus()
+        n = 1000 if tier() != "short" else 400
+        p.publish_many(
+            p.event(names.topic("acct.posted"), {"seq": i, "key": f"k{i % 16}"}, key=f"k{i % 16}")
+            for i in range(n)
+        )
+        got.wait_until(lambda evs: len({e.id for e in evs}) >= n, idle=30)
+        last: dict[str, int] = {}
+        for e in got.events:
+            k, seq = e.data["key"], e.data["seq"]
+            assert e.key == k
+            assert seq > last.get(k, -1) or e.attempt > 1, f"key {k}: {seq} after {last[k]}"
+            last[k] = max(seq, last.get(k, -1))
+
+    # -- 6. a handler that raises is retried with a growing attempt -----------------------------
+    def test_handler_failure_is_redelivered_with_growing_attempt(self, bus: Any, names: Names) -> None:
+        b = bus()
+        _need(b.adapter, "redelivery")
+        got = Collector(fail=lambda e: e.attempt < 3)
+        b.subscribe(names.topic("flaky.*"), got, group=names.group("flaky"))
+        b.declare()
+        b.start()
+        p = bus()
+        ids = {r.id for r in p.publish_many(p.event(names.topic("flaky.x"), {"i": i}) for i in range(10))}
+        got.wait_until(lambda evs: {e.id for e in evs if e.attempt == 3} >= ids)
+        by_id: dict[str, list[int]] = {}
+        for e in got.events:
+            by_id.setdefault(e.id, []).append(e.attempt)
+        for i in ids:
+            assert by_id[i][:3] == [1, 2, 3], f"attempts of {i}: {by_id[i]}"
+
+    # -- 7. past the retry limit: dead letter with the reason -----------------------------------
+    def test_poison_event_goes_to_dead_letter_with_reason(self, bus: Any, names: Names) -> None:
+        b = bus()
+        got = Collector(fail=lambda e: e.data.get("poison", False))
+        group = names.group("poison")
+        b.subscribe(names.topic("pay.*"), got, group=group)
+        b.declare()
+        b.start()
+        p = bus()
+        poison = p.publish(names.topic("pay.made"), {"poison": True}).id
+        good = {r.id for r in p.publish_many(p.event(names.topic("pay.made"), {"i": i}) for i in range(10))}
+        got.wait_until(lambda evs: good <= {e.id for e in evs})
+        eventually(lambda: sum(e.id == poison for e in got.events) >= FAST_RETRY.max_attempts,
+                   what="all attempts of the poison event")  # fmt: skip
+        try:
+            letters = eventually(lambda: b.adapter.dead_letters(group), what="a dead letter")
+        except NotImplementedError:
+            letters = None
+        if letters is not None:
+            (delivery, reason), *rest = letters
+            assert not rest
+            assert delivery.message.headers["id"] == poison
+            assert "handler refuses" in reason and "RuntimeError" in reason
+        # the group does not see it again: a later sentinel arrives, the poison count holds
+        sentinel = p.publish(names.topic("pay.made"), {"sentinel": True}).id
+        got.wait_until(lambda evs: any(e.id == sentinel for e in evs))
+        attempts = [e.attempt for e in got.events if e.id == poison]
+        assert attempts == list(range(1, FAST_RETRY.max_attempts + 1))
+
+    # -- 8. leases: not handed on early; handed on after a crash --------------------------------
+    def test_unacked_event_waits_for_lease_then_goes_to_another_member(
+        self, make: AdapterFactory, names: Names
+    ) -> None:
+        a1, a2 = make(), make()
+        _need(a1, "redelivery")
+        group, topic = names.group("lease"), names.topic("lease.x")
+        first = a1.consumer(group, [topic])
+        second = a2.consumer(group, [topic])
+        pub = make()
+        msgs = [encode(Event(type=topic, data={"i": i}, source="/c")) for i in range(5)]
+        pub.publish(msgs)
+        held: list[Any] = []
+        deadline = time.monotonic() + 15 * timeout_multiplier()
+        while len(held) < 5 and time.monotonic() < deadline:
+            held += first.receive(5 - len(held), 0.5)
+        assert len(held) == 5
+        assert second.receive(10, 0.5) == [], "an un-acked event went to another member early"
+        # the first member dies without settling anything
+        a1_crash = getattr(a1, "simulate_crash", None)
+        if a1_crash is not None:
+            a1_crash()
+        else:
+            del first
+        lease = a1.capabilities.lease_seconds
+        got: list[Any] = []
+        deadline = time.monotonic() + (lease * 2 + 15) * timeout_multiplier()
+        while len(got) < 5 and time.monotonic() < deadline:
+            got += second.receive(5, 0.5)
+        assert sorted(d.message.headers["id"] for d in got) == sorted(m.headers["id"] for m in msgs)
+        assert all(d.attempt >= 2 for d in got), [d.attempt for d in got]
+        second.ack(got)
+        second.close()
+
+    # -- 9. subscribe / close / resubscribe; close is idempotent; close flushes ------------------
+    def test_resubscribing_in_rounds_loses_nothing(self, bus: Any, make: AdapterFactory, names: Names) -> None:
+        group, pattern = names.group("rounds"), names.topic("round.*")
+        got = Collector()
+        first = bus()
+        first.subscribe(pattern, got, group=group)
+        first.declare()
+        p = bus()
+        sent: list[str] = []
+        rounds = 4
+        for r in range(rounds):
+            sent += [x.id for x in p.publish_many(p.event(names.topic("round.x"), {"r": r, "i": i}) for i in range(25))]
+            w = bus()
+            w.subscribe(pattern, got, group=group)
+            w.start()
+            got.wait_until(lambda evs: len({e.id for e in evs}) >= 10 * (r + 1))
+            w.close()
+            w.close()  # idempotent
+        last = bus()
+        last.subscribe(pattern, got, group=group)
+        last.start()
+        got.wait_until(lambda evs: {e.id for e in evs} >= set(sent), idle=30)
+
+    def test_close_while_consuming_is_safe(self, bus: Any, names: Names) -> None:
+        got = Collector(delay=0.01)
+        b = bus()
+        b.subscribe(names.topic("busy.*"), got, group=names.group("busy"))
+        b.declare()
+        b.start()
+        p = bus()
+        p.publish_many(p.event(names.topic("busy.x"), {"i": i}) for i in range(100))
+        got.wait(5)
+        closer = threading.Thread(target=b.close)
+        closer.start()
+        closer.join(30 * timeout_multiplier())
+        assert not closer.is_alive(), "close() hung while the worker was consuming"
+        b.close()
+        with pytest.raises(ClosedError):
+            b.publish(names.topic("busy.x"), {})
+
+    def test_publisher_close_flushes(self, bus: Any, make: AdapterFactory, names: Names) -> None:
+        group, pattern = names.group("flush"), names.topic("flush.*")
+        consumer_bus = bus()
+        got = Collector()
+        consumer_bus.subscribe(pattern, got, group=group)
+        consumer_bus.declare()
+        p = bus()
+        ids = [p.publish(names.topic("flush.x"), {"i": i}).id for i in range(50)]
+        p.close()
+        consumer_bus.start()
+        assert {e.id for e in got.wait(50)} == set(ids)
+
+    # -- 10. wildcard semantics -----------------------------------------------------------------
+    def test_wildcards_mean_the_same_everywhere(self, bus: Any, names: Names) -> None:
+        b = bus()
+        collectors: dict[str, Collector] = {}
+        for k, pattern in enumerate(WILDCARD_PATTERNS):
+            collectors[pattern] = c = Collector()
+            b.subscribe(names.topic(pattern), c, group=names.group(f"w{k}"))
+        b.declare()
+        b.start()
+        p = bus()
+        p.publish_many(p.event(names.topic(t), {"t": t}) for t in WILDCARD_TOPICS)
+        sentinel = p.publish(names.topic("order.created"), {"t": "sentinel"})
+        # every pattern matching order.created must see the sentinel; then nothing more comes
+        for pattern, c in collectors.items():
+            expected = sorted(t for t in WILDCARD_TOPICS if matches(pattern, t))
+            c.wait(len(expected) + (1 if matches(pattern, "order.created") else 0),
+                   what=f"events for {pattern!r}")  # fmt: skip
+            got = sorted(e.data["t"] for e in c.events if e.id != sentinel.id)
+            assert got == expected, f"pattern {pattern!r}: got {got}, expected {expected}"
+
+    # -- 11. attributes and payloads round-trip exactly -----------------------------------------
+    def test_attributes_and_binary_payloads_round_trip(self, bus: Any, names: Names) -> None:
+        got = Collector()
+        b = bus()
+        b.subscribe(names.topic("odd.*"), got, group=names.group("odd"))
+        b.declare()
+        b.start()
+        p = bus()
+        weird = 'Ünïcødé "quoted" \'single\' with spaces / slashes \\ back ✓ 注文'
+        sent = [
+            p.event(names.topic("odd.text"), weird, subject=weird, correlationid=weird,
+                    key="k/ü 1", extensions={"note": weird}),
+            p.event(names.topic("odd.bytes"), bytes(range(256)) * 4),
+            p.event(names.topic("odd.json"), {"ü": weird, "n": [1, 2.5, None, True], "e": {}}),
+            p.event(names.topic("odd.empty"), b""),
+        ]  # fmt: skip
+        p.publish_many(sent)
+        by_id = {e.id: e for e in got.wait(len(sent))}
+        for s in sent:
+            e = by_id[s.id]
+            assert e.data == s.data and type(e.data) is type(s.data)
+            assert (e.subject, e.correlationid, e.key) == (s.subject, s.correlationid, s.key)
+            assert dict(e.extensions) == dict(s.extensions)
+
+    # -- 12. maximum message size ---------------------------------------------------------------
+    def test_max_size_payload_arrives_and_larger_is_refused(self, bus: Any, names: Names) -> None:
+        b = bus()
+        limit = b.adapter.capabilities.max_message_size
+        if limit is None:
+            pytest.skip("adapter declares no max_message_size")
+        got = Collector()
+        b.subscribe(names.topic("big.*"), got, group=names.group("big"))
+        b.declare()
+        b.start()
+        p = bus()
+        template = p.event(names.topic("big.blob"), b"")
+        overhead = encode(template).size
+        fits = template.replace(data=b"x" * (limit - overhead))
+        assert encode(fits).size == limit
+        p.publish_many([fits])
+        with pytest.raises(MessageTooLarge):
+            p.publish_many([template.replace(data=b"x" * (limit - overhead + 1), id=template.id + "b")])
+        (e,) = got.wait(1)
+        assert e.data == fits.data
+
+    # -- 13. foreign producers ---------------------------------------------------------------------
+    def test_foreign_message_is_dead_lettered_and_worker_goes_on(
+        self, bus: Any, names: Names, foreign_publisher: Callable[[str, bytes], None] | None
+    ) -> None:
+        if foreign_publisher is None:
+            pytest.skip("the row provides no foreign_publisher fixture")
+        b = bus()
+        got = Collector()
+        group = names.group("foreign")
+        b.subscribe(names.topic("ext.*"), got, group=group)
+        b.declare()
+        b.start()
+        foreign_publisher(names.topic("ext.raw"), b"\xff\xfenot json at all")
+        ok = bus().publish(names.topic("ext.ok"), {"fine": True}).id
+        got.wait_until(lambda evs: any(e.id == ok for e in evs))
+        assert all(e.id == ok for e in got.events), "a foreign message reached the handler"
+        try:
+            letters = eventually(lambda: b.adapter.dead_letters(group), what="a dead letter")
+        except NotImplementedError:
+            return
+        assert any("undecodable" in reason for _, reason in letters), letters
+
+    # -- persistence across a broker restart -----------------------------------------------------
+    def test_events_survive_broker_restart(
+        self, bus: Any, names: Names, broker_restart: Callable[[], None] | None
+    ) -> None:
+        b = bus()
+        _need(b.adapter, "persistence")
+        if broker_restart is None:
+            pytest.skip("the row provides no broker_restart fixture")
+        got = Collector()
+        b.subscribe(names.topic("durable.*"), got, group=names.group("durable"))
+        b.declare()
+        p = bus()
+        ids = {r.id for r in p.publish_many(p.event(names.topic("durable.x"), {"i": i}) for i in range(50))}
+        broker_restart()
+        after = bus()
+        after.subscribe(names.topic("durable.*"), got, group=names.group("durable"))
+        after.start()
+        assert {e.id for e in got.wait(50, idle=60)} == ids
+
+    # -- delayed redelivery ---------------------------------------------------------------------------
+    def test_nack_delay_holds_the_event_back(self, make: AdapterFactory, names: Names) -> None:
+        a = make()
+        _need(a, "delayed_delivery")
+        group, topic = names.group("delay"), names.topic("delay.x")
+        c = a.consumer(group, [topic])
+        a.publish([encode(Event(type=topic, data={}, source="/c"))])
+        first = eventually(lambda: c.receive(1, 0.5), what="the event")
+        nacked_at = time.monotonic()
+        c.nack(first[0], 2.0)
+        again = eventually(lambda: c.receive(1, 0.5), timeout=30, what="the redelivery")
+        waited = time.monotonic() - nacked_at
+        assert again[0].message.headers["id"] == first[0].message.headers["id"]
+        assert again[0].attempt == first[0].attempt + 1
+        assert waited >= 1.0, f"redelivered after {waited:.2f}s, asked for 2s"
+        c.ack(again)
+        c.close()
+
+    # -- dedup ------------------------------------------------------------------------------------------
+    def test_broker_dedup_drops_a_second_copy(self, bus: Any, names: Names) -> None:
+        b = bus()
+        _need(b.adapter, "dedup")
+        got = Collector()
+        b.subscribe(names.topic("once.*"), got, group=names.group("once"))
+        b.declare()
+        b.start()
+        p = bus()
+        e = p.event(names.topic("once.x"), {"v": 1})
+        p.publish_many([e])
+        p.publish_many([e])
+        sentinel = p.publish(names.topic("once.x"), {"v": 2}).id
+        got.wait_until(lambda evs: any(x.id == sentinel for x in evs))
+        assert Counter(x.id for x in got.events)[e.id] == 1
