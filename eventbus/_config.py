@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._errors import ConfigError
 from ._retry import RetryPolicy
@@ -56,7 +57,12 @@ _RETRY_KEYS = {
     "max_delay": (int, float),
     "jitter": (int, float),
 }
-_WORKER_KEYS = {"prefetch": int, "poll_interval": (int, float), "concurrency": int, "timeout": (int, float)}
+_WORKER_KEYS = {
+    "prefetch": int,
+    "poll_interval": (int, float),
+    "concurrency": int,
+    "timeout": (int, float),
+}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -119,7 +125,8 @@ def _check(table: Mapping[str, Any], schema: Mapping[str, Any], file: str, prefi
         full = f"{prefix}{key}"
         if key not in schema:
             close = difflib.get_close_matches(key, list(schema), n=1)
-            fix = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(schema))}"
+            known = ", ".join(sorted(schema))
+            fix = f"did you mean {close[0]!r}?" if close else f"known keys: {known}"
             raise ConfigError(f"{_where(file, full)} is not a setting; {fix}")
         want = schema[key]
         if not isinstance(value, want) or (isinstance(value, bool) and want in (int, (int, float))):
@@ -129,14 +136,13 @@ def _check(table: Mapping[str, Any], schema: Mapping[str, Any], file: str, prefi
             )
 
 
-def _read(path: Path, table: str | None) -> dict[str, Any]:
+def _read(path: Path, table: str | None, origin: str) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             doc = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: config file not found; create it or unset EVENTBUS_CONFIG"
-        ) from None
+        fix = "unset EVENTBUS_CONFIG" if origin == "env" else "check the path"
+        raise ConfigError(f"{path}: config file not found; create it or {fix}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
@@ -150,14 +156,20 @@ def _read(path: Path, table: str | None) -> dict[str, Any]:
     return dict(found) if isinstance(found, dict) else {}
 
 
-def _locate(path: str | os.PathLike[str] | None) -> tuple[Path | None, str | None]:
-    chosen = path if path is not None else os.environ.get("EVENTBUS_CONFIG") or None
+def _locate(
+    path: str | os.PathLike[str] | None,
+) -> tuple[Path | None, str | None, str]:
+    """The config file, the ``[tool.X]`` table to read in it (or None), and who chose it."""
+    origin = "path"
+    chosen = path
+    if chosen is None and os.environ.get("EVENTBUS_CONFIG"):
+        chosen, origin = os.environ["EVENTBUS_CONFIG"], "env"
     if chosen is not None:
         p = Path(chosen)
-        return p, ("eventbus" if p.name == "pyproject.toml" else None)
+        return p, ("eventbus" if p.name == "pyproject.toml" else None), origin
     here = Path.cwd()
     if (here / "eventbus.toml").is_file():
-        return here / "eventbus.toml", None
+        return here / "eventbus.toml", None, "cwd"
     pyproject = here / "pyproject.toml"
     if pyproject.is_file():
         try:
@@ -166,35 +178,55 @@ def _locate(path: str | os.PathLike[str] | None) -> tuple[Path | None, str | Non
         except (OSError, tomllib.TOMLDecodeError):
             tool = {}
         if "eventbus" in tool:
-            return pyproject, "eventbus"
-    return None, None
+            return pyproject, "eventbus", "cwd"
+    return None, None, "default"
+
+
+def _names_other_adapter(url: str, broker: str) -> bool:
+    """True if ``url``'s scheme belongs to an installed adapter other than ``broker``."""
+    scheme = urlsplit(url).scheme.lower()
+    if not scheme:
+        return False
+    from ._plugins import adapter_specs  # late: plugins are loaded only when needed
+
+    specs = adapter_specs()
+    mine = specs.get(broker.strip().lower().replace("-", "_"))
+    if mine is not None and (scheme in mine.schemes or scheme == mine.name):
+        return False
+    return any(scheme in s.schemes for s in specs.values())
 
 
 def load_config(
     path: str | os.PathLike[str] | None = None, profile: str | None = None
 ) -> BusConfig:
     """Read the bus config (see the module docstring for the search order)."""
-    file, table = _locate(path)
+    file, table, origin = _locate(path)
     name = str(file) if file else "<defaults>"
-    raw: dict[str, Any] = _read(file, table) if file else {}
+    raw: dict[str, Any] = _read(file, table, origin) if file else {}
     if table:
         name = f"{file} [tool.{table}]"
     _check(raw, _TOP_KEYS, name, "")
     profiles = raw.pop("profiles", {})
     chosen = profile or os.environ.get("EVENTBUS_PROFILE") or raw.pop("profile", None)
+    picked_by = (
+        "" if profile else " (from EVENTBUS_PROFILE)" if os.environ.get("EVENTBUS_PROFILE") else ""
+    )
     raw.pop("profile", None)
     if chosen:
         if chosen not in profiles:
             close = difflib.get_close_matches(chosen, list(profiles), n=1)
-            fix = f"did you mean {close[0]!r}?" if close else (
-                f"defined profiles: {', '.join(sorted(profiles)) or 'none'}"
+            defined = ", ".join(sorted(profiles)) or "none"
+            fix = f"did you mean {close[0]!r}?" if close else f"defined profiles: {defined}"
+            raise ConfigError(
+                f"{_where(name, 'profiles.' + chosen)}{picked_by}: no such profile; {fix}"
             )
-            raise ConfigError(f"{_where(name, 'profiles.' + chosen)}: no such profile; {fix}")
         over = profiles[chosen]
         if not isinstance(over, dict):
             raise ConfigError(f"{_where(name, 'profiles.' + chosen)} must be a table")
         _check(over, {k: v for k, v in _TOP_KEYS.items() if k not in ("profiles", "profile")},
                name, f"profiles.{chosen}.")  # fmt: skip
+        _check(over.get("retry", {}), _RETRY_KEYS, name, f"profiles.{chosen}.retry.")
+        _check(over.get("worker", {}), _WORKER_KEYS, name, f"profiles.{chosen}.worker.")
         for key, value in over.items():
             if isinstance(value, dict) and isinstance(raw.get(key), dict):
                 raw[key] = {**raw[key], **value}
@@ -205,6 +237,10 @@ def load_config(
         raw["broker"] = os.environ["EVENTBUS_BROKER"]
     if os.environ.get("EVENTBUS_URL"):
         raw["url"] = os.environ["EVENTBUS_URL"]
+        if not os.environ.get("EVENTBUS_BROKER") and raw.get("broker"):
+            # EVENTBUS_URL=memory:// must move a bus whose file says broker = "rabbitmq".
+            if _names_other_adapter(raw["url"], str(raw["broker"])):
+                del raw["broker"]
     retry_raw = raw.get("retry", {})
     _check(retry_raw, _RETRY_KEYS, name, "retry.")
     try:
@@ -213,6 +249,12 @@ def load_config(
         raise ConfigError(f"{_where(name, 'retry')}: {exc}") from None
     worker = raw.get("worker", {})
     _check(worker, _WORKER_KEYS, name, "worker.")
+    for key in ("prefetch", "concurrency"):
+        if key in worker and worker[key] < 1:
+            raise ConfigError(f"{_where(name, 'worker.' + key)} must be at least 1")
+    for key in ("poll_interval", "timeout"):
+        if key in worker and worker[key] <= 0:
+            raise ConfigError(f"{_where(name, 'worker.' + key)} must be more than 0 seconds")
     url = raw.get("url")
     if url is None and not raw.get("broker"):
         url = DEFAULT_URL
