@@ -13,10 +13,13 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar, overload
 
 from ._adapter import Adapter
-from ._config import BusConfig, load_config
+from ._breaker import CircuitBreaker
+from ._config import BusConfig, load_config, redact
 from ._envelope import Event, Message, default_source, encode, new_event_id
 from ._errors import ClosedError, ConfigError, MessageTooLarge
+from ._inbox import Inbox, open_inbox
 from ._plugins import create_adapter
+from ._publisher import Publisher
 from ._retry import RetryPolicy
 from ._routing import validate_pattern
 from ._worker import Handler, Subscription, Worker
@@ -31,8 +34,9 @@ class PublishResult:
     """What :meth:`EventBus.publish` did with an event.
 
     ``outcome`` is ``"sent"`` when the broker confirmed it, or ``"outbox"`` when
-    the broker could not take it and it was kept in the local outbox, to be
-    sent when the broker is back (see the resilience docs).
+    the broker could not take it (circuit breaker open, or retries spent) and it
+    was written durably to the local outbox, to be sent in order when the
+    broker is back (``docs/resilience.md``). Either way the event is not lost.
     """
 
     event: Event
@@ -54,6 +58,11 @@ class EventBus:
 
     Thread safety: ``publish`` may be called from any thread; ``apublish`` from
     asyncio code without blocking the loop. ``subscribe`` before ``run``.
+
+    Resilience: publishing retries with backoff, then a circuit breaker and
+    the local outbox take over (the ``[publish]`` config table); ``inbox`` (an
+    :class:`~eventbus.Inbox` or a URL, else the ``worker.inbox`` config key)
+    makes every group drop events it already handled.
     """
 
     def __init__(
@@ -64,6 +73,7 @@ class EventBus:
         retry: RetryPolicy | None = None,
         config: BusConfig | None = None,
         options: Mapping[str, Any] | None = None,
+        inbox: Inbox | str | None = None,
     ) -> None:
         if config is None:
             config = load_config() if broker is None else BusConfig()
@@ -82,6 +92,14 @@ class EventBus:
         self._lock = threading.Lock()
         self._closed = False
         self._max_size = self.adapter.capabilities.max_message_size
+        if isinstance(broker, Adapter):
+            destination = f"{type(broker).__module__}.{type(broker).__qualname__}"
+        else:
+            url = broker if isinstance(broker, str) else (config.url or "")
+            destination = redact(url) or str(config.broker)
+        self._publisher = Publisher(self.adapter, config.publish_settings, destination)
+        self._inbox_spec: Inbox | str | None = inbox if inbox is not None else config.inbox
+        self._inbox: Inbox | None = inbox if isinstance(inbox, Inbox) else None
 
     @classmethod
     def from_config(
@@ -142,8 +160,8 @@ class EventBus:
         """
         events = list(events)
         messages = [self._encode(e) for e in events]
-        self._send(messages)
-        return [PublishResult(e) for e in events]
+        outcome = self._send(messages)
+        return [PublishResult(e, outcome) for e in events]
 
     def _encode(self, event: Event) -> Message:
         if not event.source:
@@ -156,24 +174,39 @@ class EventBus:
             )
         return message
 
-    def _send(self, messages: Sequence[Message]) -> None:
+    def _send(self, messages: Sequence[Message]) -> str:
         if self._closed:
             raise ClosedError("the bus is closed")
-        self.adapter.publish(messages)
+        return self._publisher.send(messages)
 
     async def apublish(self, type: str, data: Any = None, **attributes: Any) -> PublishResult:
         """:meth:`publish` for asyncio code: the loop keeps running while the broker confirms."""
         event = self.event(type, data, **attributes)
         message = self._encode(event)  # encoding errors surface here, before any I/O
-        await asyncio.get_running_loop().run_in_executor(self._executor(), self._send, [message])
-        return PublishResult(event)
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self._executor(), self._send, [message])
+        return PublishResult(event, outcome)
 
     async def apublish_many(self, events: Iterable[Event]) -> list[PublishResult]:
         """:meth:`publish_many` for asyncio code."""
         events = list(events)
         messages = [self._encode(e) for e in events]
-        await asyncio.get_running_loop().run_in_executor(self._executor(), self._send, messages)
-        return [PublishResult(e) for e in events]
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self._executor(), self._send, messages)
+        return [PublishResult(e, outcome) for e in events]
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The publish circuit breaker (its ``state`` tells if the broker is shunned)."""
+        return self._publisher.breaker
+
+    def outbox_pending(self) -> int:
+        """Events of this bus's broker waiting in the local outbox."""
+        return self._publisher.pending()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait up to ``timeout`` seconds for the outbox to drain; True once it is empty."""
+        return self._publisher.flush(timeout)
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._lock:
@@ -261,21 +294,35 @@ class EventBus:
                 return
             if not self._subs:
                 raise ConfigError("no handlers subscribed; use @bus.subscribe(...) first")
+            if self._inbox is None and isinstance(self._inbox_spec, str):
+                self._inbox = open_inbox(self._inbox_spec)
             self._worker = Worker(
                 self.adapter,
                 self._subs,
                 prefetch=self.config.prefetch,
                 poll_interval=self.config.poll_interval,
                 loop=loop,
+                inbox=self._inbox,
+                inbox_lease=self.config.inbox_lease,
             )
         self._worker.start()
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop the workers: finish the event in hand, hand the rest back. Idempotent."""
+        """Stop the workers: finish the event in hand, hand the rest back. Idempotent.
+
+        Called from a handler, it only asks the workers to stop (a handler
+        cannot wait for its own thread); ``run``/``run_async`` then finish.
+        """
+        worker = self._worker
+        if worker is None:
+            return
+        worker.request_stop()
+        if worker.owns_current_thread():
+            return
+        worker.stop(timeout)
         with self._lock:
-            worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.stop(timeout)
+            if self._worker is worker:
+                self._worker = None
 
     def run(self, *, install_signal_handlers: bool = True) -> None:
         """Run the handlers until :meth:`stop`, SIGINT or SIGTERM; then stop gracefully."""
@@ -285,7 +332,7 @@ class EventBus:
         restore: dict[int, Any] = {}
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                restore[sig] = signal.signal(sig, lambda *_: worker._stop.set())
+                restore[sig] = signal.signal(sig, lambda *_: worker.request_stop())
         try:
             while not worker.wait(0.5):
                 pass
@@ -312,14 +359,24 @@ class EventBus:
 
     # -- closing -----------------------------------------------------------------
     def close(self) -> None:
-        """Stop workers, flush what was published, close the adapter. Idempotent."""
+        """Stop workers, flush what was published, close the adapter. Idempotent.
+
+        Events waiting in the local outbox get up to ``publish.close_timeout``
+        seconds to reach the broker; what is left stays in the outbox file and
+        is sent by the next bus that opens it.
+        """
         if self._closed:
             return
         self.stop()
         self._closed = True
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        self.adapter.close()
+        try:
+            self._publisher.close()
+        finally:
+            if self._inbox is not None and self._inbox is not self._inbox_spec:
+                self._inbox.close()  # opened from a URL by this bus
+            self.adapter.close()
 
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close)

@@ -10,11 +10,18 @@ event loop: the caller's own loop under :meth:`EventBus.run_async`, else a
 private loop thread; the consumer thread waits for each to finish, so per-key
 order holds within a member for both kinds.
 
+Per delivery, in this order (``docs/resilience.md``): decode (undecodable →
+dead letter with the reason) → dedup (with an inbox: a duplicate is acked
+unhandled, one held by a live member comes back later) → the handlers, each
+under its timeout → ack, or nack with the retry policy's delay, or dead letter.
+
 Timeouts: an ``async def`` handler past its timeout is cancelled. A ``def``
-handler with a timeout runs on a helper thread; past the timeout the worker
-stops waiting and retries the event, and the overrunning thread is abandoned
-(Python cannot kill a thread): it finishes in the background, its result is
-ignored, and it is logged. Prefer ``async def`` for work that can hang.
+handler with a timeout runs on a thread of its own; past the timeout the worker
+stops waiting and the event takes the retry path (``HandlerTimeout``), and the
+overrunning thread is abandoned (Python cannot kill a thread): it runs on in
+the background, its result or error is ignored and logged when it ends, and it
+may still be running when the retry starts. Prefer ``async def`` for work that
+can hang, and make ``def`` handlers with timeouts idempotent.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 from ._adapter import Adapter, Consumer
 from ._envelope import Delivery, Event, decode
 from ._errors import BrokerError, ClosedError, DecodeError, HandlerTimeout
+from ._inbox import Inbox, InboxError
 from ._retry import RetryPolicy
 from ._routing import Matcher
 
@@ -74,6 +82,11 @@ class _Group:
         self.patterns = tuple(dict.fromkeys(p for s in subs for p in s.patterns))
         self.retry = subs[0].retry
         self.concurrency = max(s.concurrency for s in subs)
+        timeouts = [s.timeout for s in subs]
+        # How long an inbox claim lasts: past every handler's timeout, else a minute.
+        self.claim_lease = (
+            sum(t for t in timeouts if t is not None) + 10.0 if None not in timeouts else 60.0
+        )
 
 
 class Worker:
@@ -87,6 +100,8 @@ class Worker:
         prefetch: int = 100,
         poll_interval: float = 0.5,
         loop: asyncio.AbstractEventLoop | None = None,
+        inbox: Inbox | None = None,
+        inbox_lease: float | None = None,
     ) -> None:
         groups: dict[str, list[Subscription]] = {}
         for s in subscriptions:
@@ -99,9 +114,18 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._loop = loop
         self._own_loop: asyncio.AbstractEventLoop | None = None
-        self._timeout_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._inbox = inbox
+        if inbox_lease is not None:
+            for g in self._groups:
+                g.claim_lease = inbox_lease
+        self._handler_threads: set[threading.Thread] = set()
+        self._count_lock = threading.Lock()
         self._started = threading.Event()
         self.errors: list[BaseException] = []
+        #: Deliveries acked unhandled because the inbox knew their event id.
+        self.duplicates = 0
+        #: ``def`` handler threads abandoned past their timeout and still running.
+        self.overrunning = 0
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -132,8 +156,20 @@ class Worker:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._own_loop is not None:
             self._own_loop.call_soon_threadsafe(self._own_loop.stop)
-        if self._timeout_pool is not None:
-            self._timeout_pool.shutdown(wait=False, cancel_futures=True)
+
+    def request_stop(self) -> None:
+        """Ask every consumer thread to stop after the event in hand; returns at once."""
+        self._stop.set()
+
+    def owns_current_thread(self) -> bool:
+        """True when called from a consumer thread or from the loop running handlers."""
+        current = threading.current_thread()
+        if current in self._threads or current in self._handler_threads:
+            return True
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
 
     @property
     def stopping(self) -> bool:
@@ -188,22 +224,49 @@ class Worker:
         for i, delivery in enumerate(batch):
             if self._stop.is_set() and i:
                 break  # the rest go back to the group on close
-            outcome, reason = self._handle(g, delivery)
+            outcome, reason, delay = self._handle(g, delivery)
             if outcome == "ack":
                 acks.append(delivery)
             elif outcome == "retry":
-                consumer.nack(delivery, g.retry.delay(delivery.attempt))
+                consumer.nack(delivery, delay)
             else:
                 consumer.dead_letter(delivery, reason)
         if acks:
             consumer.ack(acks)
 
-    def _handle(self, g: _Group, delivery: Delivery) -> tuple[str, str]:
+    def _handle(self, g: _Group, delivery: Delivery) -> tuple[str, str, float]:
+        """``(outcome, reason, delay)``; outcome: ``ack``, ``retry`` (after ``delay``), ``dead``."""
         try:
             event = decode(delivery.message, delivery.attempt)
         except DecodeError as exc:
             log.warning("group %s: dead-lettering an undecodable message: %s", g.name, exc)
-            return "dead", f"undecodable: {exc}"
+            return "dead", f"undecodable: {exc}", 0.0
+        inbox = self._inbox
+        if inbox is None:
+            outcome, reason = self._dispatch(g, event, delivery)
+            return outcome, reason, g.retry.delay(delivery.attempt) if outcome == "retry" else 0.0
+        try:
+            claim, wait = inbox.claim(g.name, event.id, g.claim_lease)
+        except InboxError as exc:  # not the event's fault: try it again later, never dead-letter
+            log.warning("group %s: inbox unavailable (%s); %s comes back", g.name, exc, event.id)
+            return "retry", f"inbox unavailable: {exc}", g.retry.delay(delivery.attempt)
+        if claim == "done":
+            log.debug("group %s: dropping duplicate %s", g.name, event.id)
+            self.duplicates += 1
+            return "ack", "", 0.0
+        if claim == "busy":  # another member is on it: look again when its claim ends
+            return "retry", "held by another member", wait + 0.05
+        outcome, reason = self._dispatch(g, event, delivery)
+        try:
+            if outcome == "ack":
+                inbox.complete(g.name, event.id)
+            else:
+                inbox.release(g.name, event.id)
+        except InboxError as exc:
+            log.warning("group %s: inbox could not record %s (%s)", g.name, event.id, exc)
+        return outcome, reason, g.retry.delay(delivery.attempt) if outcome == "retry" else 0.0
+
+    def _dispatch(self, g: _Group, event: Event, delivery: Delivery) -> tuple[str, str]:
         handled = False
         for matcher, sub in g.subs:
             if not matcher(event.type):
@@ -236,21 +299,62 @@ class Worker:
             if sub.timeout is not None:
                 coro = asyncio.wait_for(coro, sub.timeout)
             fut = asyncio.run_coroutine_threadsafe(coro, loop)
+            # wait_for cancels on time; the extra second covers a loop blocked by sync code
+            limit = None if sub.timeout is None else sub.timeout + 1.0
             try:
-                fut.result()
-            except asyncio.TimeoutError:
+                fut.result(limit)
+            except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
+                fut.cancel()
                 raise HandlerTimeout(f"{sub.name} ran past its {sub.timeout}s timeout") from None
             return
         if sub.timeout is None:
             sub.handler(event)
             return
-        if self._timeout_pool is None:
-            self._timeout_pool = concurrent.futures.ThreadPoolExecutor(
-                thread_name_prefix="eventbus-handler"
-            )
-        f = self._timeout_pool.submit(sub.handler, event)
-        try:
-            f.result(timeout=sub.timeout)
-        except concurrent.futures.TimeoutError:
-            log.warning("%s overran its %ss timeout; its thread is abandoned", sub.name, sub.timeout)
-            raise HandlerTimeout(f"{sub.name} ran past its {sub.timeout}s timeout") from None
+        self._call_with_timeout(sub, event, sub.timeout)
+
+    def _call_with_timeout(self, sub: Subscription, event: Event, timeout: float) -> None:
+        """Run a ``def`` handler on its own thread; stop waiting for it after ``timeout``.
+
+        A thread per call (not a pool): abandoned threads must never hold the
+        slots that later events need, or one hung handler would time out all.
+        """
+        done = threading.Event()
+        state = {"finished": False, "abandoned": False}
+        failure: list[BaseException] = []
+        started = time.monotonic()
+
+        def run() -> None:
+            try:
+                sub.handler(event)
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                with self._count_lock:
+                    state["finished"] = True
+                    late = state["abandoned"]
+                    if late:
+                        self.overrunning -= 1
+                self._handler_threads.discard(threading.current_thread())
+                done.set()
+                if late:
+                    log.warning(
+                        "%s finished %s %.1fs after its %ss timeout; its outcome was ignored (%s)",
+                        sub.name, event.id, time.monotonic() - started - timeout, timeout,
+                        f"{type(failure[0]).__name__}: {failure[0]}" if failure else "returned",
+                    )  # fmt: skip
+
+        t = threading.Thread(target=run, name=f"eventbus-handler-{event.id}", daemon=True)
+        self._handler_threads.add(t)
+        t.start()
+        if not done.wait(timeout):
+            with self._count_lock:
+                if not state["finished"]:
+                    state["abandoned"] = True
+                    self.overrunning += 1
+            if state["abandoned"]:
+                log.warning("%s overran its %ss timeout on %s; its thread is abandoned",
+                            sub.name, timeout, event.id)  # fmt: skip
+                raise HandlerTimeout(f"{sub.name} ran past its {timeout}s timeout")
+            done.wait()
+        if failure:
+            raise failure[0]

@@ -1,0 +1,116 @@
+"""The envelope: CloudEvents attributes, payload kinds, and a decoder that trusts nothing."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventbus import DecodeError, EncodeError, Event, Message, decode, encode
+
+pytestmark = pytest.mark.memory
+
+
+def ev(data, **kw) -> Event:
+    return Event(type="order.created", data=data, source="/orders", **kw)
+
+
+def test_json_round_trip_with_every_attribute() -> None:
+    t = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    e = ev({"id": 1, "user": "Ana", "total": 42.9}, time=t, subject="o/1", correlationid="c",
+           causationid="k", traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01", key="ana",
+           dataschema="https://example/s", extensions={"tenant": "acme"})  # fmt: skip
+    m = encode(e)
+    assert m.headers["datacontenttype"] == "application/json"
+    assert m.headers["time"] == "2026-01-02T03:04:05.678000Z"
+    assert m.key == "ana"
+    back = decode(m)
+    assert back == e.replace(datacontenttype="application/json")
+
+
+@pytest.mark.parametrize("payload", [b"", bytes(range(256)), b"\x00\xff" * 1000, bytearray(b"ab")])
+def test_bytes_pass_through_byte_exact(payload) -> None:
+    m = encode(ev(payload))
+    assert m.body == bytes(payload)
+    assert m.headers["datacontenttype"] == "application/octet-stream"
+    assert decode(m).data == bytes(payload)
+
+
+def test_text_payload_is_utf8_text() -> None:
+    m = encode(ev("héllo ✓"))
+    assert m.body == "héllo ✓".encode()
+    assert decode(m).data == "héllo ✓"
+
+
+@pytest.mark.parametrize("bad", [object(), {1, 2}, math.nan, {"x": math.inf}, "\ud800"])
+def test_unserialisable_payload_is_a_clear_encode_error(bad) -> None:
+    with pytest.raises(EncodeError):
+        encode(ev(bad))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"subject": 5}, {"extensions": {"Bad-Name": "x"}}, {"extensions": {"id": "x"}}, {"subject": "a\x00b"}],
+)
+def test_bad_attributes_are_encode_errors(kw) -> None:
+    with pytest.raises(EncodeError):
+        encode(ev({}, **kw))
+
+
+def test_wildcard_or_empty_type_cannot_be_published() -> None:
+    for t in ("order.*", ""):
+        with pytest.raises(EncodeError):
+            encode(Event(type=t, data={}, source="/s"))
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "why"),
+    [
+        ({}, b"{}", "missing required"),
+        ({"id": "1", "source": "/s", "type": "t", "specversion": "0.3"}, b"{}", "specversion"),
+        ({"id": "1", "source": "/s", "type": "t", "specversion": "1.0"}, b"\xff", "UTF-8"),
+        ({"id": "1", "source": "/s", "type": "t", "specversion": "1.0"}, b"{nope", "JSON"),
+        ({"id": "1", "source": "/s", "type": "t", "specversion": "1.0", "time": "yesterday"}, b"1", "RFC 3339"),
+    ],
+)
+def test_malformed_messages_are_decode_errors_with_reason(headers, body, why) -> None:
+    with pytest.raises(DecodeError, match=why):
+        decode(Message(topic="t", body=body, headers=headers))
+
+
+def test_decoder_never_evaluates_or_unpickles() -> None:
+    import pickle
+
+    payload = pickle.dumps({"x": 1})
+    m = Message("t", payload, {"id": "1", "source": "/s", "type": "t", "specversion": "1.0",
+                               "datacontenttype": "application/python-pickle"})  # fmt: skip
+    assert decode(m).data == payload  # opaque bytes, never unpickled
+
+
+header_values = st.one_of(st.text(max_size=30), st.binary(max_size=10), st.integers(), st.none())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.binary(max_size=200),
+    st.dictionaries(st.one_of(st.sampled_from(["id", "source", "type", "specversion", "time",
+                                               "datacontenttype", "subject", "partitionkey"]),
+                              st.text(max_size=10)), header_values, max_size=10),  # fmt: skip
+)
+def test_fuzz_decoder_returns_event_or_decode_error(body: bytes, headers: dict) -> None:
+    try:
+        event = decode(Message(topic="t", body=body, headers=headers))  # type: ignore[arg-type]
+    except DecodeError:
+        return
+    assert isinstance(event, Event)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
+       allow_infinity=False) | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+       max_leaves=20))  # fmt: skip
+def test_any_json_value_round_trips(value) -> None:
+    assert decode(encode(ev(value))).data == value
