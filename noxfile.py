@@ -1,10 +1,10 @@
 """nox sessions: tests (per tier and per broker), lint, types, docs, benchmarks.
 
-    nox -s tests                 # the short tier, every adapter (what CI runs)
-    nox -s "tests_full"          # full tier (50 x 5,000 events, long fault tests)
-    nox -s "broker(name='kafka')"  # one adapter's tests and conformance row
-    nox -s lint types docs
-    nox -s bench                 # benchmarks, writes docs/benchmarks.md
+nox -s tests                 # the short tier, every adapter (what CI runs)
+nox -s "tests_full"          # full tier (50 x 5,000 events, long fault tests)
+nox -s "broker(name='kafka')"  # one adapter's tests and conformance row
+nox -s lint types docs
+nox -s bench                 # benchmarks, writes docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def tests_full(session: nox.Session) -> None:
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs, env={"EVENTBUS_TIER": "full", "EVENTBUS_TIMEOUT_MULTIPLIER": "2"})
+    session.run(
+        "pytest",
+        *session.posargs,
+        env={"EVENTBUS_TIER": "full", "EVENTBUS_TIMEOUT_MULTIPLIER": "2"},
+    )
 
 
 @nox.session

@@ -1,15 +1,15 @@
 """eventbus: one event bus API on RabbitMQ, Kafka, SQS, Azure Service Bus or an embedded broker.
 
-    from eventbus import EventBus
+from eventbus import EventBus
 
-    bus = EventBus()                      # broker from eventbus.toml, else embedded SQLite
+bus = EventBus()                      # broker from eventbus.toml, else embedded SQLite
 
-    @bus.subscribe("order.created", group="billing")
-    def invoice(event):
-        print("invoice for", event.data["id"])
+@bus.subscribe("order.created", group="billing")
+def invoice(event):
+    print("invoice for", event.data["id"])
 
-    bus.publish("order.created", {"id": 1, "user": "Ana", "total": 42.9})
-    bus.run()
+bus.publish("order.created", {"id": 1, "user": "Ana", "total": 42.9})
+bus.run()
 """
 
 from __future__ import annotations

@@ -266,7 +266,8 @@ def _from_url(url: str, options: Mapping[str, Any]) -> MemoryAdapter:
         max_size = None if size is None else int(size)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"memory adapter: lease must be seconds and max_message_size bytes, not {raw!r}/{size!r}"
+            "memory adapter: lease must be seconds and max_message_size bytes, "
+            f"not {raw!r} / {size!r}"
         ) from None
     return MemoryAdapter(lease=lease, max_message_size=max_size)
 

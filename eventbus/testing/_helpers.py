@@ -12,7 +12,7 @@ from typing import Any
 
 from .._envelope import Event
 
-__all__ = ["Collector", "Names", "eventually", "timeout_multiplier", "tier"]
+__all__ = ["Collector", "Names", "eventually", "tier", "timeout_multiplier"]
 
 TIERS = ("short", "full", "stress")
 

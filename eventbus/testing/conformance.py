@@ -68,7 +68,7 @@ class AdapterConformance:
 
     marker = ""
 
-    # -- fixtures a row provides -------------------------------------------------
+    # -- fixtures a row provides ------------------------------------------------------------------
     @pytest.fixture
     def adapter_factory(self, request: pytest.FixtureRequest) -> AdapterFactory:
         url = request.config.getoption("eventbus_url", default=None)
@@ -86,7 +86,7 @@ class AdapterConformance:
     def broker_restart(self) -> Callable[[], None] | None:
         return None
 
-    # -- the suite's own fixtures ---------------------------------------------------
+    # -- the suite's own fixtures -----------------------------------------------------------------
     @pytest.fixture
     def names(self) -> Names:
         return Names()
@@ -109,7 +109,7 @@ class AdapterConformance:
                 pass
 
     @pytest.fixture
-    def bus(self, make: AdapterFactory) -> Callable[..., EventBus]:
+    def bus(self, make: AdapterFactory) -> Iterator[Callable[..., EventBus]]:
         buses: list[EventBus] = []
 
         def new_bus(adapter: Adapter | None = None, **config: Any) -> EventBus:
@@ -118,11 +118,11 @@ class AdapterConformance:
             buses.append(b)
             return b
 
-        yield new_bus  # type: ignore[misc]
+        yield new_bus
         for b in buses:
             b.stop(timeout=10)
 
-    # -- 1. published before the worker starts --------------------------------------
+    # -- 1. published before the worker starts ----------------------------------------------------
     def test_events_published_before_worker_starts_all_arrive(self, bus: Any, names: Names) -> None:
         consumer_bus = bus()
         got = Collector()
@@ -152,7 +152,7 @@ class AdapterConformance:
             assert abs((e.time - s.time).total_seconds()) < 0.001
             assert e.specversion == "1.0" and e.datacontenttype == "application/json"
 
-    # -- 2. many publishers x many members ------------------------------------------------
+    # -- 2. many publishers x many members --------------------------------------------------------
     def test_many_publishers_many_members_union_complete(self, bus: Any, names: Names) -> None:
         publishers, per, members = SIZES[tier()]
         got = Collector()
@@ -170,7 +170,10 @@ class AdapterConformance:
         def publish(p: EventBus, n: int, k: int) -> None:
             ids = []
             for start in range(0, n, 50):
-                batch = [p.event(names.topic(f"job.p{k}"), {"n": j}) for j in range(start, min(n, start + 50))]
+                batch = [
+                    p.event(names.topic(f"job.p{k}"), {"n": j})
+                    for j in range(start, min(n, start + 50))
+                ]
                 ids += [r.id for r in p.publish_many(batch)]
             with lock:
                 sent.extend(ids)
@@ -191,7 +194,7 @@ class AdapterConformance:
         # at-least-once: duplicates only from redelivery (rebalances), never many
         assert duplicates(ids) <= total * 0.02, f"{duplicates(ids)} duplicates of {total}"
 
-    # -- 3. topics stay isolated ------------------------------------------------------------
+    # -- 3. topics stay isolated ------------------------------------------------------------------
     def test_many_topics_stay_isolated(self, bus: Any, names: Names) -> None:
         b = bus()
         collectors = {f"topic{k}": Collector() for k in range(6)}
@@ -201,7 +204,9 @@ class AdapterConformance:
         b.start()
         p = bus()
         events = [
-            p.event(names.topic(f"iso.topic{k}"), {"k": k, "i": i}) for i in range(20) for k in range(6)
+            p.event(names.topic(f"iso.topic{k}"), {"k": k, "i": i})
+            for i in range(20)
+            for k in range(6)
         ]
         p.publish_many(events)
         for k, (suffix, c) in enumerate(collectors.items()):
@@ -210,7 +215,7 @@ class AdapterConformance:
         for c in collectors.values():  # nothing extra arrives after a last marker
             assert c.count() == 20
 
-    # -- 4. groups fan out, members compete ----------------------------------------------
+    # -- 4. groups fan out, members compete -------------------------------------------------------
     def test_every_group_gets_every_event(self, bus: Any, names: Names) -> None:
         billing, audit = Collector(), Collector()
         b = bus()
@@ -219,7 +224,12 @@ class AdapterConformance:
         b.declare()
         b.start()
         p = bus()
-        ids = {r.id for r in p.publish_many(p.event(names.topic("order.created"), {"i": i}) for i in range(50))}
+        ids = {
+            r.id
+            for r in p.publish_many(
+                p.event(names.topic("order.created"), {"i": i}) for i in range(50)
+            )
+        }
         assert {e.id for e in billing.wait(50)} == ids
         assert {e.id for e in audit.wait(50)} == ids
 
@@ -235,7 +245,12 @@ class AdapterConformance:
         b2.start()
         p = bus()
         n = 200
-        ids = [r.id for r in p.publish_many(p.event(names.topic("task.run"), {"i": i}, key=f"k{i % 16}") for i in range(n))]
+        ids = [
+            r.id
+            for r in p.publish_many(
+                p.event(names.topic("task.run"), {"i": i}, key=f"k{i % 16}") for i in range(n)
+            )
+        ]
         eventually(lambda: len(set(one.ids()) | set(two.ids())) >= n, timeout=60, what="all tasks")
         seen = one.ids() + two.ids()
         assert set(seen) == set(ids)
@@ -244,7 +259,7 @@ class AdapterConformance:
             f"members did not share: {one.count()} / {two.count()}"
         )
 
-    # -- 5. ordering per key -------------------------------------------------------------------
+    # -- 5. ordering per key ----------------------------------------------------------------------
     def test_ordering_per_key(self, bus: Any, names: Names) -> None:
         adapter_bus = bus()
         _need(adapter_bus.adapter, "ordering_per_key")
@@ -270,8 +285,10 @@ class AdapterConformance:
             assert seq > last.get(k, -1) or e.attempt > 1, f"key {k}: {seq} after {last[k]}"
             last[k] = max(seq, last.get(k, -1))
 
-    # -- 6. a handler that raises is retried with a growing attempt -----------------------------
-    def test_handler_failure_is_redelivered_with_growing_attempt(self, bus: Any, names: Names) -> None:
+    # -- 6. a handler that raises is retried with a growing attempt -------------------------------
+    def test_handler_failure_is_redelivered_with_growing_attempt(
+        self, bus: Any, names: Names
+    ) -> None:
         b = bus()
         _need(b.adapter, "redelivery")
         got = Collector(fail=lambda e: e.attempt < 3)
@@ -279,7 +296,10 @@ class AdapterConformance:
         b.declare()
         b.start()
         p = bus()
-        ids = {r.id for r in p.publish_many(p.event(names.topic("flaky.x"), {"i": i}) for i in range(10))}
+        ids = {
+            r.id
+            for r in p.publish_many(p.event(names.topic("flaky.x"), {"i": i}) for i in range(10))
+        }
         got.wait_until(lambda evs: {e.id for e in evs if e.attempt == 3} >= ids)
         by_id: dict[str, list[int]] = {}
         for e in got.events:
@@ -287,7 +307,7 @@ class AdapterConformance:
         for i in ids:
             assert by_id[i][:3] == [1, 2, 3], f"attempts of {i}: {by_id[i]}"
 
-    # -- 7. past the retry limit: dead letter with the reason -----------------------------------
+    # -- 7. past the retry limit: dead letter with the reason -------------------------------------
     def test_poison_event_goes_to_dead_letter_with_reason(self, bus: Any, names: Names) -> None:
         b = bus()
         got = Collector(fail=lambda e: e.data.get("poison", False))
@@ -297,7 +317,10 @@ class AdapterConformance:
         b.start()
         p = bus()
         poison = p.publish(names.topic("pay.made"), {"poison": True}).id
-        good = {r.id for r in p.publish_many(p.event(names.topic("pay.made"), {"i": i}) for i in range(10))}
+        good = {
+            r.id
+            for r in p.publish_many(p.event(names.topic("pay.made"), {"i": i}) for i in range(10))
+        }
         got.wait_until(lambda evs: good <= {e.id for e in evs})
         eventually(lambda: sum(e.id == poison for e in got.events) >= FAST_RETRY.max_attempts,
                    what="all attempts of the poison event")  # fmt: skip
@@ -316,7 +339,7 @@ class AdapterConformance:
         attempts = [e.attempt for e in got.events if e.id == poison]
         assert attempts == list(range(1, FAST_RETRY.max_attempts + 1))
 
-    # -- 8. leases: not handed on early; handed on after a crash --------------------------------
+    # -- 8. leases: not handed on early; handed on after a crash ----------------------------------
     def test_unacked_event_waits_for_lease_then_goes_to_another_member(
         self, make: AdapterFactory, names: Names
     ) -> None:
@@ -350,8 +373,10 @@ class AdapterConformance:
         second.ack(got)
         second.close()
 
-    # -- 9. subscribe / close / resubscribe; close is idempotent; close flushes ------------------
-    def test_resubscribing_in_rounds_loses_nothing(self, bus: Any, make: AdapterFactory, names: Names) -> None:
+    # -- 9. subscribe / close / resubscribe; close is idempotent; close flushes -------------------
+    def test_resubscribing_in_rounds_loses_nothing(
+        self, bus: Any, make: AdapterFactory, names: Names
+    ) -> None:
         group, pattern = names.group("rounds"), names.topic("round.*")
         got = Collector()
         first = bus()
@@ -361,11 +386,21 @@ class AdapterConformance:
         sent: list[str] = []
         rounds = 4
         for r in range(rounds):
-            sent += [x.id for x in p.publish_many(p.event(names.topic("round.x"), {"r": r, "i": i}) for i in range(25))]
+            sent += [
+                x.id
+                for x in p.publish_many(
+                    p.event(names.topic("round.x"), {"r": r, "i": i}) for i in range(25)
+                )
+            ]
             w = bus()
             w.subscribe(pattern, got, group=group)
             w.start()
-            got.wait_until(lambda evs: len({e.id for e in evs}) >= 10 * (r + 1))
+            want = 10 * (r + 1)
+
+            def enough(evs: list[Event], want: int = want) -> bool:
+                return len({e.id for e in evs}) >= want
+
+            got.wait_until(enough)
             w.close()
             w.close()  # idempotent
         last = bus()
@@ -402,7 +437,7 @@ class AdapterConformance:
         consumer_bus.start()
         assert {e.id for e in got.wait(50)} == set(ids)
 
-    # -- 10. wildcard semantics -----------------------------------------------------------------
+    # -- 10. wildcard semantics -------------------------------------------------------------------
     def test_wildcards_mean_the_same_everywhere(self, bus: Any, names: Names) -> None:
         b = bus()
         collectors: dict[str, Collector] = {}
@@ -422,7 +457,7 @@ class AdapterConformance:
             got = sorted(e.data["t"] for e in c.events if e.id != sentinel.id)
             assert got == expected, f"pattern {pattern!r}: got {got}, expected {expected}"
 
-    # -- 11. attributes and payloads round-trip exactly -----------------------------------------
+    # -- 11. attributes and payloads round-trip exactly -------------------------------------------
     def test_attributes_and_binary_payloads_round_trip(self, bus: Any, names: Names) -> None:
         got = Collector()
         b = bus()
@@ -430,7 +465,7 @@ class AdapterConformance:
         b.declare()
         b.start()
         p = bus()
-        weird = 'Ünïcødé "quoted" \'single\' with spaces / slashes \\ back ✓ 注文'
+        weird = "Ünïcødé \"quoted\" 'single' with spaces / slashes \\ back ✓ 注文"
         sent = [
             p.event(names.topic("odd.text"), weird, subject=weird, correlationid=weird,
                     key="k/ü 1", extensions={"note": weird}),
@@ -446,7 +481,7 @@ class AdapterConformance:
             assert (e.subject, e.correlationid, e.key) == (s.subject, s.correlationid, s.key)
             assert dict(e.extensions) == dict(s.extensions)
 
-    # -- 12. maximum message size ---------------------------------------------------------------
+    # -- 12. maximum message size -----------------------------------------------------------------
     def test_max_size_payload_arrives_and_larger_is_refused(self, bus: Any, names: Names) -> None:
         b = bus()
         limit = b.adapter.capabilities.max_message_size
@@ -463,11 +498,13 @@ class AdapterConformance:
         assert encode(fits).size == limit
         p.publish_many([fits])
         with pytest.raises(MessageTooLarge):
-            p.publish_many([template.replace(data=b"x" * (limit - overhead + 1), id=template.id + "b")])
+            p.publish_many(
+                [template.replace(data=b"x" * (limit - overhead + 1), id=template.id + "b")]
+            )
         (e,) = got.wait(1)
         assert e.data == fits.data
 
-    # -- 13. foreign producers ---------------------------------------------------------------------
+    # -- 13. foreign producers --------------------------------------------------------------------
     def test_foreign_message_is_dead_lettered_and_worker_goes_on(
         self, bus: Any, names: Names, foreign_publisher: Callable[[str, bytes], None] | None
     ) -> None:
@@ -489,7 +526,7 @@ class AdapterConformance:
             return
         assert any("undecodable" in reason for _, reason in letters), letters
 
-    # -- persistence across a broker restart -----------------------------------------------------
+    # -- persistence across a broker restart ------------------------------------------------------
     def test_events_survive_broker_restart(
         self, bus: Any, names: Names, broker_restart: Callable[[], None] | None
     ) -> None:
@@ -501,14 +538,17 @@ class AdapterConformance:
         b.subscribe(names.topic("durable.*"), got, group=names.group("durable"))
         b.declare()
         p = bus()
-        ids = {r.id for r in p.publish_many(p.event(names.topic("durable.x"), {"i": i}) for i in range(50))}
+        ids = {
+            r.id
+            for r in p.publish_many(p.event(names.topic("durable.x"), {"i": i}) for i in range(50))
+        }
         broker_restart()
         after = bus()
         after.subscribe(names.topic("durable.*"), got, group=names.group("durable"))
         after.start()
         assert {e.id for e in got.wait(50, idle=60)} == ids
 
-    # -- delayed redelivery ---------------------------------------------------------------------------
+    # -- delayed redelivery -----------------------------------------------------------------------
     def test_nack_delay_holds_the_event_back(self, make: AdapterFactory, names: Names) -> None:
         a = make()
         _need(a, "delayed_delivery")
@@ -526,7 +566,7 @@ class AdapterConformance:
         c.ack(again)
         c.close()
 
-    # -- dedup ------------------------------------------------------------------------------------------
+    # -- dedup ------------------------------------------------------------------------------------
     def test_broker_dedup_drops_a_second_copy(self, bus: Any, names: Names) -> None:
         b = bus()
         _need(b.adapter, "dedup")

@@ -37,7 +37,9 @@ def broker():
 
 
 def new_bus(broker: MemoryAdapter, **kw) -> EventBus:
-    return EventBus(broker.client(), source="/test", retry=FAST, config=BusConfig(poll_interval=0.05, **kw))
+    return EventBus(
+        broker.client(), source="/test", retry=FAST, config=BusConfig(poll_interval=0.05, **kw)
+    )
 
 
 def test_publish_returns_the_event_with_cloudevents_attributes(broker) -> None:
@@ -138,7 +140,7 @@ def test_retry_on_and_dead_letter_on(broker) -> None:
     flaky = bus.publish("x.a", {"kind": "os"}).id
     eventually(lambda: broker.dead_letters("g"))
     eventually(lambda: [e.attempt for e in calls.events if e.id == flaky] == [1, 2])
-    (delivery, reason), = broker.dead_letters("g")
+    ((delivery, reason),) = broker.dead_letters("g")
     assert delivery.message.headers["id"] == bad
     assert reason.startswith("ValueError: bad order")
     assert [e.attempt for e in calls.events if e.id == bad] == [1]
@@ -162,7 +164,7 @@ def test_sync_and_async_handler_timeouts_retry_then_dead_letter(broker) -> None:
     bus.publish("slow.async", {})
     eventually(lambda: broker.dead_letters("s") and broker.dead_letters("a"), timeout=20)
     for group in ("s", "a"):
-        (d, reason), = broker.dead_letters(group)
+        ((d, reason),) = broker.dead_letters(group)
         assert "HandlerTimeout" in reason and d.attempt == 3
     release.set()
     bus.close()
@@ -189,7 +191,9 @@ def test_default_group_is_the_handlers_qualified_name(broker) -> None:
     def handler(event):
         pass
 
-    assert bus.subscriptions[0].group.endswith("test_default_group_is_the_handlers_qualified_name.<locals>.handler")
+    assert bus.subscriptions[0].group.endswith(
+        "test_default_group_is_the_handlers_qualified_name.<locals>.handler"
+    )
 
 
 def test_unserialisable_publish_sends_nothing(broker) -> None:
@@ -219,7 +223,8 @@ def test_unknown_broker_suggests_the_closest_and_extra() -> None:
 
 def test_sigterm_stops_run_gracefully(tmp_path) -> None:
     script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys, time
         from eventbus import EventBus, MemoryAdapter, BusConfig
         bus = EventBus(MemoryAdapter(), source="/w", config=BusConfig(poll_interval=0.05))
@@ -230,7 +235,8 @@ def test_sigterm_stops_run_gracefully(tmp_path) -> None:
         bus.publish("tick", {})
         bus.run()
         print("stopped cleanly", flush=True)
-    """))
+    """)
+    )
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     timer = threading.Timer(30, p.kill)  # a hung worker fails the test instead of hanging it

@@ -53,7 +53,12 @@ def test_unserialisable_payload_is_a_clear_encode_error(bad) -> None:
 
 @pytest.mark.parametrize(
     "kw",
-    [{"subject": 5}, {"extensions": {"Bad-Name": "x"}}, {"extensions": {"id": "x"}}, {"subject": "a\x00b"}],
+    [
+        {"subject": 5},
+        {"extensions": {"Bad-Name": "x"}},
+        {"extensions": {"id": "x"}},
+        {"subject": "a\x00b"},
+    ],
 )
 def test_bad_attributes_are_encode_errors(kw) -> None:
     with pytest.raises(EncodeError):
@@ -73,7 +78,11 @@ def test_wildcard_or_empty_type_cannot_be_published() -> None:
         ({"id": "1", "source": "/s", "type": "t", "specversion": "0.3"}, b"{}", "specversion"),
         ({"id": "1", "source": "/s", "type": "t", "specversion": "1.0"}, b"\xff", "UTF-8"),
         ({"id": "1", "source": "/s", "type": "t", "specversion": "1.0"}, b"{nope", "JSON"),
-        ({"id": "1", "source": "/s", "type": "t", "specversion": "1.0", "time": "yesterday"}, b"1", "RFC 3339"),
+        (
+            {"id": "1", "source": "/s", "type": "t", "specversion": "1.0", "time": "yesterday"},
+            b"1",
+            "RFC 3339",
+        ),
     ],
 )
 def test_malformed_messages_are_decode_errors_with_reason(headers, body, why) -> None:
@@ -96,9 +105,25 @@ header_values = st.one_of(st.text(max_size=30), st.binary(max_size=10), st.integ
 @settings(max_examples=1500, deadline=None)
 @given(
     st.binary(max_size=200),
-    st.dictionaries(st.one_of(st.sampled_from(["id", "source", "type", "specversion", "time",
-                                               "datacontenttype", "subject", "partitionkey"]),
-                              st.text(max_size=10)), header_values, max_size=10),  # fmt: skip
+    st.dictionaries(
+        st.one_of(
+            st.sampled_from(
+                [
+                    "id",
+                    "source",
+                    "type",
+                    "specversion",
+                    "time",
+                    "datacontenttype",
+                    "subject",
+                    "partitionkey",
+                ]
+            ),
+            st.text(max_size=10),
+        ),
+        header_values,
+        max_size=10,
+    ),
 )
 def test_fuzz_decoder_returns_event_or_decode_error(body: bytes, headers: dict) -> None:
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.memory
 def reference(pattern: str, topic: str) -> bool:
     """The AMQP definition, written as plainly as possible (exponential, fine for tests)."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def go(p: tuple[str, ...], w: tuple[str, ...]) -> bool:
         if not p:
             return not w
@@ -33,7 +33,9 @@ def reference(pattern: str, topic: str) -> bool:
 
 WORDS = st.sampled_from(["a", "b", "order", "created", "", "x1"])
 topics = st.lists(WORDS, min_size=1, max_size=6).map(".".join)
-patterns = st.lists(st.one_of(WORDS, st.just("*"), st.just("#")), min_size=1, max_size=6).map(".".join)
+patterns = st.lists(st.one_of(WORDS, st.just("*"), st.just("#")), min_size=1, max_size=6).map(
+    ".".join
+)
 
 
 @pytest.mark.parametrize(
