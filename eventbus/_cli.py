@@ -1,0 +1,697 @@
+"""The ``eventbus`` command line.
+
+    eventbus publish TYPE [DATA|-] [--key K] [--subject S] [--source S] [--header NAME=VALUE]...
+    eventbus worker MODULE[:ATTR] [--group NAME]... [--concurrency N]
+    eventbus adapters [--json]
+    eventbus check [--timeout SECONDS]
+    eventbus log [--limit N] [--after SEQ] [--pattern P] [--json]
+    eventbus demo [--orders N] [--keep]
+
+Global options (before or after the command): ``--config PATH``, ``--profile
+NAME``, ``--debug``. Exit codes: 0 ok, 1 runtime failure (broker unreachable,
+a handler module that fails to import, the demo lost an event), 2 usage or
+config error. A mistake of the user prints ``eventbus: error: <message>`` and
+no traceback; ``--debug`` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, NoReturn
+from urllib.parse import unquote, urlsplit
+
+from . import __version__
+from ._adapter import Adapter
+from ._bus import EventBus
+from ._config import BusConfig, load_config, redact
+from ._envelope import Event, Message, decode, encode
+from ._errors import (
+    AdapterNotFound,
+    BrokerError,
+    ConfigError,
+    DecodeError,
+    EncodeError,
+    EventBusError,
+)
+from ._plugins import (
+    AdapterSpec,
+    adapter_specs,
+    create_adapter,
+    find_spec,
+    load_errors,
+    spec_for_url,
+)
+
+__all__ = ["main"]
+
+PROG = "eventbus"
+#: The group and topic ``eventbus check`` uses: one fixed group, so repeated checks
+#: leave one small group on the broker, never a growing pile.
+CHECK_GROUP = "eventbus-check"
+CHECK_TOPIC = "eventbus.check"
+
+# Settable event attributes for ``publish --header`` besides free extensions.
+_HEADER_ATTRIBUTES = (
+    "id", "datacontenttype", "dataschema", "correlationid", "causationid", "traceparent",
+)
+_HEADER_OPTIONS = {"subject": "--subject", "source": "--source", "partitionkey": "--key",
+                   "key": "--key", "type": "TYPE"}
+_HEADER_FIXED = ("specversion", "time")
+
+
+class UsageError(Exception):
+    """A wrong command line: printed as one line, exit code 2."""
+
+
+class Failure(Exception):
+    """A runtime failure already explained in one line: exit code 1."""
+
+
+# -- entry point -------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an argparse usage error
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    debug = bool(getattr(args, "debug", False))
+    command: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        with _restored_environ():
+            return command(args)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except (UsageError, ConfigError, AdapterNotFound, EncodeError) as exc:
+        return _fail(exc, 2, debug)
+    except (Failure, EventBusError) as exc:
+        return _fail(exc, 1, debug)
+
+
+def _fail(exc: BaseException, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+@contextmanager
+def _restored_environ() -> Iterator[None]:
+    """Commands may set EVENTBUS_* for code they import; undo that when main returns."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("EVENTBUS_")}
+    try:
+        yield
+    finally:
+        for k in [k for k in os.environ if k.startswith("EVENTBUS_")]:
+            if k not in saved:
+                del os.environ[k]
+        os.environ.update(saved)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    common = _Parser(add_help=False)
+    g = common.add_argument_group("global options")
+    g.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                   help="config file (default: $EVENTBUS_CONFIG, ./eventbus.toml, "
+                        "[tool.eventbus] in ./pyproject.toml)")
+    g.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS,
+                   help="profile (default: $EVENTBUS_PROFILE, or the file's 'profile')")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks")
+
+    parser: argparse.ArgumentParser = _Parser(
+        prog=PROG,
+        parents=[common],
+        description="One event bus API on RabbitMQ, Kafka, SQS, Azure Service Bus, "
+        "or the embedded SQLite broker, chosen by a config file.",
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage or config error. "
+        f"'{PROG} COMMAND --help' describes a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("publish", parents=[common], help="publish one event",
+                       description="Publish one event to the configured broker.")
+    p.add_argument("type", metavar="TYPE", help="event type (the topic), e.g. order.created")
+    p.add_argument("data", metavar="DATA", nargs="?", default=None,
+                   help="payload as JSON, or '-' to read JSON from stdin (default: null)")
+    p.add_argument("--key", help="ordering key (events with one key keep their order)")
+    p.add_argument("--subject", help="CloudEvents subject")
+    p.add_argument("--source", help="CloudEvents source (default: config 'source' or "
+                   "//eventbus/<host>/<pid>)")
+    p.add_argument("--header", metavar="NAME=VALUE", action="append", default=[],
+                   help="another attribute: correlationid, causationid, traceparent, "
+                   "id, dataschema, datacontenttype, or an extension (a-z0-9 names); "
+                   "repeatable")
+    p.set_defaults(run=cmd_publish)
+
+    p = sub.add_parser("worker", parents=[common], help="run the handlers of a bus",
+                       description="Import MODULE, take its EventBus ATTR (default 'bus'; a "
+                       "callable returning one also works) and run its subscribed "
+                       "handlers until Ctrl+C or SIGTERM. The current directory is put on "
+                       "sys.path.")
+    p.add_argument("target", metavar="MODULE[:ATTR]", help="e.g. shop.billing:bus")
+    p.add_argument("--group", "--group-filter", dest="groups", metavar="NAME", action="append",
+                   default=[], help="run only this group's handlers; repeatable")
+    p.add_argument("--concurrency", type=_positive_int, metavar="N",
+                   help="consumer threads per group (default: subscription/config)")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    p.set_defaults(run=cmd_worker)
+
+    p = sub.add_parser("adapters", parents=[common], help="list installed adapters",
+                       description="List the installed adapters: version, SDK, URL schemes "
+                       "and capabilities.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_adapters)
+
+    p = sub.add_parser("check", parents=[common], help="check config and broker reachability",
+                       description="Load the config, connect to the broker, and send one probe "
+                       f"event through group {CHECK_GROUP!r} (topic {CHECK_TOPIC!r}). Exit 1 "
+                       "with the reason if the broker cannot be reached.")
+    p.add_argument("--timeout", type=_positive_float, default=20.0, metavar="SECONDS",
+                   help="give up after this long (default: 20)")
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("log", parents=[common], help="list the SQLite broker's event log",
+                       description="List the events the embedded SQLite broker retained, "
+                       "oldest first.")
+    p.add_argument("--limit", type=_positive_int, default=100, metavar="N",
+                   help="at most N events (default: 100)")
+    p.add_argument("--after", type=_non_negative_int, default=0, metavar="SEQ",
+                   help="only events after this sequence number (for paging)")
+    p.add_argument("--pattern", metavar="P", help="only types matching P, e.g. 'order.#'")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(run=cmd_log)
+
+    p = sub.add_parser("demo", parents=[common], help="run the orders/billing demo",
+                       description="Run the orders/billing example as separate processes on "
+                       "a temporary SQLite file: billing is stopped while orders keeps "
+                       "publishing, then catches up with nothing lost.")
+    p.add_argument("--orders", type=_positive_int, default=12, metavar="N",
+                   help="orders to publish in all (default: 12)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary broker file and print how to inspect it")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+# -- shared helpers --------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> BusConfig:
+    return load_config(getattr(args, "config", None), getattr(args, "profile", None))
+
+
+def _spec(cfg: BusConfig) -> AdapterSpec:
+    if cfg.broker:
+        return find_spec(cfg.broker)
+    return spec_for_url(cfg.url or "sqlite:///eventbus.db")
+
+
+def _where(cfg: BusConfig, spec: AdapterSpec) -> str:
+    url = cfg.url or spec.default_url or ""
+    return f"{spec.name} at {redact(url)}" if url else spec.name
+
+
+# -- publish ---------------------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    data = _read_data(args.data)
+    attributes: dict[str, Any] = {"key": args.key, "subject": args.subject}
+    extensions: dict[str, str] = {}
+    for item in args.header:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--header {item!r}: write NAME=VALUE, e.g. correlationid=abc123")
+        if name in _HEADER_OPTIONS:
+            raise UsageError(f"--header {name}=...: use {_HEADER_OPTIONS[name]} instead")
+        if name in _HEADER_FIXED:
+            raise UsageError(f"--header {name}=...: {name} is set by eventbus")
+        if name in _HEADER_ATTRIBUTES:
+            attributes[name] = value
+        else:
+            extensions[name] = value
+    if extensions:
+        attributes["extensions"] = extensions
+    cfg = _config(args)
+    spec = _spec(cfg)
+    with EventBus(config=cfg, source=args.source) as bus:
+        result = bus.publish(args.type, data, **attributes)
+    print(f"published {args.type} id={result.id} to {_where(cfg, spec)} ({result.outcome})")
+    return 0
+
+
+def _read_data(text: str | None) -> Any:
+    if text is None:
+        return None
+    origin = "DATA"
+    if text == "-":
+        origin = "stdin"
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"{origin} is not valid JSON ({exc}); quote a string as JSON, e.g. '\"hello\"'"
+        ) from None
+
+
+# -- worker -------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    # The module builds its bus with EventBus(), which reads the config through the
+    # environment: hand --config/--profile over that way.
+    if getattr(args, "config", None):
+        os.environ["EVENTBUS_CONFIG"] = os.path.abspath(args.config)
+    if getattr(args, "profile", None):
+        os.environ["EVENTBUS_PROFILE"] = args.profile
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    bus = load_bus(args.target)
+    bus = _narrow(bus, args.groups, args.concurrency)
+    groups: dict[str, list[str]] = {}
+    for s in bus.subscriptions:
+        patterns = groups.setdefault(s.group, [])
+        patterns.extend(p for p in s.patterns if p not in patterns)
+    described = "; ".join(f"{g} <- {', '.join(ps)}" for g, ps in groups.items())
+    print(f"{PROG} worker: {args.target} on {type(bus.adapter).__name__}", file=sys.stderr)
+    try:
+        bus.start()
+        print(f"{PROG} worker: ready: {described} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+        bus.run()
+    finally:
+        bus.close()
+    print(f"{PROG} worker: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def load_bus(target: str) -> EventBus:
+    """The :class:`EventBus` named by ``MODULE[:ATTR]`` (ATTR defaults to ``bus``).
+
+    ATTR may be a dotted path, and may name a callable that returns the bus (a
+    factory). The current directory goes first on ``sys.path``, as uvicorn does.
+    """
+    module_name, _, attr = target.partition(":")
+    module_name = module_name.strip()
+    if not module_name or (":" in target and not attr.strip()):
+        raise UsageError(f"worker {target!r}: write MODULE or MODULE:ATTR, e.g. shop.billing:bus")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise UsageError(
+                f"cannot import {module_name!r}: no module named {exc.name!r} (run the worker "
+                "from the directory that contains it, or put that directory on PYTHONPATH)"
+            ) from exc
+        raise Failure(_user_code_error(f"importing {module_name!r} failed", exc)) from exc
+    except EventBusError:
+        raise
+    except Exception as exc:
+        raise Failure(_user_code_error(f"importing {module_name!r} failed", exc)) from exc
+    name = attr.strip() or "bus"
+    obj: Any = module
+    for part in name.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            hint = "" if attr else f" (name it: {module_name}:ATTR)"
+            raise UsageError(f"module {module_name!r} has no attribute {name!r}{hint}") from None
+    if not isinstance(obj, EventBus) and callable(obj):
+        try:
+            obj = obj()
+        except EventBusError:
+            raise
+        except Exception as exc:
+            raise Failure(_user_code_error(f"calling {target}() failed", exc)) from exc
+    if not isinstance(obj, EventBus):
+        raise UsageError(f"{module_name}:{name} is a {type(obj).__name__}, not an EventBus")
+    if not obj.subscriptions:
+        raise UsageError(f"{module_name}:{name} has no handlers; subscribe some with "
+                         "@bus.subscribe(pattern, group=...)")
+    return obj
+
+
+def _user_code_error(what: str, exc: BaseException) -> str:
+    """Print the traceback of the user's own code (they need it) and return a summary."""
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    return f"{what}: {type(exc).__name__}: {exc} (traceback above)"
+
+
+def _narrow(bus: EventBus, groups: Sequence[str], concurrency: int | None) -> EventBus:
+    """A bus on the same adapter with only ``groups``' handlers, at ``concurrency``."""
+    if not groups and concurrency is None:
+        return bus
+    known = list(dict.fromkeys(s.group for s in bus.subscriptions))
+    unknown = [g for g in groups if g not in known]
+    if unknown:
+        raise UsageError(
+            f"no group named {unknown[0]!r} in this bus; its groups: {', '.join(known)}"
+        )
+    narrowed = EventBus(bus.adapter, source=bus.source, retry=bus.retry, config=bus.config)
+    for s in bus.subscriptions:
+        if groups and s.group not in groups:
+            continue
+        narrowed.subscribe(
+            s.patterns,
+            s.handler,
+            group=s.group,
+            retry=s.retry,
+            timeout=s.timeout,
+            concurrency=concurrency or s.concurrency,
+        )
+    return narrowed
+
+
+# -- adapters ---------------------------------------------------------------------------------
+
+
+def _adapter_row(spec: AdapterSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "description": spec.description,
+        "schemes": list(spec.schemes),
+        "default_url": spec.default_url,
+        "sdk": spec.sdk,
+        "sdk_installed": spec.sdk_installed(),
+        "extra": spec.extra,
+        "capabilities": spec.capabilities.as_dict(),
+    }
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    rows = [_adapter_row(s) for _, s in sorted(adapter_specs().items())]
+    errors = load_errors()
+    if args.json:
+        print(json.dumps({"adapters": rows, "load_errors": errors}, indent=2))
+        return 0
+    for row in rows:
+        if row["sdk"] is None:
+            sdk = "built in"
+        elif row["sdk_installed"]:
+            sdk = f"SDK {row['sdk']} installed"
+        else:
+            extra = f": pip install 'eventbus[{row['extra']}]'" if row["extra"] else ""
+            sdk = f"SDK {row['sdk']} NOT installed{extra}"
+        print(f"{row['name']} {row['version']} ({sdk})")
+        if row["description"]:
+            print(f"  {row['description']}")
+        schemes = ", ".join(f"{s}://" for s in row["schemes"]) or "-"
+        print(f"  schemes:      {schemes}" + (f"  default: {row['default_url']}"
+                                              if row["default_url"] else ""))
+        print(f"  capabilities: {_capability_summary(row['capabilities'])}")
+    for name, error in errors.items():
+        print(f"{PROG}: warning: plugin {name!r} failed to load: {error}", file=sys.stderr)
+    return 0
+
+
+def _capability_summary(caps: dict[str, Any]) -> str:
+    flags = [k for k, v in caps.items() if v is True]
+    limits = [f"lease {caps['lease_seconds']:g}s"]
+    if caps.get("max_message_size"):
+        limits.append(f"max message {_size(caps['max_message_size'])}")
+    if caps.get("max_header_count"):
+        limits.append(f"max {caps['max_header_count']} headers")
+    if caps.get("max_header_size"):
+        limits.append(f"max headers {_size(caps['max_header_size'])}")
+    return " ".join(flags) + "; " + ", ".join(limits)
+
+
+def _size(n: int) -> str:
+    if n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)} MiB"
+    if n % 1024 == 0:
+        return f"{n // 1024} KiB"
+    return f"{n} B"
+
+
+# -- check ----------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    where = cfg.file or "none found; built-in defaults"
+    print(f"config:   {where}" + (f" (profile {cfg.profile!r})" if cfg.profile else ""))
+    spec = _spec(cfg)
+    url = cfg.url or spec.default_url or ""
+    sdk = "" if spec.sdk is None else f" (SDK {spec.sdk})"
+    print(f"broker:   {spec.name} {spec.version}{sdk}")
+    print(f"url:      {redact(url)}")
+    if not spec.sdk_installed():
+        extra = f"pip install 'eventbus[{spec.extra}]'" if spec.extra else f"install {spec.sdk}"
+        raise AdapterNotFound(f"the {spec.name!r} adapter needs {spec.sdk!r}: {extra}")
+
+    steps: list[tuple[str, str]] = []
+    outcome: dict[str, BaseException] = {}
+    done = threading.Event()
+
+    def probe() -> None:
+        try:
+            _probe(cfg, steps, time.monotonic() + args.timeout)
+        except BaseException as exc:  # reported by the main thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=probe, name="eventbus-check", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    shown = 0
+    while not done.wait(0.05):
+        shown = _show_steps(steps, shown)
+        if time.monotonic() - started > args.timeout + 2.0:
+            _show_steps(steps, shown)
+            raise Failure(f"{_where(cfg, spec)}: no answer within {args.timeout:g}s "
+                          f"(stuck at: {_next_step(steps)})")
+    _show_steps(steps, shown)
+    error = outcome.get("error")
+    if error is not None:
+        if isinstance(error, (ConfigError, AdapterNotFound)):
+            raise error
+        if isinstance(error, EventBusError):
+            raise Failure(f"{_where(cfg, spec)}: {_next_step(steps)} failed: {error}") from error
+        raise error
+    note = "" if spec.capabilities.cross_process else " (in this process only)"
+    print(f"ok: {_where(cfg, spec)} takes and delivers events{note}")
+    return 0
+
+
+_STEPS = ("connect", "declare", "publish", "receive")
+
+
+def _next_step(steps: list[tuple[str, str]]) -> str:
+    return _STEPS[len(steps)] if len(steps) < len(_STEPS) else "close"
+
+
+def _show_steps(steps: list[tuple[str, str]], shown: int) -> int:
+    for name, detail in steps[shown:]:
+        print(f"{name + ':':<9} ok {detail}".rstrip(), flush=True)
+    return len(steps)
+
+
+def _probe(cfg: BusConfig, steps: list[tuple[str, str]], deadline: float) -> None:
+    """Connect, declare the check group, publish a probe and receive it (one thread)."""
+    t = time.monotonic()
+
+    def lap() -> str:
+        nonlocal t
+        now = time.monotonic()
+        ms, t = (now - t) * 1000, now
+        return f"({ms:.0f} ms)"
+
+    adapter: Adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
+    try:
+        steps.append(("connect", lap()))
+        adapter.declare(CHECK_GROUP, [CHECK_TOPIC])
+        consumer = adapter.consumer(CHECK_GROUP, [CHECK_TOPIC])
+        try:
+            steps.append(("declare", f"{lap()} group {CHECK_GROUP!r} <- {CHECK_TOPIC!r}"))
+            probe = Event(type=CHECK_TOPIC, data={"check": "probe"}, source="//eventbus/check")
+            adapter.publish([encode(probe)])
+            steps.append(("publish", lap()))
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BrokerError("the probe event did not come back in time")
+                deliveries = consumer.receive(10, min(1.0, left))
+                if deliveries:
+                    consumer.ack(deliveries)  # earlier probes left by a killed check go too
+                if any(d.message.headers.get("id") == probe.id for d in deliveries):
+                    break
+            steps.append(("receive", lap()))
+        finally:
+            consumer.close()
+    finally:
+        adapter.close()
+
+
+# -- log ---------------------------------------------------------------------------------------
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    spec = _spec(cfg)
+    if spec.name != "sqlite":
+        raise UsageError(
+            f"the event log is a feature of the embedded SQLite broker; this config uses "
+            f"{spec.name!r} ({redact(cfg.url or spec.default_url or '')}). Use your broker's "
+            "own tools, or point --config/EVENTBUS_URL at a sqlite:/// file"
+        )
+    url = cfg.url or spec.default_url or "sqlite:///eventbus.db"
+    path = _sqlite_path(url)
+    if path is not None and not os.path.exists(path):
+        raise Failure(f"no broker file at {path} (from {url}); nothing was published there yet")
+    adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
+    try:
+        reader = getattr(adapter, "log", None)
+        if not callable(reader):
+            raise UsageError(f"the {spec.name!r} adapter has no event log")
+        entries = reader(limit=args.limit, after=args.after, pattern=args.pattern)
+    finally:
+        adapter.close()
+    if args.json:
+        for entry in entries:
+            print(json.dumps(_log_record(entry), ensure_ascii=False))
+        return 0
+    rows = [
+        (str(e.seq), _iso(e.published_at), e.message.topic, e.message.key or "-",
+         e.message.headers.get("id", "-"), _preview(e.message))
+        for e in entries
+    ]
+    if not rows:
+        print("(no events)" if not args.after else f"(no events after {args.after})")
+        return 0
+    header = ("SEQ", "PUBLISHED (UTC)", "TYPE", "KEY", "ID", "DATA")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+    if len(entries) == args.limit:
+        print(f"(first {args.limit}; more with --after {entries[-1].seq})", file=sys.stderr)
+    return 0
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///rel`` or ``sqlite:////abs`` URL (None if not a plain file)."""
+    parts = urlsplit(url)
+    if parts.netloc:
+        return None
+    path = unquote(parts.path)
+    path = path[1:] if path.startswith("/") else path
+    return path if path and path != ":memory:" else None
+
+
+def _iso(ts: float) -> str:
+    t = datetime.fromtimestamp(ts, timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def _preview(message: Message, width: int = 60) -> str:
+    try:
+        text = message.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(message.body)} bytes>"
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _log_record(entry: Any) -> dict[str, Any]:
+    message: Message = entry.message
+    record: dict[str, Any] = {
+        "seq": entry.seq,
+        "published_at": datetime.fromtimestamp(entry.published_at, timezone.utc)
+        .isoformat()
+        .replace("+00:00", "Z"),
+        "topic": message.topic,
+        "key": message.key,
+        "attributes": dict(message.headers),
+    }
+    try:
+        data = decode(message).data
+    except DecodeError as exc:
+        record["decode_error"] = str(exc)
+        data = message.body
+    if isinstance(data, bytes):
+        import base64
+
+        record["data_base64"] = base64.b64encode(data).decode("ascii")
+    else:
+        record["data"] = data
+    return record
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return int(run_demo(orders=args.orders, keep=args.keep))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

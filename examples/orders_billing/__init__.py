@@ -1,0 +1,16 @@
+"""The orders/billing example: three services, one bus, any broker.
+
+- :mod:`.orders` publishes ``order.created`` and goes on; it never waits for billing.
+- :mod:`.billing` (group ``billing``) makes an invoice for every order.
+- :mod:`.notifications` (group ``notifications``) tells the customer about every
+  order event: its own group, so it gets every event too (fan-out).
+
+Each service is its own process. From the repository root::
+
+    eventbus worker examples.orders_billing.billing:bus
+    eventbus worker examples.orders_billing.notifications:bus
+    python -m examples.orders_billing.orders --count 5
+
+The broker comes from ``eventbus.toml`` (see the one in this folder); the
+handlers never name one. ``eventbus demo`` runs all of it for you.
+"""
