@@ -1,0 +1,214 @@
+"""Throughput of the embedded brokers (memory, sqlite), end to end through EventBus.
+
+    python benchmarks/bench_embedded.py [--events N] [--json PATH] [--workers 1,2,4]
+
+Cases (events/s; every event published with one ``bus.publish``, not batched):
+
+- ``memory publish->handler``: one process, ``EventBus(MemoryAdapter())``, a
+  worker thread handling while the main thread publishes; time from the first
+  publish to the last handler call. Goal: >= 50,000/s.
+- ``sqlite publish``: one process publishing to a file with one group declared
+  (no consumer running). Goal: >= 5,000/s.
+- ``sqlite publish->consume, W worker(s)``: a publisher process (this one) and W
+  worker processes on one file; time from the first publish until the group's
+  queue is empty, every event acked. Goal (W=1): >= 3,000/s.
+- ``sqlite consume backlog, W worker(s)``: N events already waiting; W worker
+  processes drain them with ack (the scaling figure).
+
+Worker processes report how many events they handled; the script checks the
+sum is exactly N (each event handled once) and fails otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+GROUP = "bench"
+PAYLOAD = {"id": 0, "user": "Ana", "total": 42.9}
+
+
+def _worker_main(path: str) -> None:
+    """Child process: run one bus member until told to stop on stdin; print the count."""
+    from eventbus import EventBus
+    from eventbus._sqlite import SqliteAdapter
+
+    bus = EventBus(SqliteAdapter(path))
+    count = 0
+
+    @bus.subscribe("order.#", group=GROUP)
+    def handle(event: Any) -> None:
+        nonlocal count
+        count += 1
+
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go"
+    bus.start()
+    sys.stdin.readline()  # "stop"
+    bus.close()
+    print(count, flush=True)
+
+
+def _spawn(path: str, n: int) -> list[subprocess.Popen[str]]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
+    for p in procs:
+        assert p.stdout is not None
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit("a worker process failed to start")
+    return procs
+
+
+def _send(procs: list[subprocess.Popen[str]], line: str) -> None:
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(line + "\n")
+        p.stdin.flush()
+
+
+def _finish(procs: list[subprocess.Popen[str]]) -> int:
+    _send(procs, "stop")
+    total = 0
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        total += int(out.strip().splitlines()[-1])
+    return total
+
+
+def _drain(adapter: Any, deadline: float) -> None:
+    while adapter.depth(GROUP):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out; {adapter.depth(GROUP)} events still waiting")
+        time.sleep(0.002)
+
+
+def bench_memory(n: int) -> float:
+    from eventbus import EventBus, MemoryAdapter
+
+    bus = EventBus(MemoryAdapter())
+    done = threading.Event()
+    count = 0
+
+    @bus.subscribe("order.#", group=GROUP)
+    def handle(event: Any) -> None:
+        nonlocal count
+        count += 1
+        if count == n:
+            done.set()
+
+    bus.start()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        bus.publish("order.created", PAYLOAD)
+    if not done.wait(120):
+        raise SystemExit(f"memory: only {count} of {n} handled")
+    elapsed = time.perf_counter() - t0
+    bus.close()
+    return n / elapsed
+
+
+def bench_sqlite_publish(n: int, directory: str) -> float:
+    from eventbus import EventBus
+    from eventbus._sqlite import SqliteAdapter
+
+    adapter = SqliteAdapter(os.path.join(directory, "publish.db"))
+    adapter.declare(GROUP, ["order.#"])
+    bus = EventBus(adapter)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        bus.publish("order.created", PAYLOAD)
+    elapsed = time.perf_counter() - t0
+    bus.close()
+    return n / elapsed
+
+
+def bench_sqlite_pipeline(n: int, workers: int, directory: str, backlog: bool) -> float:
+    from eventbus import EventBus
+    from eventbus._sqlite import SqliteAdapter
+
+    name = f"{'backlog' if backlog else 'pipeline'}-{workers}.db"
+    path = os.path.join(directory, name)
+    adapter = SqliteAdapter(path)
+    adapter.declare(GROUP, ["order.#"])
+    bus = EventBus(adapter)
+    if backlog:
+        for start in range(0, n, 1000):
+            bus.publish_many(
+                bus.event("order.created", PAYLOAD) for _ in range(min(1000, n - start))
+            )
+    procs = _spawn(path, workers)
+    try:
+        _send(procs, "go")
+        t0 = time.perf_counter()
+        if not backlog:
+            for _ in range(n):
+                bus.publish("order.created", PAYLOAD)
+        _drain(adapter, time.monotonic() + 300)
+        elapsed = time.perf_counter() - t0
+    finally:
+        handled = _finish(procs)
+        bus.close()
+    if handled != n:
+        raise SystemExit(f"sqlite: {handled} events handled by the workers, expected {n}")
+    return n / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events per case")
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts for sqlite")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--worker", metavar="DB", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker_main(args.worker)
+        return 0
+    n = args.events
+    counts = [int(w) for w in args.workers.split(",") if w]
+    results: list[tuple[str, float, float | None]] = []
+    with tempfile.TemporaryDirectory(prefix="eventbus-bench-") as directory:
+        results.append(("memory publish->handler", bench_memory(n), 50_000))
+        results.append(("sqlite publish", bench_sqlite_publish(n, directory), 5_000))
+        for w in counts:
+            rate = bench_sqlite_pipeline(n, w, directory, backlog=False)
+            results.append(
+                (f"sqlite publish->consume, {w} worker(s)", rate, 3_000 if w == 1 else None)
+            )
+        for w in counts:
+            rate = bench_sqlite_pipeline(n, w, directory, backlog=True)
+            results.append((f"sqlite consume backlog, {w} worker(s)", rate, None))
+    width = max(len(r[0]) for r in results)
+    print(f"{'case':<{width}}  {'events/s':>10}  {'goal':>8}")
+    for case, rate, goal in results:
+        mark = "" if goal is None else ("  ok" if rate >= goal else "  MISSED")
+        goal_s = "" if goal is None else f"{goal:,}"
+        print(f"{case:<{width}}  {rate:>10,.0f}  {goal_s:>8}{mark}")
+    if args.json:
+        report = {
+            "events": n,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "results": [{"case": c, "events_per_s": round(r), "goal": g} for c, r, g in results],
+        }
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
