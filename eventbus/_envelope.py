@@ -54,6 +54,8 @@ KNOWN = frozenset(
 )  # fmt: skip
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+\Z")  # CloudEvents attribute naming
 
+_json_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
 # Unique ids without a syscall per event: a random 64-bit prefix per process
 # (re-drawn after fork) and a counter. Same shape as a UUID for readability.
 _id_prefix = ""
@@ -225,9 +227,7 @@ def encode(event: Event) -> Message:
             raise EncodeError("str payload is not valid Unicode (lone surrogate)") from None
     else:
         try:
-            body = json.dumps(
-                data, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-            ).encode("utf-8")
+            body = _json_encoder.encode(data).encode("utf-8")
         except (TypeError, ValueError, UnicodeEncodeError) as exc:
             raise EncodeError(
                 f"payload of {event.type!r} is not JSON-serialisable: {exc}; "
@@ -235,8 +235,14 @@ def encode(event: Event) -> Message:
             ) from None
     content_type = event.datacontenttype or _content_type_of(data)
     headers = _attributes(event, content_type)
-    for name, value in headers.items():
-        _check_str(name, value)
+    try:  # the fast path: every value a str, none with a NUL
+        bad = "\x00" in "".join(headers.values())
+    except TypeError:
+        bad = True
+    if bad:
+        for name, value in headers.items():
+            _check_str(name, value)
+    for name in event.extensions:  # known names are valid by construction
         if not _ATTRIBUTE_NAME.match(name):
             raise EncodeError(
                 f"attribute name {name!r}: CloudEvents names are lower-case a-z and 0-9 only"

@@ -100,21 +100,28 @@ class Matcher:
     direct patterns costs no more than one.
     """
 
-    __slots__ = ("_exact", "_match_all", "_wild", "patterns")
+    __slots__ = ("_cache", "_exact", "_match_all", "_wild", "patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(dict.fromkeys(validate_pattern(p) for p in patterns))
         self._match_all = "#" in self.patterns
         self._exact = frozenset(p for p in self.patterns if "*" not in p and "#" not in p)
         self._wild = tuple(_compile(p) for p in self.patterns if p not in self._exact)
+        self._cache: dict[str, bool] = {}  # topic -> answer; topics are few, events many
 
     def __call__(self, topic: str) -> bool:
         if self._match_all or topic in self._exact:
             return True
         if not self._wild:
             return False
-        words = topic.split(".")
-        return any(_match_words(p, words) for p in self._wild)
+        hit = self._cache.get(topic)
+        if hit is None:
+            words = topic.split(".")
+            hit = any(_match_words(p, words) for p in self._wild)
+            if len(self._cache) >= 10_000:
+                self._cache.clear()
+            self._cache[topic] = hit
+        return hit
 
     def __repr__(self) -> str:
         return f"Matcher({list(self.patterns)!r})"
