@@ -1,0 +1,38 @@
+"""The conformance row of the RabbitMQ adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pika
+import pytest
+
+from eventbus.testing import AdapterConformance, tier
+
+pytestmark = [pytest.mark.rabbitmq]
+
+
+class TestRabbitMQConformance(AdapterConformance):
+    marker = "rabbitmq"
+
+    @pytest.fixture
+    def adapter_factory(self, make_adapter: Callable[..., Any]) -> Callable[[], Any]:
+        # A short lease and heartbeat so the crash-redelivery tests are quick.
+        return lambda: make_adapter(lease=3, heartbeat=1)
+
+    @pytest.fixture
+    def foreign_publisher(self, raw_channel: Any, exchange: str) -> Callable[[str, bytes], None]:
+        def put(topic: str, body: bytes) -> None:
+            # plain pika: no CloudEvents headers, a body that is not JSON
+            raw_channel.basic_publish(
+                exchange, topic, body, pika.BasicProperties(headers={"x-source": "legacy"})
+            )
+
+        return put
+
+    @pytest.fixture
+    def broker_restart(self, restart_rabbitmq: Callable[[], None]) -> Callable[[], None]:
+        if tier() == "short":
+            pytest.skip("restarts the shared broker: full tier only (EVENTBUS_TIER=full)")
+        return restart_rabbitmq
