@@ -617,22 +617,26 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.json:
         for entry in entries:
             print(json.dumps(_log_record(entry), ensure_ascii=False))
-        return 0
+    else:
+        _print_log(entries, args.after)
+    if len(entries) == args.limit:
+        print(f"(first {args.limit}; more with --after {entries[-1].seq})", file=sys.stderr)
+    return 0
+
+
+def _print_log(entries: Sequence[Any], after: int) -> None:
     rows = [
         (str(e.seq), _iso(e.published_at), e.message.topic, e.message.key or "-",
          e.message.headers.get("id", "-"), _preview(e.message))
         for e in entries
     ]
     if not rows:
-        print("(no events)" if not args.after else f"(no events after {args.after})")
-        return 0
+        print("(no events)" if not after else f"(no events after {after})")
+        return
     header = ("SEQ", "PUBLISHED (UTC)", "TYPE", "KEY", "ID", "DATA")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
-    if len(entries) == args.limit:
-        print(f"(first {args.limit}; more with --after {entries[-1].seq})", file=sys.stderr)
-    return 0
 
 
 def _sqlite_path(url: str) -> str | None:

@@ -1,0 +1,108 @@
+"""The orders/billing example's handlers in-process on the memory broker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from eventbus import Event, EventBus, MemoryAdapter
+from examples.orders_billing import billing, notifications, orders
+
+pytestmark = pytest.mark.memory
+
+
+def wait_until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_new_order_one_is_the_lessons_order() -> None:
+    assert orders.new_order(1) == {"id": 1, "user": "Ana", "total": 42.9}
+
+
+def test_make_invoice_is_pure() -> None:
+    event = Event(type="order.created", data={"id": 7, "user": "Eva", "total": "12.5"}, id="e-7")
+    assert billing.make_invoice(event) == {
+        "invoice": "INV-000007",
+        "order": 7,
+        "customer": "Eva",
+        "amount": 12.5,
+        "event": "e-7",
+    }
+    assert billing.make_invoice(event) == billing.make_invoice(event)
+
+
+@pytest.mark.parametrize(
+    "data", [None, "text", {"id": 1}, {"id": 1, "user": "Ana", "total": "lots"}, [1, 2]]
+)
+def test_make_invoice_rejects_what_is_not_an_order(data) -> None:
+    with pytest.raises(billing.NotAnOrder):
+        billing.make_invoice(Event(type="order.created", data=data))
+
+
+def test_compose_is_pure() -> None:
+    event = Event(type="order.created", data={"id": 3, "user": "Carla", "total": 1}, id="e-3")
+    assert notifications.compose(event) == {
+        "to": "Carla", "order": 3, "text": "we got your order 3", "event": "e-3",
+    }  # fmt: skip
+    other = notifications.compose(Event(type="order.shipped", data={"id": 3, "user": "Carla"}))
+    assert other["text"] == "order.shipped 3"
+
+
+def test_the_three_services_on_one_memory_broker() -> None:
+    broker = MemoryAdapter()
+    worker = EventBus(broker)
+    billing.attach(worker)
+    notifications.attach(worker)
+    worker.start()
+    try:
+        shop = EventBus(broker, source=orders.SOURCE)
+        placed = [orders.place_order(shop, orders.new_order(i)).event for i in range(1, 6)]
+        shop.publish("order.shipped", {"id": 1, "user": "Ana"})  # notifications only
+        ids = {e.id for e in placed}
+
+        def mine(items):
+            return [x for x in list(items) if x["event"] in ids]
+
+        wait_until(lambda: len(mine(billing.INVOICES)) == 5 and len(mine(notifications.SENT)) == 5)
+        made = {i["invoice"]: i for i in mine(billing.INVOICES)}
+        assert made == {i["invoice"]: i for i in map(billing.make_invoice, placed)}
+        assert {m["event"] for m in mine(notifications.SENT)} == ids  # fan-out: both got all
+        wait_until(lambda: any(m["text"] == "order.shipped 1" for m in notifications.SENT))
+        assert placed[0].key == "Ana" and placed[0].subject == "orders/1"
+    finally:
+        worker.close()
+
+
+def test_a_bad_order_goes_straight_to_the_dead_letter() -> None:
+    broker = MemoryAdapter()
+    worker = EventBus(broker)
+    billing.attach(worker, group="billing-dlq-test")
+    worker.start()
+    try:
+        EventBus(broker).publish("order.created", {"id": 99})  # no user, no total
+        wait_until(lambda: broker.dead_letters("billing-dlq-test"))
+        (delivery, reason), = broker.dead_letters("billing-dlq-test")
+        assert delivery.attempt == 1  # not retried: retrying cannot fix it
+        assert reason.startswith("NotAnOrder: ")
+    finally:
+        worker.close()
+
+
+def test_importing_the_services_connects_to_nothing(tmp_path, repo) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
+    env["PYTHONPATH"] = str(repo)
+    code = (
+        "import examples.orders_billing.billing as b, examples.orders_billing.notifications as n\n"
+        "import examples.orders_billing.orders\n"
+        "assert 'bus' not in vars(b) and 'bus' not in vars(n)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, timeout=60)
+    assert list(tmp_path.iterdir()) == []  # no eventbus.db appeared
