@@ -101,8 +101,9 @@ CREATE TABLE IF NOT EXISTS groups (
     declared_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY, grp INTEGER NOT NULL, seq INTEGER NOT NULL, key TEXT,
-    visible_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT);
-CREATE INDEX IF NOT EXISTS deliveries_grp ON deliveries (grp);
+    visible_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT,
+    blocked INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (grp, blocked);
 CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (grp, key) WHERE key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, grp INTEGER NOT NULL, seq INTEGER NOT NULL,
@@ -111,19 +112,32 @@ CREATE INDEX IF NOT EXISTS dead_letters_grp ON dead_letters (grp);
 INSERT OR IGNORE INTO meta VALUES ('schema_version', 1), ('groups_version', 0);
 """
 
-# Deliveries a member may take now: visible, and the oldest of their key.
-_ELIGIBLE = """
-FROM deliveries AS d WHERE d.grp = ?1 AND d.visible_at <= ?2 AND (d.key IS NULL OR d.id =
-    (SELECT min(k.id) FROM deliveries AS k WHERE k.grp = ?1 AND k.key = d.key))
-"""
-_PEEK = "SELECT 1 " + _ELIGIBLE + " LIMIT 1"
+# A delivery with a key is ``blocked`` while an older one of that key is in its
+# group; settling a key's oldest unblocks the next. So a member may take exactly
+# the unblocked, visible deliveries, in id order, with no per-row subquery.
+_PEEK = "SELECT 1 FROM deliveries WHERE grp = ? AND blocked = 0 AND visible_at <= ? LIMIT 1"
 _TAKE = (
-    "SELECT d.id, d.attempts, l.topic, l.key, l.headers, l.body "
-    + _ELIGIBLE.replace("WHERE", "JOIN log AS l ON l.seq = d.seq WHERE", 1)
-    + " ORDER BY d.id LIMIT ?3"
+    "SELECT d.id, d.attempts, d.key, l.topic, l.key, l.headers, l.body FROM deliveries AS d "
+    "JOIN log AS l ON l.seq = d.seq WHERE d.grp = ? AND d.blocked = 0 AND d.visible_at <= ? "
+    "ORDER BY d.id LIMIT ?"
+)
+_NEXT_DUE = (
+    "SELECT min(visible_at) FROM deliveries WHERE grp = ? AND blocked = 0 AND visible_at > ?"
 )
 _INSERT_LOG = "INSERT INTO log (published_at, topic, key, headers, body) VALUES (?, ?, ?, ?, ?)"
-_INSERT_DELIVERY = "INSERT INTO deliveries (grp, seq, key, visible_at) VALUES (?, ?, ?, ?)"
+_INSERT_DELIVERY = "INSERT INTO deliveries (grp, seq, visible_at) VALUES (?, ?, ?)"
+_INSERT_KEYED = (
+    "INSERT INTO deliveries (grp, seq, key, visible_at, blocked) VALUES "
+    "(?1, ?2, ?3, ?4, EXISTS (SELECT 1 FROM deliveries WHERE grp = ?1 AND key = ?3))"
+)
+_UNBLOCK = (
+    "UPDATE deliveries SET blocked = 0 WHERE blocked = 1 AND id = "
+    "(SELECT min(id) FROM deliveries WHERE grp = ? AND key = ?)"
+)
+_UNBLOCK_ALL = (  # every key's oldest delivery in a group, after a bulk insert
+    "UPDATE deliveries SET blocked = 0 WHERE grp = ?1 AND blocked = 1 AND (key IS NULL OR id IN "
+    "(SELECT min(id) FROM deliveries WHERE grp = ?1 AND key IS NOT NULL GROUP BY key))"
+)
 _GROUPS_VERSION = "SELECT value FROM meta WHERE key = 'groups_version'"
 
 
@@ -368,11 +382,15 @@ class SqliteAdapter(Adapter):
                 self._load_groups(conn)
                 execute = conn.execute
                 for m, headers in rows:
+                    key = m.key
                     seq = execute(
-                        _INSERT_LOG, (now, m.topic, m.key, headers, bytes(m.body))
+                        _INSERT_LOG, (now, m.topic, key, headers, bytes(m.body))
                     ).lastrowid
                     for gid in self._route(m.topic):
-                        execute(_INSERT_DELIVERY, (gid, seq, m.key, now))
+                        if key is None:
+                            execute(_INSERT_DELIVERY, (gid, seq, now))
+                        else:
+                            execute(_INSERT_KEYED, (gid, seq, key, now))
         except UnicodeEncodeError as exc:
             raise EncodeError(f"topic or key is not valid Unicode: {exc}") from None
         self._notifier.notify()
@@ -460,28 +478,37 @@ class SqliteAdapter(Adapter):
         return out
 
     def prune(self) -> int:
-        """Apply the ``retention`` option now; returns how many log entries went."""
+        """Apply the ``retention`` option now; returns how many log entries went.
+
+        Works in short transactions of a few thousand rows, so publishers and
+        consumers are never held up for long. Entries a group still waits
+        for, or that are dead letters, stay.
+        """
         if not (self.retention_age or self.retention_count):
             return 0
         with self._write("prune") as conn:
-            cut = 0
-            if self.retention_count:
-                top = conn.execute("SELECT max(seq) FROM log").fetchone()[0] or 0
-                cut = top - self.retention_count + 1
+            lo, top = conn.execute("SELECT min(seq), max(seq) FROM log").fetchone()
+            if top is None:
+                return 0
+            cut = top - self.retention_count + 1 if self.retention_count else 0
             if self.retention_age:
                 row = conn.execute(
                     "SELECT seq FROM log WHERE published_at >= ? ORDER BY seq LIMIT 1",
                     (time.time() - self.retention_age,),
                 ).fetchone()
-                if row is None:  # everything is older: cut after the newest
-                    row = (conn.execute("SELECT max(seq) + 1 FROM log").fetchone()[0] or 0,)
-                cut = max(cut, row[0])
-            cur = conn.execute(
-                "DELETE FROM log WHERE seq < ? AND seq NOT IN (SELECT seq FROM deliveries)"
-                " AND seq NOT IN (SELECT seq FROM dead_letters)",
-                (cut,),
-            )
-            return cur.rowcount
+                cut = max(cut, row[0] if row else top + 1)
+        removed = 0
+        while lo < cut:
+            hi = min(lo + 5000, cut)
+            with self._write("prune") as conn:
+                removed += conn.execute(
+                    "DELETE FROM log WHERE seq >= ?1 AND seq < ?2"
+                    " AND seq NOT IN (SELECT seq FROM deliveries WHERE seq < ?2)"
+                    " AND seq NOT IN (SELECT seq FROM dead_letters WHERE seq < ?2)",
+                    (lo, hi),
+                ).rowcount
+            lo = hi
+        return removed
 
     def dead_letters(self, group: str, limit: int = 100) -> list[tuple[Delivery, str]]:
         gid = self._group_id(group)
@@ -514,11 +541,12 @@ class SqliteAdapter(Adapter):
             row = conn.execute("SELECT id FROM groups WHERE name = ?", (group,)).fetchone()
             if row is not None:
                 conn.execute(
-                    "INSERT INTO deliveries (grp, seq, key, visible_at) "
-                    "SELECT x.grp, x.seq, l.key, ? FROM dead_letters AS x "
+                    "INSERT INTO deliveries (grp, seq, key, visible_at, blocked) "
+                    "SELECT x.grp, x.seq, l.key, ?, 1 FROM dead_letters AS x "
                     "JOIN log AS l ON l.seq = x.seq WHERE x.grp = ? ORDER BY x.id",
                     (time.time(), row[0]),
                 )
+                conn.execute(_UNBLOCK_ALL, (row[0],))
                 moved = conn.execute("DELETE FROM dead_letters WHERE grp = ?", (row[0],)).rowcount
         if moved:
             self._notifier.notify()
@@ -536,7 +564,7 @@ class _SqliteConsumer(Consumer):
         self._group = group
         self._gid = gid
         self._owner = owner
-        self._held: dict[int, int] = {}  # delivery id -> attempts when handed out
+        self._held: dict[int, tuple[int, Any]] = {}  # delivery id -> (attempts, key)
         self._closed = False
         self._conn = adapter._open()
         self._data_version = -1
@@ -568,11 +596,7 @@ class _SqliteConsumer(Consumer):
         try:
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
             if conn.execute(_PEEK, (self._gid, now)).fetchone() is None:
-                row = conn.execute(
-                    "SELECT min(visible_at) FROM deliveries WHERE grp = ? AND visible_at > ?",
-                    (self._gid, now),
-                ).fetchone()
-                return [], row[0]
+                return [], conn.execute(_NEXT_DUE, (self._gid, now)).fetchone()[0]
         except sqlite3.Error as exc:
             raise self._a._error(exc, "receive") from exc
         out: list[Delivery] = []
@@ -587,8 +611,8 @@ class _SqliteConsumer(Consumer):
                     [(until, self._owner, r[0]) for r in rows],
                 )
         held = self._held
-        for ident, attempts, topic, key, headers, body in rows:
-            held[ident] = attempts + 1
+        for ident, attempts, dkey, topic, key, headers, body in rows:
+            held[ident] = (attempts + 1, dkey)
             out.append(Delivery(_message(topic, key, headers, body), attempts + 1, ident))
         return out, None
 
@@ -630,20 +654,28 @@ class _SqliteConsumer(Consumer):
         self._a._notifier.notify()
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
-        rows = [(d.handle, self._held.pop(d.handle, -1)) for d in deliveries]
-        if rows:
-            self._settle("DELETE FROM deliveries WHERE id = ? AND attempts = ?", rows, "ack")
+        if not deliveries:
+            return
+        held = [(d.handle, *self._held.pop(d.handle, (-1, None))) for d in deliveries]
+        keys = {key for _, _, key in held if key is not None}
+        with self._write("ack") as conn:
+            conn.executemany(
+                "DELETE FROM deliveries WHERE id = ? AND attempts = ?", [h[:2] for h in held]
+            )
+            # a late ack (lease lost) deleted nothing; unblocking its key is then a no-op
+            conn.executemany(_UNBLOCK, [(self._gid, key) for key in keys])
+        self._a._notifier.notify()
 
     def nack(self, delivery: Delivery, delay: float) -> None:
-        attempts = self._held.pop(delivery.handle, -1)
-        self._settle(
+        attempts, _ = self._held.pop(delivery.handle, (-1, None))
+        self._settle(  # a keyed delivery stays its key's oldest: the key stays held
             "UPDATE deliveries SET visible_at = ?, owner = NULL WHERE id = ? AND attempts = ?",
             [(time.time() + max(delay, 0.0), delivery.handle, attempts)],
             "nack",
         )
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        attempts = self._held.pop(delivery.handle, -1)
+        attempts, key = self._held.pop(delivery.handle, (-1, None))
         with self._write("dead letter") as conn:
             cur = conn.execute(
                 "INSERT INTO dead_letters (grp, seq, attempt, reason, dead_at) "
@@ -652,6 +684,8 @@ class _SqliteConsumer(Consumer):
             )
             if cur.rowcount:
                 conn.execute("DELETE FROM deliveries WHERE id = ?", (delivery.handle,))
+                if key is not None:
+                    conn.execute(_UNBLOCK, (self._gid, key))
         self._a._notifier.notify()
 
     def close(self) -> None:
@@ -664,7 +698,7 @@ class _SqliteConsumer(Consumer):
                 self._settle(
                     "UPDATE deliveries SET visible_at = ?, owner = NULL "
                     "WHERE id = ? AND attempts = ?",
-                    [(now, ident, attempts) for ident, attempts in self._held.items()],
+                    [(now, ident, attempts) for ident, (attempts, _) in self._held.items()],
                     "close",
                 )
                 self._held.clear()

@@ -198,6 +198,16 @@ def test_retention_by_count_keeps_what_groups_still_need(make_adapter):
     assert topics[0] == "keep.me" and len(topics) == 11
 
 
+def test_retention_prunes_large_logs_in_chunks(make_adapter):
+    a = make_adapter(retention="100 events")
+    for start in range(0, 12_000, 2000):
+        a.publish([msg("bulk.x", {"i": start + i}) for i in range(2000)])
+    assert a.prune() == 10_000  # the first publish already pruned its own 1,900
+    assert a.prune() == 0
+    entries = a.log(limit=1000)
+    assert len(entries) == 100 and entries[0].message.body == b'{"i":11900}'
+
+
 def test_retention_by_age(make_adapter, db_path):
     a = make_adapter(retention="1h")
     a.publish([msg("old.x") for _ in range(3)])
