@@ -13,6 +13,23 @@ Then ``EVENTBUS_PROFILE`` (or the ``profile`` key) picks a table under
 ``${VAR}`` or ``${VAR:-default}`` so secrets stay in the environment.
 
 Every error names the file, the key and the fix.
+
+The ``[publish]`` table sets the publish path (retry → circuit breaker → local
+outbox; keys and defaults in :class:`eventbus._publisher.PublishSettings`)::
+
+    [publish]
+    retry_attempts = 3          # direct tries before the outbox takes the event
+    retry_timeout = 5.0         # seconds one publish spends on those tries
+    breaker_failures = 5        # failed sends in a row that open the breaker
+    breaker_reset = 5.0         # seconds open before a trial send
+    outbox = true               # false: raise instead of keeping the event
+    outbox_path = ".eventbus/outbox.db"
+
+``[worker]`` takes, besides ``prefetch``, ``poll_interval``, ``concurrency`` and
+``timeout``: ``inbox``, a URL of the idempotent-consumer store
+(``sqlite:///.eventbus/inbox.db``, ``redis://127.0.0.1:6379/0``,
+``postgresql://user@host/db``) that makes every group drop duplicate event
+ids, and ``inbox_lease``, the seconds a member's claim on an event lasts.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ConfigError
+from ._publisher import PUBLISH_KEYS, PublishSettings
 from ._retry import RetryPolicy
 
 if sys.version_info >= (3, 11):
@@ -62,6 +80,8 @@ _WORKER_KEYS = {
     "poll_interval": (int, float),
     "concurrency": int,
     "timeout": (int, float),
+    "inbox": str,
+    "inbox_lease": (int, float),
 }
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -82,6 +102,13 @@ class BusConfig:
     publish: Mapping[str, Any] = field(default_factory=dict)
     file: str | None = None
     profile: str | None = None
+    inbox: str | None = None
+    inbox_lease: float | None = None
+
+    @property
+    def publish_settings(self) -> PublishSettings:
+        """The ``[publish]`` table as a typed record (raises :class:`ConfigError`)."""
+        return PublishSettings.from_mapping(self.publish, f"{self.file or '<config>'}: publish")
 
     def redacted_url(self) -> str:
         """The URL with any password replaced by ``***`` (for logs and errors)."""
@@ -227,6 +254,7 @@ def load_config(
                name, f"profiles.{chosen}.")  # fmt: skip
         _check(over.get("retry", {}), _RETRY_KEYS, name, f"profiles.{chosen}.retry.")
         _check(over.get("worker", {}), _WORKER_KEYS, name, f"profiles.{chosen}.worker.")
+        _check(over.get("publish", {}), PUBLISH_KEYS, name, f"profiles.{chosen}.publish.")
         for key, value in over.items():
             if isinstance(value, dict) and isinstance(raw.get(key), dict):
                 raw[key] = {**raw[key], **value}
@@ -252,9 +280,12 @@ def load_config(
     for key in ("prefetch", "concurrency"):
         if key in worker and worker[key] < 1:
             raise ConfigError(f"{_where(name, 'worker.' + key)} must be at least 1")
-    for key in ("poll_interval", "timeout"):
+    for key in ("poll_interval", "timeout", "inbox_lease"):
         if key in worker and worker[key] <= 0:
             raise ConfigError(f"{_where(name, 'worker.' + key)} must be more than 0 seconds")
+    publish = raw.get("publish", {})
+    _check(publish, PUBLISH_KEYS, name, "publish.")
+    PublishSettings.from_mapping(publish, f"{name}: key 'publish'")  # values in range
     url = raw.get("url")
     if url is None and not raw.get("broker"):
         url = DEFAULT_URL
@@ -268,7 +299,9 @@ def load_config(
         poll_interval=float(worker.get("poll_interval", 0.5)),
         concurrency=worker.get("concurrency", 1),
         timeout=worker.get("timeout"),
-        publish=raw.get("publish", {}),
+        publish=publish,
         file=str(file) if file else None,
         profile=chosen,
+        inbox=worker.get("inbox"),
+        inbox_lease=float(worker["inbox_lease"]) if "inbox_lease" in worker else None,
     )
