@@ -1,0 +1,28 @@
+"""A Service-Bus-compatible AMQP 1.0 test broker (a test double, not a product).
+
+Microsoft's Service Bus emulator is a Docker image; where no Docker engine
+runs, this broker lets the real ``azure-servicebus`` SDK (and so the adapter)
+be tested over the wire. It implements what the adapter uses, each behaviour
+checked through the SDK by ``tests/azure_servicebus``: CBS, queues, topics with
+subscriptions and SQL/correlation rules, peek-lock with complete / abandon /
+dead-letter / defer, delivery counts, lock expiry, ``$DeadLetterQueue``,
+scheduled messages, and the ``$management`` operations renew-lock, peek,
+update-disposition, schedule/cancel and receive-by-sequence-number. It keeps
+everything in memory, has no sessions, no TTL expiry, no duplicate detection,
+no transactions, no ATOM management API, and checks no credentials.
+
+Entities come from an emulator-style ``Config.json`` (``--config``) or from
+the ``$eventbus-admin`` node (:class:`TestBrokerEntities`, which the adapter
+takes as its ``entities`` manager). Run one by hand::
+
+    python -m eventbus_azure_servicebus.testbroker --port 5672 --config Config.json
+
+See ``docs/adapters/azure_servicebus.md``.
+"""
+
+from __future__ import annotations
+
+from ._admin import TestBrokerEntities
+from ._broker import TestBroker, connection_string
+
+__all__ = ["TestBroker", "TestBrokerEntities", "connection_string"]

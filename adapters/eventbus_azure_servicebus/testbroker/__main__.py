@@ -1,0 +1,46 @@
+"""``python -m eventbus_azure_servicebus.testbroker --port N --config entities.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from ._broker import TestBroker
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m eventbus_azure_servicebus.testbroker",
+        description="Service-Bus-compatible AMQP 1.0 test broker (a test double).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5672, help="0 picks a free port")
+    parser.add_argument(
+        "--config", help="entities, in the Service Bus emulator's Config.json shape"
+    )
+    parser.add_argument("--max-message-size", type=int, default=256 * 1024)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    config = None
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            config = json.load(f)
+    broker = TestBroker(args.host, args.port, config=config, max_message_size=args.max_message_size)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    broker.start()
+    print(f"listening on {args.host}:{broker.port}", flush=True)
+    print(broker.connection_string, flush=True)
+    done.wait()
+    broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
