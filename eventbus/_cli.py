@@ -93,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         parser.print_help(sys.stderr)
         return 2
+    if command is not cmd_worker:  # the worker sets up its own logging (--log-level)
+        _show_warnings()
     try:
         with _restored_environ():
             return command(args)
@@ -103,6 +105,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, 2, debug)
     except (Failure, EventBusError) as exc:
         return _fail(exc, 1, debug)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never break the command
+            self.handleError(record)
+
+
+def _show_warnings() -> None:
+    """eventbus's own warnings (e.g. "kept in the outbox") on stderr; SDK chatter stays off."""
+    logger = logging.getLogger("eventbus")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler(logging.WARNING)
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        logger.addHandler(handler)
 
 
 def _fail(exc: BaseException, code: int, debug: bool) -> int:

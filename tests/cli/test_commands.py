@@ -388,3 +388,34 @@ def test_check_on_an_unreachable_broker_fails_with_one_line(cli, write) -> None:
     assert "secret" not in r.out + r.err
     assert len(r.err.strip().splitlines()) == 1
     assert "Traceback" not in r.err
+
+
+UNREACHABLE = """
+url = "amqp://guest:guest@127.0.0.1:1/"
+[publish]
+retry_attempts = 2
+retry_timeout = 0.5
+close_timeout = 0.2
+"""
+
+
+@pytest.mark.rabbitmq
+def test_publish_to_an_unreachable_broker_keeps_the_event_in_the_outbox(
+    cli, write, workdir: Path
+) -> None:
+    write("eventbus.toml", UNREACHABLE)
+    r = cli("publish", "order.created", '{"id": 1}')
+    assert r.code == 0, r
+    assert r.out.rstrip().endswith("(outbox)")
+    assert "outbox .eventbus/outbox.db keeps 1 event(s)" in r.err
+    assert "Traceback" not in r.err
+    assert (workdir / ".eventbus" / "outbox.db").exists()
+
+
+@pytest.mark.rabbitmq
+def test_publish_without_outbox_to_an_unreachable_broker_exits_1(cli, write) -> None:
+    write("eventbus.toml", UNREACHABLE + "outbox = false\n")
+    r = cli("publish", "order.created", '{"id": 1}')
+    assert r.code == 1, r
+    assert r.err.rstrip().splitlines()[-1].startswith("eventbus: error: ")
+    assert "Traceback" not in r.err
