@@ -36,184 +36,48 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from eventbus import (
     Adapter,
     BrokerError,
-    BrokerUnavailable,
     ClosedError,
-    ConfigError,
     Consumer,
     Delivery,
     Matcher,
     Message,
     MessageTooLarge,
-    PublishError,
     require,
 )
-
-from ._publisher import Outgoing, Publisher
-from ._settings import MAX_HEADER_SIZE, RabbitMQSettings
 
 require("pika", "rabbitmq", "rabbitmq")  # the install hint if pika is missing
 import pika  # type: ignore[import-untyped]  # noqa: E402
 import pika.exceptions as pex  # type: ignore[import-untyped]  # noqa: E402
 
+from ._errors import PIKA_ERRORS, wrap  # noqa: E402
+from ._publisher import Outgoing, Publisher  # noqa: E402
+from ._settings import MAX_HEADER_SIZE, RabbitMQSettings  # noqa: E402
+from ._wire import (  # noqa: E402
+    H_ATTEMPT,
+    H_DEAD_AT,
+    H_DELAY,
+    H_GROUP,
+    H_REASON,
+    H_TOPIC,
+    MAX_REASON,
+    Handle,
+    carried,
+    delay_bucket,
+    from_amqp,
+    republished,
+    text,
+    to_int,
+    to_properties,
+)
+
 __all__ = ["RabbitMQAdapter", "RabbitMQConsumer", "delay_bucket"]
 
 log = logging.getLogger("eventbus.rabbitmq")
 T = TypeVar("T")
-
-CE = "cloudEvents:"  # the AMQP binding's attribute prefix (``cloudEvents_`` is read too)
-H_ATTEMPT = "eventbus-attempt"  # deliveries so far, carried across retries
-H_TOPIC = "eventbus-topic"  # the event's topic, when the routing key is a queue name
-H_KEY = "eventbus-key"  # Message.key when no partitionkey attribute carries it
-H_DELAY = "eventbus-delay-ms"  # which delay bucket a retry goes to
-H_REASON = "eventbus-reason"
-H_GROUP = "eventbus-group"
-H_DEAD_AT = "eventbus-dead-at"
-# Broker bookkeeping not carried over when an event is republished for a retry.
-_TRANSIENT = frozenset(
-    ("x-death", "x-delivery-count", "x-first-death-exchange", "x-first-death-queue",
-     "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
-     "x-last-death-reason", H_DELAY)
-)  # fmt: skip
-_PERSISTENT = 2
-_MAX_REASON = 4000
-
-# Delay buckets in ms: 1, 1.5, 2, 3, 5, 7.5 x 10^k from 10 ms to a day; a delay is
-# rounded up to the next bucket, so an event never comes back early.
-_BUCKETS = sorted(
-    {int(m * 10**k) for k in range(1, 8) for m in (1, 1.5, 2, 3, 5, 7.5)} | {86_400_000}
-)
-_BUCKETS = [b for b in _BUCKETS if b <= 86_400_000]
-
-
-def delay_bucket(seconds: float) -> int:
-    """The delay bucket (ms) for ``seconds``: the smallest one not shorter; 0 for no delay.
-
-    Delays over a day are cut to a day (the longest bucket).
-    """
-    if seconds <= 0:
-        return 0
-    ms = seconds * 1000.0
-    for b in _BUCKETS:
-        if b >= ms:
-            return b
-    return _BUCKETS[-1]
-
-
-# -- errors --------------------------------------------------------------------------------
-def _wrap(exc: BaseException, doing: str) -> BrokerError:
-    """Our exception for a pika (or socket) failure while ``doing`` something."""
-    if isinstance(exc, BrokerError):
-        return exc
-    if isinstance(exc, (pex.UnroutableError, pex.NackError)):
-        err: BrokerError = PublishError(f"{doing}: RabbitMQ did not take the message ({exc!r})")
-    elif isinstance(exc, pex.ChannelClosedByBroker):
-        err = BrokerError(f"{doing}: RabbitMQ refused: {exc.reply_code} {exc.reply_text}")
-    elif isinstance(exc, (pex.AMQPConnectionError, pex.ConnectionWrongStateError, OSError)):
-        err = BrokerUnavailable(f"{doing}: connection to RabbitMQ failed: {exc!r}")
-    else:
-        err = BrokerError(f"{doing}: {exc!r}")
-    err.__cause__ = exc
-    return err
-
-
-_PIKA_ERRORS = (pex.AMQPError, OSError)
-
-
-# -- the wire form -------------------------------------------------------------------------
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return max(int(value), 0)
-    except (TypeError, ValueError):
-        return default
-
-
-def to_properties(m: Message) -> Any:
-    """AMQP properties for ``m``: CloudEvents attributes as ``cloudEvents:`` headers."""
-    headers: dict[str, Any] = {}
-    content_type = None
-    for name, value in m.headers.items():
-        if name == "datacontenttype" and len(value) < 128 and value.isascii():
-            content_type = value
-        else:
-            headers[CE + name] = value
-    if m.key is not None and m.headers.get("partitionkey") != m.key:
-        headers[H_KEY] = m.key
-    event_id = m.headers.get("id")
-    return pika.BasicProperties(
-        content_type=content_type,
-        delivery_mode=_PERSISTENT,
-        headers=headers,
-        message_id=event_id if event_id and len(event_id) < 128 and event_id.isascii() else None,
-    )
-
-
-def from_amqp(routing_key: str, redelivered: bool, props: Any, body: bytes) -> tuple[Message, int]:
-    """The message and its attempt number, from whatever arrived (never raises on content)."""
-    headers: dict[str, str] = {}
-    topic, key, attempt = routing_key, None, 1
-    count: Any = None
-    raw = props.headers
-    if raw:
-        for name, value in raw.items():
-            if name.startswith("cloudEvents") and name[11:12] in (":", "_"):
-                headers[name[12:]] = _text(value)
-            elif name == H_ATTEMPT:
-                attempt = _int(value, 1) or 1
-            elif name == H_TOPIC:
-                topic = _text(value)
-            elif name == H_KEY:
-                key = _text(value)
-            elif name == "x-delivery-count":
-                count = value
-    if "datacontenttype" not in headers and props.content_type:
-        headers["datacontenttype"] = _text(props.content_type)
-    if count is not None:  # quorum queues count returns
-        attempt += _int(count, 1)
-    elif redelivered:  # classic queues only say "not the first time"
-        attempt += 1
-    return Message(topic, body, headers, headers.get("partitionkey", key)), attempt
-
-
-def _republished(props: Any, headers: dict[str, Any]) -> Any:
-    """A copy of ``props`` for a republish: persistent, no TTL, no user-id check."""
-    return pika.BasicProperties(
-        content_type=props.content_type,
-        content_encoding=props.content_encoding,
-        headers=headers,
-        delivery_mode=_PERSISTENT,
-        priority=props.priority,
-        correlation_id=props.correlation_id,
-        reply_to=props.reply_to,
-        message_id=props.message_id,
-        timestamp=props.timestamp,
-        type=props.type,
-        app_id=props.app_id,
-    )
-
-
-def _carried(props: Any) -> dict[str, Any]:
-    return {k: v for k, v in (props.headers or {}).items() if k not in _TRANSIENT}
-
-
-class _Handle:
-    __slots__ = ("props", "tag")
-
-    def __init__(self, tag: int, props: Any) -> None:
-        self.tag = tag
-        self.props = props
 
 
 # -- the consumer --------------------------------------------------------------------------
@@ -237,8 +101,8 @@ class RabbitMQConsumer(Consumer):
         try:
             self._conn = pika.BlockingConnection(adapter._parameters(f"consumer {group}"))
             self._ch = self._conn.channel()
-        except _PIKA_ERRORS as exc:
-            raise _wrap(exc, f"connecting a consumer of group {group!r}") from exc
+        except PIKA_ERRORS as exc:
+            raise wrap(exc, f"connecting a consumer of group {group!r}") from exc
 
     # -- the worker thread ------------------------------------------------------------
     def receive(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -256,7 +120,7 @@ class RabbitMQConsumer(Consumer):
                         self._conn.process_data_events(time_limit=left)
                 now = self._last_io = self._last_receive = time.monotonic()
                 return self._take(max_messages, now)
-            except _PIKA_ERRORS as exc:
+            except PIKA_ERRORS as exc:
                 raise self._fail(exc, "receiving") from exc
 
     def _start(self, max_messages: int) -> None:
@@ -282,7 +146,7 @@ class RabbitMQConsumer(Consumer):
                 self._ch.basic_ack(tag)
                 continue
             held[tag] = now
-            out.append(Delivery(message, attempt, _Handle(tag, props)))
+            out.append(Delivery(message, attempt, Handle(tag, props)))
         return out
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
@@ -300,14 +164,14 @@ class RabbitMQConsumer(Consumer):
                 else:
                     for tag in tags:
                         self._ch.basic_ack(tag)
-            except _PIKA_ERRORS as exc:
+            except PIKA_ERRORS as exc:
                 raise self._fail(exc, "acking") from exc
             for tag in tags:
                 del held[tag]
             self._last_io = time.monotonic()
 
     def nack(self, delivery: Delivery, delay: float) -> None:
-        headers = _carried(delivery.handle.props)
+        headers = carried(delivery.handle.props)
         headers[H_ATTEMPT] = delivery.attempt + 1
         headers[H_TOPIC] = delivery.message.topic
         ms = delay_bucket(delay)
@@ -319,9 +183,9 @@ class RabbitMQConsumer(Consumer):
         self._move(delivery, route, headers, ms, "retrying")
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        headers = _carried(delivery.handle.props)
+        headers = carried(delivery.handle.props)
         headers.update({
-            H_REASON: reason[:_MAX_REASON],
+            H_REASON: reason[:MAX_REASON],
             H_GROUP: self.group,
             H_ATTEMPT: delivery.attempt,
             H_TOPIC: delivery.message.topic,
@@ -336,12 +200,12 @@ class RabbitMQConsumer(Consumer):
         doing: str,
     ) -> None:  # fmt: skip
         """Republish ``delivery`` to ``route`` (confirmed), then ack the original."""
-        handle: _Handle = delivery.handle
+        handle: Handle = delivery.handle
         with self._lock:
             self._usable()
             if handle.tag not in self._held:
                 return  # already settled
-            props = _republished(handle.props, headers)
+            props = republished(handle.props, headers)
             try:
                 if self._pub is None:
                     self._pub = self._conn.channel()
@@ -360,7 +224,7 @@ class RabbitMQConsumer(Consumer):
                         if not first_try:
                             raise
                 self._ch.basic_ack(handle.tag)
-            except _PIKA_ERRORS as exc:
+            except PIKA_ERRORS as exc:
                 raise self._fail(exc, f"{doing} an event of group {self.group!r}") from exc
             del self._held[handle.tag]
             self._last_io = time.monotonic()
@@ -378,7 +242,7 @@ class RabbitMQConsumer(Consumer):
             raise type(self._broken)(str(self._broken)) from self._broken.__cause__
 
     def _fail(self, exc: BaseException, doing: str) -> BrokerError:
-        err = _wrap(exc, f"{doing} (group {self.group!r})")
+        err = wrap(exc, f"{doing} (group {self.group!r})")
         self._broken = err
         self._drop()
         return err
@@ -390,7 +254,7 @@ class RabbitMQConsumer(Consumer):
         try:
             if self._conn.is_open:
                 self._conn.close()
-        except _PIKA_ERRORS:
+        except PIKA_ERRORS:
             pass
 
     def _shut(self) -> None:
@@ -420,8 +284,8 @@ class RabbitMQConsumer(Consumer):
             elif now - self._last_io >= pump_every:
                 self._conn.process_data_events(0)
                 self._last_io = now
-        except _PIKA_ERRORS as exc:
-            self._broken = _wrap(exc, f"group {self.group!r}: connection lost")
+        except PIKA_ERRORS as exc:
+            self._broken = wrap(exc, f"group {self.group!r}: connection lost")
             self._drop()
         finally:
             self._lock.release()
@@ -439,7 +303,7 @@ class RabbitMQConsumer(Consumer):
                     sock.shutdown(socket.SHUT_RDWR)
                 else:
                     self._conn.close()
-            except (OSError, *_PIKA_ERRORS):
+            except (OSError, *PIKA_ERRORS):
                 pass
 
 
@@ -483,10 +347,7 @@ class RabbitMQAdapter(Adapter):
             "product": "eventbus",
             "connection_name": f"eventbus {role} {socket.gethostname()}/{os.getpid()}",
         }
-        tls = (s.tls_ca_file, s.tls_cert_file, s.tls_server_hostname)
-        if any(tls) or not s.tls_verify:
-            if urlsplit(s.url).scheme.lower() != "amqps":
-                raise ConfigError("rabbitmq: tls_* options need an amqps:// URL")
+        if s.tls_configured:
             ctx = ssl.create_default_context(cafile=s.tls_ca_file)
             if s.tls_cert_file:
                 ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file)
@@ -512,10 +373,10 @@ class RabbitMQAdapter(Adapter):
                 except (pex.AMQPConnectionError, pex.ConnectionWrongStateError, OSError) as exc:
                     self._admin = None
                     if attempt == 2:
-                        raise _wrap(exc, doing) from exc
-                except _PIKA_ERRORS as exc:
+                        raise wrap(exc, doing) from exc
+                except PIKA_ERRORS as exc:
                     self._admin_ch = None
-                    raise _wrap(exc, doing) from exc
+                    raise wrap(exc, doing) from exc
             raise AssertionError("unreachable")
 
     # -- publishing ---------------------------------------------------------------------
@@ -640,10 +501,7 @@ class RabbitMQAdapter(Adapter):
                     method, props, body = peek.basic_get(dead, auto_ack=False)
                     if method is None:
                         break
-                    message, _ = from_amqp(method.routing_key, False, props, body)
-                    headers = props.headers or {}
-                    attempt = _int(headers.get(H_ATTEMPT), 1) or 1
-                    out.append((Delivery(message, attempt), _reason(headers)))
+                    out.append(self._dead_entry(method.routing_key, props, body))
             except pex.ChannelClosedByBroker as exc:
                 if exc.reply_code != 404:  # no dead-letter queue: nothing dead-lettered yet
                     raise
@@ -653,6 +511,22 @@ class RabbitMQAdapter(Adapter):
             return out
 
         return self._admin_call(f"reading dead letters of {group!r}", run)
+
+    def _dead_entry(self, routing_key: str, props: Any, body: bytes) -> tuple[Delivery, str]:
+        headers = props.headers or {}
+        message, _ = from_amqp(routing_key, False, props, body)
+        attempt = to_int(headers.get(H_ATTEMPT), 1) or 1
+        if H_REASON in headers:  # dead-lettered by a consumer of ours
+            return Delivery(message, attempt), text(headers[H_REASON])
+        # dead-lettered by the broker (a quorum queue's delivery limit, a policy, ...)
+        death = _first_death(headers)
+        keys = death.get("routing-keys")
+        if isinstance(keys, list) and keys and H_TOPIC not in headers:
+            message.topic = text(keys[0])
+        why = text(death.get("reason", "unknown"))
+        if why == "delivery_limit" and self.settings.delivery_limit is not None:
+            attempt += self.settings.delivery_limit
+        return Delivery(message, attempt), f"dead-lettered by RabbitMQ: {why}"
 
     # -- lifecycle ---------------------------------------------------------------------------
     def simulate_crash(self) -> None:
@@ -681,7 +555,7 @@ class RabbitMQAdapter(Adapter):
             try:
                 if self._admin is not None and self._admin.is_open:
                     self._admin.close()
-            except _PIKA_ERRORS:
+            except PIKA_ERRORS:
                 pass
             self._admin = self._admin_ch = None
 
@@ -691,11 +565,8 @@ class RabbitMQAdapter(Adapter):
         return f"<RabbitMQAdapter {redact(self.settings.url)} exchange={self.settings.exchange!r}>"
 
 
-def _reason(headers: Mapping[str, Any]) -> str:
-    reason = headers.get(H_REASON)
-    if reason is not None:
-        return _text(reason)
+def _first_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
     deaths = headers.get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
-        return f"dead-lettered by RabbitMQ: {_text(deaths[0].get('reason', 'unknown'))}"
-    return "unknown"
+        return deaths[0]
+    return {}

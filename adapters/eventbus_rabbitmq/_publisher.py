@@ -30,7 +30,8 @@ from eventbus import BrokerError, BrokerUnavailable, ClosedError, PublishError, 
 
 require("pika", "rabbitmq", "rabbitmq")  # the install hint if pika is missing
 import pika  # type: ignore[import-untyped]  # noqa: E402
-import pika.exceptions  # type: ignore[import-untyped]  # noqa: E402
+
+from ._errors import wrap  # noqa: E402
 
 __all__ = ["Outgoing", "Publisher"]
 
@@ -155,7 +156,7 @@ class _Link:
         conn.channel(on_open_callback=self._on_channel)
 
     def _on_open_error(self, conn: Any, exc: BaseException) -> None:
-        self._open_error = _error(BrokerUnavailable, f"cannot connect to RabbitMQ: {exc!r}", exc)
+        self._open_error = wrap(exc, "opening the publisher connection")
         conn.ioloop.stop()
 
     def _on_channel(self, ch: Any) -> None:

@@ -117,11 +117,19 @@ class RabbitMQSettings:
             raise ConfigError("rabbitmq: heartbeat must be >= 0 seconds (0 disables it)")
         if self.prefetch is not None and not 1 <= self.prefetch <= 65535:
             raise ConfigError("rabbitmq: prefetch must be between 1 and 65535")
+        if self.tls_configured and scheme != "amqps":
+            raise ConfigError("rabbitmq: the tls_* options need an amqps:// URL")
         if not 1024 <= self.max_message_size <= BROKER_MAX_MESSAGE_SIZE:
             raise ConfigError(
                 f"rabbitmq: max_message_size must be between 1 KiB and "
                 f"{BROKER_MAX_MESSAGE_SIZE} bytes (the broker's limit)"
             )
+
+    @property
+    def tls_configured(self) -> bool:
+        """True if a ``tls_*`` option asks for more than ``amqps://``'s defaults."""
+        return bool(self.tls_ca_file or self.tls_cert_file or self.tls_key_file
+                    or self.tls_server_hostname or not self.tls_verify)  # fmt: skip
 
     # -- names on the broker ------------------------------------------------------
     @property

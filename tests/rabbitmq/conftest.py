@@ -21,10 +21,10 @@ from typing import Any
 
 import pika
 import pytest
-
-from eventbus._config import redact
 from eventbus_rabbitmq import RabbitMQAdapter
 from eventbus_rabbitmq._settings import DEFAULT_URL
+
+from eventbus._config import redact
 
 RUN = uuid.uuid4().hex[:8]
 URL = os.environ.get("EVENTBUS_RABBITMQ_URL") or DEFAULT_URL

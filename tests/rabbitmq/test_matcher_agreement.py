@@ -1,0 +1,110 @@
+"""``eventbus.matches`` and RabbitMQ's topic exchange agree, case by case.
+
+The cases are generated (seeded, so a failure can be replayed) from a small word
+alphabet, which makes wildcards collide often, plus the edge cases people get
+wrong (``order.#`` vs ``order``, ``a.#.b`` vs ``a.b``, empty words). Each pattern
+gets its own queue on a private topic exchange; every topic is published once
+with confirms (so routing is done when we read), and each queue's contents are
+compared with what our matcher says. Plain pika on purpose: the adapter filters
+with our matcher itself, which would hide a disagreement.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from typing import Any
+
+import pika
+import pytest
+
+from eventbus import matches
+
+pytestmark = [pytest.mark.rabbitmq]
+
+SEED = int(os.environ.get("EVENTBUS_MATCH_SEED", "0")) or random.randrange(1, 1 << 30)
+
+EDGE_PATTERNS = [
+    "#", "*", "#.#", "*.#", "#.*", "*.*", "order.#", "order.*", "#.order", "*.created",
+    "a.#.b", "a.*.b", "a.#.#.b", "#.b.#", "a.#", "a", "a.b", "order.created", "a.*.#",
+    "#.a.*", "*.*.*", "", "a..b", "a.#.", ".#",
+]  # fmt: skip
+# The empty topic is left out here: no event can have it (encode refuses an empty
+# type), and RabbitMQ and our matcher read it differently (see the xfail below).
+EDGE_TOPICS = [
+    "order", "order.created", "order.created.eu", "a.b", "a.x.b", "a.x.y.b", "x.b", "b",
+    "a", "a..b", "a.b.", ".a", "..", "a.b.a.b", "created", "x.created", "a.b.c.d.e",
+]  # fmt: skip
+
+
+def generated(rng: random.Random) -> tuple[list[str], list[str]]:
+    words = ["a", "b", "c"]
+    patterns = {
+        ".".join(rng.choice([*words, "*", "#"]) for _ in range(rng.randint(1, 5)))
+        for _ in range(70)
+    }
+    topics = {".".join(rng.choice(words) for _ in range(rng.randint(1, 5))) for _ in range(100)}
+    return sorted(set(EDGE_PATTERNS) | patterns), sorted(set(EDGE_TOPICS) | topics)
+
+
+def test_our_matcher_agrees_with_rabbitmq(rabbitmq_url: str) -> None:
+    patterns, topics = generated(random.Random(SEED))
+    disagreements = routed_differently(rabbitmq_url, patterns, topics)
+    cases = len(patterns) * len(topics)
+    assert cases > 5000
+    assert not disagreements, (
+        f"seed {SEED} (EVENTBUS_MATCH_SEED to replay): {len(disagreements)} of {cases} cases "
+        f"differ, (pattern, topic, rabbitmq routed): {disagreements[:20]}"
+    )
+
+
+@pytest.mark.xfail(
+    reason="RabbitMQ 3.10 reads the empty routing key as zero words ('*' does not match it); "
+    "eventbus._routing reads it as one empty word. Unobservable through the bus (an event "
+    "type cannot be empty); reported to the core's owner.",
+    strict=False,
+)
+def test_empty_topic(rabbitmq_url: str) -> None:
+    patterns = ["#", "*", "*.#", "#.*", ".#", "", "#.#"]
+    assert routed_differently(rabbitmq_url, patterns, [""]) == []
+
+
+def routed_differently(
+    rabbitmq_url: str, patterns: list[str], topics: list[str]
+) -> list[tuple[str, str, bool]]:
+    """(pattern, topic, routed by RabbitMQ) for every case where ``matches`` says otherwise."""
+    exchange = f"eventbus-test-match-{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:
+        ch = conn.channel()
+        ch.exchange_declare(exchange, "topic", auto_delete=True)
+        queues: dict[str, str] = {}
+        for pattern in patterns:
+            q = ch.queue_declare("", exclusive=True).method.queue  # deleted with the connection
+            ch.queue_bind(q, exchange, routing_key=pattern)
+            queues[pattern] = q
+        ch.confirm_delivery()
+        for i, topic in enumerate(topics):
+            ch.basic_publish(exchange, topic, str(i).encode())
+        disagreements: list[tuple[str, str, bool]] = []
+        for pattern, q in queues.items():
+            routed = set()
+            while True:
+                method, _, body = ch.basic_get(q, auto_ack=True)
+                if method is None:
+                    break
+                routed.add(topics[int(body)])
+            for topic in topics:
+                if matches(pattern, topic) != (topic in routed):
+                    disagreements.append((pattern, topic, topic in routed))
+        return disagreements
+    finally:
+        _close(conn, exchange)
+
+
+def _close(conn: Any, exchange: str) -> None:
+    if conn.is_open:
+        ch = conn.channel()
+        ch.exchange_delete(exchange)
+        conn.close()
