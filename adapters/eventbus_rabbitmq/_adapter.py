@@ -98,10 +98,13 @@ class RabbitMQConsumer(Consumer):
         self._broken: BrokerError | None = None
         self._last_io = self._last_receive = time.monotonic()
         self._pub: Any = None
+        self._conn: Any = None
         try:
             self._conn = pika.BlockingConnection(adapter._parameters(f"consumer {group}"))
             self._ch = self._conn.channel()
         except PIKA_ERRORS as exc:
+            if self._conn is not None:
+                self._drop()
             raise wrap(exc, f"connecting a consumer of group {group!r}") from exc
 
     # -- the worker thread ------------------------------------------------------------
@@ -113,11 +116,14 @@ class RabbitMQConsumer(Consumer):
                     self._start(max_messages)
                 if not self._buffer:
                     deadline = time.monotonic() + timeout
-                    while not self._buffer:
+                    while not self._buffer and self._broken is None:
                         left = deadline - time.monotonic()
                         if left <= 0:
                             break
                         self._conn.process_data_events(time_limit=left)
+                if self._broken is not None:  # cancelled by the broker meanwhile
+                    self._drop()
+                    self._usable()
                 now = self._last_io = self._last_receive = time.monotonic()
                 return self._take(max_messages, now)
             except PIKA_ERRORS as exc:
@@ -125,8 +131,14 @@ class RabbitMQConsumer(Consumer):
 
     def _start(self, max_messages: int) -> None:
         self._ch.basic_qos(prefetch_count=self._s.prefetch or max(1, min(max_messages, 65535)))
+        self._ch.add_on_cancel_callback(self._on_cancelled)
         self._ch.basic_consume(self._queue, self._on_message)
         self._consuming = True
+
+    def _on_cancelled(self, _frame: Any) -> None:
+        # the broker cancelled us: the queue was deleted (or its node went away)
+        self._broken = BrokerError(f"RabbitMQ cancelled the consumer of {self._queue!r}")
+        self._a._bound.pop(self.group, None)  # declare it again on the next consumer()
 
     def _on_message(self, _ch: Any, method: Any, props: Any, body: bytes) -> None:
         self._buffer.append(
@@ -243,6 +255,8 @@ class RabbitMQConsumer(Consumer):
 
     def _fail(self, exc: BaseException, doing: str) -> BrokerError:
         err = wrap(exc, f"{doing} (group {self.group!r})")
+        if isinstance(exc, pex.ChannelClosedByBroker) and exc.reply_code == 404:
+            self._a._bound.pop(self.group, None)  # the queue is gone: declare it again
         self._broken = err
         self._drop()
         return err

@@ -470,3 +470,33 @@ def test_worker_recovers_when_its_connection_drops(make_adapter: Make) -> None:
         assert [e.data["n"] for e in events] == [1, 2]
     finally:
         bus.stop()
+
+
+def test_a_deleted_queue_is_noticed_and_declared_again(
+    make_adapter: Make, raw_channel: Any
+) -> None:
+    a = make_adapter()
+    group = unique("gone")
+    c = a.consumer(group, ["gone.*"])
+    assert c.receive(1, 0.2) == []
+    raw_channel.queue_delete(a.settings.queue(group))  # an operator deletes it
+    with pytest.raises(BrokerError, match="cancelled"):
+        eventually(lambda: c.receive(1, 0.2) and False, what="the cancel")
+    c.close()
+    c = a.consumer(group, ["gone.*"])  # the worker's next try declares it again
+    a.publish([event("gone.x")])
+    (d,) = receive(c, 1)
+    c.ack([d])
+    c.close()
+
+
+def test_tls_settings_make_an_ssl_context() -> None:
+    a = RabbitMQAdapter(
+        "amqps://u:p@broker.internal/vh", tls_verify=False, tls_server_hostname="rabbit"
+    )
+    params = a._parameters("test")  # nothing connects until the first call
+    assert params.ssl_options is not None and params.port == 5671
+    assert params.ssl_options.server_hostname == "rabbit"
+    assert params.ssl_options.context.check_hostname is False
+    assert params.virtual_host == "vh" and params.heartbeat == 10
+    a.close()
