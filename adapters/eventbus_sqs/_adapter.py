@@ -1,0 +1,921 @@
+"""The SQS adapter: a queue per group, SNS (or the publisher) fanning events out.
+
+Layout (``mode=sns``, the default): one SNS topic per bus; each group is an SQS
+queue subscribed to it with raw delivery and a filter policy on the ``type``
+attribute (exact values for direct patterns, ``prefix`` for the literal start
+of wildcard patterns, none for patterns SNS can't narrow). The consumer checks
+every message against the group's patterns with :class:`eventbus.Matcher` and
+deletes, unseen, what SNS's coarser filter let through. ``mode=sqs`` has no
+SNS: a group's queue carries its patterns in tags and the publisher sends each
+event to every queue whose patterns match.
+
+Each group's queue has a dead-letter queue (``<queue>-dlq``) and a redrive
+policy to it. The worker decides when an event is dead (``dead_letter``: a copy
+with the reason goes to the DLQ, then the original is deleted); the redrive
+policy only catches events that crash their consumer again and again.
+
+Threading: ``publish``, ``declare``, ``dead_letters`` and ``close`` are
+thread-safe (boto3 clients are). A consumer is used by one thread; a heartbeat
+thread per adapter extends the visibility of the deliveries consumers hold, so
+a long handler keeps its events, and a consumer that disappears without
+closing (its process killed) loses them to another member after ``lease``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import math
+import string
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from eventbus import (
+    Adapter,
+    BrokerError,
+    BrokerUnavailable,
+    ClosedError,
+    ConfigError,
+    Consumer,
+    Delivery,
+    Matcher,
+    Message,
+    MessageTooLarge,
+    PublishError,
+    require,
+)
+
+from ._codec import CE, DEAD_LETTER, TYPE, Wire, from_wire, sqs_size, to_wire
+from ._settings import MAX_MESSAGE_SIZE, MAX_VISIBILITY, SqsSettings
+
+boto3 = require("boto3", "sqs", "sqs")
+from botocore.config import Config  # type: ignore[import-untyped]  # noqa: E402
+from botocore.exceptions import (  # type: ignore[import-untyped]  # noqa: E402
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+from botocore.exceptions import (  # noqa: E402
+    ConnectionError as BotoConnectionError,
+)
+
+__all__ = ["SqsAdapter", "SqsConsumer", "filter_policy"]
+
+log = logging.getLogger("eventbus.sqs")
+
+BATCH = 10  # SQS and SNS batch calls take at most 10 entries
+_THROTTLED = {"Throttling", "ThrottlingException", "RequestThrottled", "ServiceUnavailable",
+              "InternalError", "InternalFailure", "KMSThrottling"}  # fmt: skip
+_GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidParameterValue",
+         "AWS.SimpleQueueService.MessageNotInflight"}  # fmt: skip
+_NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+_FIFO_ID_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
+_PATTERN_TAG = "eventbus:patterns"
+_TAG_CHUNK = 256
+
+
+# -- errors ------------------------------------------------------------------------------
+def _code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _wrap(exc: BaseException, doing: str, kind: type[BrokerError] = BrokerError) -> BrokerError:
+    if isinstance(exc, (BotoConnectionError, ReadTimeoutError)) or _code(exc) in _THROTTLED:
+        return BrokerUnavailable(f"SQS/SNS unreachable while {doing}: {exc}")
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return kind(
+            f"no AWS credentials while {doing}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "a profile (profile=...), or run with a role"
+        )
+    return kind(f"SQS/SNS refused {doing}: {exc}")
+
+
+@contextmanager
+def _sdk(doing: str, kind: type[BrokerError] = BrokerError) -> Iterator[None]:
+    """Turn boto3's exceptions into eventbus's, ``from`` the original."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, doing, kind) from exc
+
+
+# -- routing -------------------------------------------------------------------------------
+def filter_policy(patterns: Sequence[str]) -> dict[str, Any] | None:
+    """The SNS filter policy on ``type`` that lets through at least what ``patterns`` match.
+
+    Direct patterns become exact values; a wildcard pattern becomes a ``prefix``
+    of its literal words (``order.*`` -> ``order.``; ``order.#`` -> ``order``, as
+    ``#`` also matches zero words). A pattern starting with a wildcard can't be
+    narrowed, so then there is no policy at all (every event reaches the queue
+    and the consumer's exact check decides). ``None`` means "no policy".
+    """
+    values: list[Any] = []
+    for pattern in dict.fromkeys(patterns):
+        words = pattern.split(".")
+        wild = next((i for i, w in enumerate(words) if w in ("*", "#")), None)
+        if wild is None:
+            values.append(pattern)
+            continue
+        if wild == 0:
+            return None
+        prefix = ".".join(words[:wild]) + ("." if words[wild] == "*" else "")
+        values.append({"prefix": prefix})
+    if not values or len(values) > 150:  # SNS: at most 150 values in one policy
+        return None
+    return {TYPE: values}
+
+
+def _fifo_id(value: str) -> str:
+    """``value`` if SQS takes it as a message group or dedup id, else a stable hash of it."""
+    if value and len(value) <= 128 and all(c in _FIFO_ID_CHARS for c in value):
+        return value
+    return "h-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _chunks(items: Sequence[Any], n: int = BATCH) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+@dataclass
+class _Group:
+    """A group's queues as this adapter knows them."""
+
+    name: str
+    patterns: tuple[str, ...]
+    url: str
+    arn: str
+    dlq_url: str
+
+
+@dataclass(eq=False)
+class _Handle:
+    """What a delivery needs to be settled: its receipt and the message as received."""
+
+    receipt: str
+    message_id: str
+    body: str
+    attributes: dict[str, Any]
+    group_id: str | None
+    expires: float  # monotonic time its visibility runs out, as last set
+
+
+# -- the adapter ---------------------------------------------------------------------------
+class SqsAdapter(Adapter):
+    """SQS queues per group, with SNS fan-out (or publisher fan-out in ``mode=sqs``)."""
+
+    def __init__(self, settings: SqsSettings | None = None, **options: Any) -> None:
+        self.settings = s = settings if settings is not None else SqsSettings(**options)
+        self.capabilities = s.capabilities
+        try:
+            session = boto3.session.Session(profile_name=s.profile, region_name=s.region)
+        except ProfileNotFound as exc:
+            raise ConfigError(f"sqs adapter: AWS profile {s.profile!r} not found") from exc
+        if session.region_name is None:
+            raise ConfigError(
+                "sqs adapter: no AWS region; add region=... to the URL or set AWS_REGION"
+            )
+        config = Config(
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.long_poll + 15,
+            retries={"max_attempts": s.max_attempts, "mode": "standard"},
+            max_pool_connections=50,
+        )
+        try:
+            self._sqs: Any = session.client("sqs", endpoint_url=s.endpoint_url, config=config)
+            self._sns: Any = (
+                session.client("sns", endpoint_url=s.endpoint_url, config=config)
+                if s.mode == "sns"
+                else None
+            )
+        except (BotoCoreError, NoRegionError) as exc:
+            raise ConfigError(f"sqs adapter: cannot make an AWS client: {exc}") from exc
+        self._lock = threading.Lock()  # groups, topic, routes, consumers
+        self._declare_lock = threading.Lock()
+        self._groups: dict[str, _Group] = {}
+        self._topic_arn: str | None = s.topic_arn
+        self._routes: dict[str, tuple[Matcher, str]] | None = None  # mode=sqs: url -> matcher
+        self._routes_at = 0.0
+        self._consumers: weakref.WeakSet[SqsConsumer] = weakref.WeakSet()
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        s = self.settings
+        where = s.endpoint_url or s.region or "aws"
+        return f"<SqsAdapter {s.mode} {where} prefix={s.prefix!r}{' fifo' if s.fifo else ''}>"
+
+    # -- publishing --------------------------------------------------------------------
+    def publish(self, messages: Sequence[Message]) -> None:
+        if self._closed:
+            raise ClosedError("sqs adapter is closed")
+        if not messages:
+            return
+        wires = [self._wire(m) for m in messages]  # all checked before anything is sent
+        if self._sns is not None:
+            self._publish_sns(messages, wires)
+        else:
+            self._publish_sqs(messages, wires)
+
+    def _wire(self, message: Message) -> Wire:
+        wire = to_wire(message)  # EncodeError for what SQS can't carry
+        if wire.size > MAX_MESSAGE_SIZE:
+            how = "base64-encoded, as it is not text" if _is_base64(wire) else "as text"
+            raise MessageTooLarge(
+                f"event {message.headers.get('id', '?')} of type {message.topic!r} is "
+                f"{wire.size} bytes as SQS counts it (payload {how}, plus attributes); "
+                f"SQS and SNS take at most {MAX_MESSAGE_SIZE}. Send large payloads by "
+                "reference (store them in S3 and publish the key)"
+            )
+        return wire
+
+    def _fifo_fields(self, message: Message, dedup_id: str | None = None) -> dict[str, str]:
+        if not self.settings.fifo:
+            return {}
+        ident = message.headers.get("id") or hashlib.sha256(message.body).hexdigest()
+        return {
+            "MessageGroupId": _fifo_id(message.key if message.key is not None else ident),
+            "MessageDeduplicationId": _fifo_id(dedup_id or ident),
+        }
+
+    def _batches(
+        self, items: Sequence[tuple[Message, Wire]]
+    ) -> Iterator[list[tuple[Message, Wire]]]:
+        """Up to 10 messages and 256 KiB per batch call."""
+        batch: list[tuple[Message, Wire]] = []
+        size = 0
+        for message, wire in items:
+            if batch and (len(batch) == BATCH or size + wire.size > MAX_MESSAGE_SIZE):
+                yield batch
+                batch, size = [], 0
+            batch.append((message, wire))
+            size += wire.size
+        if batch:
+            yield batch
+
+    def _publish_sns(self, messages: Sequence[Message], wires: Sequence[Wire]) -> None:
+        topic_arn = self._topic()
+        for batch in self._batches(list(zip(messages, wires, strict=True))):
+            entries = [
+                {
+                    "Id": str(i),
+                    "Message": w.body,
+                    "MessageAttributes": w.attributes,
+                    **self._fifo_fields(m),
+                }
+                for i, (m, w) in enumerate(batch)
+            ]
+            with _sdk("publishing to SNS", PublishError):
+                result = self._sns.publish_batch(
+                    TopicArn=topic_arn, PublishBatchRequestEntries=entries
+                )
+            _check_batch(result, len(entries), "SNS PublishBatch")
+
+    def _publish_sqs(self, messages: Sequence[Message], wires: Sequence[Wire]) -> None:
+        routes = self._route_table()
+        by_queue: dict[str, list[tuple[Message, Wire]]] = {}
+        for message, wire in zip(messages, wires, strict=True):
+            for url, (matcher, _) in routes.items():
+                if matcher(message.topic):
+                    by_queue.setdefault(url, []).append((message, wire))
+        for url, items in by_queue.items():
+            for batch in self._batches(items):
+                entries = [
+                    {
+                        "Id": str(i),
+                        "MessageBody": w.body,
+                        "MessageAttributes": w.attributes,
+                        **self._fifo_fields(m),
+                    }
+                    for i, (m, w) in enumerate(batch)
+                ]
+                try:
+                    with _sdk("sending to SQS", PublishError):
+                        result = self._sqs.send_message_batch(QueueUrl=url, Entries=entries)
+                except PublishError as exc:
+                    if _code(exc.__cause__ or exc) in _NO_QUEUE:  # the group was deleted
+                        with self._lock:
+                            self._routes_at = 0.0
+                        continue
+                    raise
+                _check_batch(result, len(entries), "SQS SendMessageBatch")
+
+    # -- the layout ----------------------------------------------------------------------
+    def _topic(self) -> str:
+        with self._lock:
+            if self._topic_arn is not None:
+                return self._topic_arn
+        s = self.settings
+        name = s.topic_name
+        if s.create:
+            attributes = {"FifoTopic": "true"} if s.fifo else {}
+            with _sdk(f"creating SNS topic {name!r}"):
+                arn = str(self._sns.create_topic(Name=name, Attributes=attributes)["TopicArn"])
+        else:
+            arn = ""
+            with _sdk("listing SNS topics"):
+                for page in self._sns.get_paginator("list_topics").paginate():
+                    for topic in page.get("Topics", []):
+                        if topic["TopicArn"].rsplit(":", 1)[-1] == name:
+                            arn = topic["TopicArn"]
+            if not arn:
+                raise ConfigError(
+                    f"sqs adapter: SNS topic {name!r} does not exist and create=false; "
+                    "create it or give topic_arn=..."
+                )
+        with self._lock:
+            self._topic_arn = arn
+        return arn
+
+    def declare(self, group: str, patterns: Sequence[str]) -> None:
+        self._declare(group, patterns)
+
+    def _declare(self, group: str, patterns: Sequence[str]) -> _Group:
+        if self._closed:
+            raise ClosedError("sqs adapter is closed")
+        wanted = Matcher(patterns).patterns
+        with self._lock:
+            known = self._groups.get(group)
+        if known is not None and known.patterns == wanted:
+            return known
+        with self._declare_lock:
+            if self.settings.create:
+                g = self._create_group(group, wanted)
+            else:
+                g = self._check_group(group, wanted)
+            with self._lock:
+                self._groups[group] = g
+                if self._routes is not None:
+                    self._routes[g.url] = (Matcher(wanted), group)
+        return g
+
+    def _create_queue(self, name: str, attributes: dict[str, str]) -> str:
+        with _sdk(f"creating queue {name!r}"):
+            try:
+                return str(
+                    self._sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+                )
+            except ClientError as exc:
+                if _code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
+                    raise
+            # it exists with other settings (another lease, another topic): update them
+            url = str(self._sqs.get_queue_url(QueueName=name)["QueueUrl"])
+            changeable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
+            if changeable:
+                self._sqs.set_queue_attributes(QueueUrl=url, Attributes=changeable)
+            return url
+
+    def _create_group(self, group: str, patterns: tuple[str, ...]) -> _Group:
+        s = self.settings
+        fifo = {"FifoQueue": "true"} if s.fifo else {}
+        dlq_url = self._create_queue(
+            s.dlq_name(group), {"MessageRetentionPeriod": "1209600", **fifo}
+        )
+        with _sdk("reading the DLQ's ARN"):
+            dlq_arn = str(
+                self._sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+                    "Attributes"
+                ]["QueueArn"]
+            )
+        name = s.queue_name(group)
+        arn = dlq_arn.rsplit(":", 1)[0] + ":" + name
+        attributes = {
+            "VisibilityTimeout": str(s.visibility),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": s.max_receive_count}
+            ),
+            **fifo,
+        }
+        topic_arn = self._topic() if self._sns is not None else None
+        if topic_arn is not None:
+            attributes["Policy"] = json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "eventbus-sns",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sns.amazonaws.com"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": arn,
+                            "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                        }
+                    ],
+                }
+            )
+        url = self._create_queue(name, attributes)
+        if topic_arn is not None:
+            self._subscribe(topic_arn, arn, patterns)
+        else:
+            self._tag_patterns(url, patterns)
+        return _Group(group, patterns, url, arn, dlq_url)
+
+    def _subscribe(self, topic_arn: str, queue_arn: str, patterns: Sequence[str]) -> None:
+        policy = filter_policy(patterns)
+        text = json.dumps(policy) if policy is not None else "{}"
+        attributes = {"RawMessageDelivery": "true"}
+        with _sdk("subscribing the queue to SNS"):
+            try:
+                sub = self._sns.subscribe(
+                    TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
+                    Attributes=attributes, ReturnSubscriptionArn=True,
+                )["SubscriptionArn"]  # fmt: skip
+            except ClientError as exc:
+                if _code(exc) != "InvalidParameter":
+                    raise
+                sub = self._find_subscription(topic_arn, queue_arn)
+                if sub is None:
+                    raise
+            # Subscribe keeps an existing subscription's attributes: set the policy each time.
+            self._sns.set_subscription_attributes(
+                SubscriptionArn=sub, AttributeName="FilterPolicy", AttributeValue=text
+            )
+
+    def _find_subscription(self, topic_arn: str, queue_arn: str) -> str | None:
+        paginator = self._sns.get_paginator("list_subscriptions_by_topic")
+        for page in paginator.paginate(TopicArn=topic_arn):
+            for sub in page.get("Subscriptions", []):
+                if sub.get("Endpoint") == queue_arn and sub.get("Protocol") == "sqs":
+                    return str(sub["SubscriptionArn"])
+        return None
+
+    def _tag_patterns(self, url: str, patterns: Sequence[str]) -> None:
+        # Tag values take letters, digits and few symbols: base64url fits, in 256-char parts.
+        text = base64.urlsafe_b64encode(json.dumps(list(patterns)).encode()).decode()
+        parts = [text[i : i + _TAG_CHUNK] for i in range(0, len(text), _TAG_CHUNK)] or [""]
+        if len(parts) > 40:
+            raise ConfigError("sqs adapter: too many patterns for one group in mode=sqs")
+        tags = {f"{_PATTERN_TAG}:{i}": p for i, p in enumerate(parts)}
+        tags[_PATTERN_TAG] = str(len(parts))
+        with _sdk("tagging the queue with its patterns"):
+            self._sqs.tag_queue(QueueUrl=url, Tags=tags)
+
+    def _check_group(self, group: str, patterns: tuple[str, ...]) -> _Group:
+        """``create=false``: the queues (and subscription) must exist; nothing is changed."""
+        s = self.settings
+        name = s.queue_name(group)
+        try:
+            with _sdk(f"looking up queue {name!r}"):
+                url = str(self._sqs.get_queue_url(QueueName=name)["QueueUrl"])
+                attrs = self._sqs.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy"]
+                )["Attributes"]
+        except BrokerError as exc:
+            if _code(exc.__cause__ or exc) in _NO_QUEUE:
+                raise ConfigError(
+                    f"sqs adapter: queue {name!r} of group {group!r} does not exist and "
+                    "create=false"
+                ) from exc
+            raise
+        redrive = attrs.get("RedrivePolicy")
+        if not redrive:
+            raise ConfigError(
+                f"sqs adapter: queue {name!r} has no redrive policy; eventbus needs a "
+                "dead-letter queue for each group"
+            )
+        dlq_name = str(json.loads(redrive)["deadLetterTargetArn"]).rsplit(":", 1)[-1]
+        with _sdk(f"looking up DLQ {dlq_name!r}"):
+            dlq_url = str(self._sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"])
+        arn = str(attrs["QueueArn"])
+        if self._sns is not None:
+            with _sdk("listing the topic's subscriptions"):
+                sub = self._find_subscription(self._topic(), arn)
+            if sub is None:
+                raise ConfigError(
+                    f"sqs adapter: queue {name!r} is not subscribed to topic "
+                    f"{s.topic_name!r} and create=false"
+                )
+        else:
+            self._tag_patterns(url, patterns)  # the routing registration, not the layout
+        return _Group(group, patterns, url, arn, dlq_url)
+
+    def _group(self, group: str) -> _Group:
+        """A group's queues, declared here or found by name (for tooling)."""
+        with self._lock:
+            known = self._groups.get(group)
+        if known is not None:
+            return known
+        s = self.settings
+        with _sdk(f"looking up the queues of group {group!r}"):
+            url = str(self._sqs.get_queue_url(QueueName=s.queue_name(group))["QueueUrl"])
+            dlq_url = str(self._sqs.get_queue_url(QueueName=s.dlq_name(group))["QueueUrl"])
+        return _Group(group, (), url, "", dlq_url)
+
+    def _route_table(self) -> dict[str, tuple[Matcher, str]]:
+        """``mode=sqs``: every group queue under the prefix, with its patterns (cached)."""
+        s = self.settings
+        with self._lock:
+            if self._routes is not None and time.monotonic() - self._routes_at < s.refresh:
+                return dict(self._routes)
+        routes: dict[str, tuple[Matcher, str]] = {}
+        with _sdk("listing the groups' queues", PublishError):
+            urls: list[str] = []
+            for page in self._sqs.get_paginator("list_queues").paginate(QueueNamePrefix=s.prefix):
+                urls += page.get("QueueUrls", [])
+            for url in urls:
+                name = url.rsplit("/", 1)[-1]
+                if s.is_dlq_name(name) or name.endswith(".fifo") != s.fifo:
+                    continue
+                try:
+                    tags = self._sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+                except ClientError as exc:
+                    if _code(exc) in _NO_QUEUE:
+                        continue
+                    raise
+                patterns = _patterns_from_tags(tags)
+                if patterns is not None:
+                    routes[url] = (Matcher(patterns), name)
+        with self._lock:
+            self._routes, self._routes_at = routes, time.monotonic()
+        return dict(routes)
+
+    # -- consuming ------------------------------------------------------------------------
+    def consumer(self, group: str, patterns: Sequence[str]) -> SqsConsumer:
+        g = self._declare(group, patterns)
+        c = SqsConsumer(self, g, Matcher(patterns))
+        with self._lock:
+            self._consumers.add(c)
+            if self._heartbeat is None:
+                self._heartbeat = threading.Thread(
+                    target=self._beat, name="eventbus-sqs-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+        return c
+
+    def _beat(self) -> None:
+        """Extend the visibility of what live consumers hold, well before it runs out."""
+        visibility = self.settings.visibility
+        interval = max(0.5, visibility / 3)
+        while not self._stop.wait(interval):
+            with self._lock:
+                consumers = list(self._consumers)
+            for c in consumers:
+                try:
+                    c._extend(visibility, margin=2 * interval)
+                except Exception as exc:  # a failed beat is retried on the next one
+                    log.debug("heartbeat failed: %s", exc)
+
+    def simulate_crash(self) -> None:
+        """For tests: act like a killed process: heartbeats stop, held deliveries aren't returned.
+
+        They come back to the group when their visibility (``lease``) runs out.
+        """
+        self._stop.set()
+        with self._lock:
+            consumers = list(self._consumers)
+        for c in consumers:
+            c._crash()
+
+    def dead_letters(self, group: str, limit: int = 100) -> list[tuple[Delivery, str]]:
+        """The group's dead letters (a peek: each is received then made visible again)."""
+        g = self._group(group)
+        seen: dict[str, tuple[Delivery, str]] = {}
+        receipts: list[str] = []
+        try:
+            with _sdk("reading the dead-letter queue"):
+                while len(seen) < limit:
+                    got = self._sqs.receive_message(
+                        QueueUrl=g.dlq_url,
+                        MaxNumberOfMessages=min(BATCH, limit - len(seen)),
+                        VisibilityTimeout=30,
+                        WaitTimeSeconds=0,
+                        MessageAttributeNames=["All"],
+                        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    ).get("Messages", [])
+                    if not got:
+                        break
+                    for m in got:
+                        receipts.append(m["ReceiptHandle"])
+                        seen.setdefault(m["MessageId"], _dead_letter_entry(m, self.settings))
+        finally:
+            self._release(g.dlq_url, receipts)
+        return list(seen.values())[:limit]
+
+    def _release(self, url: str, receipts: Sequence[str], after: int = 0) -> None:
+        """Make received messages visible again (after ``after`` seconds); best effort."""
+        for chunk in _chunks(receipts):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": after}
+                for i, r in enumerate(chunk)
+            ]
+            try:
+                self._sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+            except (ClientError, BotoCoreError) as exc:
+                log.debug("could not return %d message(s): %s", len(entries), exc)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        beat = self._heartbeat
+        if beat is not None and beat is not threading.current_thread():
+            beat.join(5)
+        for client in (self._sqs, self._sns):
+            if client is not None:
+                client.close()
+
+
+def _is_base64(wire: Wire) -> bool:
+    value = wire.attributes.get(CE, {}).get("StringValue", "")
+    return isinstance(value, str) and value.startswith("[1")
+
+
+def _check_batch(result: Mapping[str, Any], n: int, call: str) -> None:
+    failed = result.get("Failed") or []
+    if failed:
+        first = failed[0]
+        raise PublishError(
+            f"{call}: {len(failed)} of {n} message(s) refused "
+            f"({first.get('Code')}: {first.get('Message')}); retry the batch"
+        )
+
+
+def _patterns_from_tags(tags: Mapping[str, str]) -> tuple[str, ...] | None:
+    try:
+        count = int(tags[_PATTERN_TAG])
+        text = "".join(tags[f"{_PATTERN_TAG}:{i}"] for i in range(count))
+        patterns = json.loads(base64.urlsafe_b64decode(text.encode()))
+        return Matcher(patterns).patterns
+    except Exception:  # not ours, or damaged: not a group to route to
+        return None
+
+
+def _dead_letter_entry(m: Mapping[str, Any], s: SqsSettings) -> tuple[Delivery, str]:
+    attributes = dict(m.get("MessageAttributes") or {})
+    note = attributes.pop(DEAD_LETTER, None)
+    message, _ = from_wire(m.get("Body", ""), attributes)
+    count = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    reason = (
+        f"received {s.max_receive_count} times without being settled "
+        "(moved by the queue's SQS redrive policy)"
+    )
+    attempt = count
+    try:
+        info = json.loads(note["StringValue"]) if note else None
+        if isinstance(info, dict):
+            reason = str(info.get("reason", reason))
+            attempt = int(info.get("attempt", attempt))
+    except (ValueError, TypeError, KeyError):
+        pass
+    return Delivery(message, attempt, None), reason
+
+
+def _sendable(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Received attributes in the form SendMessage takes."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, attr in attributes.items():
+        value = {k: attr[k] for k in ("DataType", "StringValue", "BinaryValue") if k in attr}
+        if "DataType" in value and len(value) == 2:
+            out[name] = value
+    return out
+
+
+# -- the consumer ---------------------------------------------------------------------------
+class SqsConsumer(Consumer):
+    """A member of a group: receives from its queue, settles by receipt handle.
+
+    FIFO: SQS may hand out several messages of one message group (key) in one
+    receive; this consumer passes on one per key at a time and keeps the rest
+    (still in flight) until the one before is settled, so a retried event is
+    never overtaken by the next of its key.
+    """
+
+    def __init__(self, adapter: SqsAdapter, group: _Group, matcher: Matcher) -> None:
+        self._a = adapter
+        self._g = group
+        self._matcher = matcher
+        self._fifo = adapter.settings.fifo
+        self._lock = threading.Lock()  # _inflight is read by the heartbeat thread
+        self._inflight: dict[str, _Handle] = {}
+        self._held: deque[tuple[_Handle, Delivery]] = deque()  # FIFO: waiting for their key
+        self._busy: set[str] = set()  # FIFO: message groups with a delivery handed out
+        self._idle = 0.0
+        self._closed = False
+        self._crashed = False
+
+    def __repr__(self) -> str:
+        return f"<SqsConsumer {self._g.name!r} holding {len(self._inflight)}>"
+
+    # -- receive -------------------------------------------------------------------------
+    def receive(self, max_messages: int, timeout: float) -> list[Delivery]:
+        if self._closed or self._a._closed:
+            raise ClosedError("sqs consumer is closed")
+        out = self._release_held(max_messages)
+        if out:
+            return out
+        s = self._a.settings
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            wait = min(s.long_poll, int(remaining)) if remaining >= 1 else 0
+            started = time.monotonic()
+            with _sdk(f"receiving from {self._g.name!r}"):
+                got = self._a._sqs.receive_message(
+                    QueueUrl=self._g.url,
+                    MaxNumberOfMessages=max(1, min(BATCH, max_messages)),
+                    WaitTimeSeconds=wait,
+                    VisibilityTimeout=s.visibility,
+                    MessageAttributeNames=["All"],
+                    MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+                ).get("Messages", [])
+            out = self._accept(got, started + s.visibility) if got else []
+            if out:
+                self._idle = 0.0
+                return out
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            if got:
+                continue  # all dropped (not ours) or held back: ask again at once
+            if time.monotonic() - started < max(wait, 0.05):
+                # an empty answer before the wait was up (short poll, or an emulator
+                # that doesn't hold long polls): back off instead of spinning
+                self._idle = min(max(self._idle * 2, 0.02), 0.5)
+                time.sleep(min(self._idle, remaining))
+
+    def _accept(self, got: Sequence[Mapping[str, Any]], expires: float) -> list[Delivery]:
+        out: list[Delivery] = []
+        drop: list[str] = []
+        with self._lock:
+            for m in got:
+                message, ours = from_wire(m.get("Body", ""), m.get("MessageAttributes"))
+                receipt = m["ReceiptHandle"]
+                if (ours or message.topic) and not self._matcher(message.topic):
+                    drop.append(receipt)  # SNS's prefix filter let it through: not ours
+                    continue
+                system = m.get("Attributes") or {}
+                attempt = int(system.get("ApproximateReceiveCount", "1"))
+                if message.key is None and system.get("MessageGroupId") and not ours:
+                    message.key = system["MessageGroupId"]
+                h = _Handle(receipt, m["MessageId"], m.get("Body", ""),
+                            dict(m.get("MessageAttributes") or {}),
+                            system.get("MessageGroupId"), expires)  # fmt: skip
+                self._inflight[receipt] = h
+                d = Delivery(message, attempt, h)
+                if self._fifo and h.group_id is not None:
+                    if h.group_id in self._busy:
+                        self._held.append((h, d))
+                        continue
+                    self._busy.add(h.group_id)
+                out.append(d)
+        if drop:
+            self._delete(drop)
+        return out
+
+    def _release_held(self, limit: int) -> list[Delivery]:
+        if not self._held:
+            return []
+        out: list[Delivery] = []
+        keep: deque[tuple[_Handle, Delivery]] = deque()
+        with self._lock:
+            for h, d in self._held:
+                if len(out) < limit and h.group_id not in self._busy:
+                    self._busy.add(h.group_id or "")
+                    out.append(d)
+                else:
+                    keep.append((h, d))
+            self._held = keep
+        return out
+
+    # -- settle ---------------------------------------------------------------------------
+    def _settled(self, d: Delivery) -> _Handle | None:
+        h = d.handle
+        if not isinstance(h, _Handle):
+            raise ValueError("not a delivery of this consumer")
+        with self._lock:
+            self._inflight.pop(h.receipt, None)
+            if h.group_id is not None:
+                self._busy.discard(h.group_id)
+        return h
+
+    def _delete(self, receipts: Sequence[str]) -> None:
+        for chunk in _chunks(receipts):
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)]
+            with _sdk(f"deleting from {self._g.name!r}"):
+                result = self._a._sqs.delete_message_batch(QueueUrl=self._g.url, Entries=entries)
+            failed = [f for f in result.get("Failed") or [] if f.get("Code") not in _GONE]
+            if failed:
+                raise BrokerError(
+                    f"SQS refused to delete {len(failed)} message(s) of {self._g.name!r}: "
+                    f"{failed[0].get('Code')}: {failed[0].get('Message')}; they will come back"
+                )
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        self._check_open()
+        receipts = [h.receipt for d in deliveries if (h := self._settled(d)) is not None]
+        self._delete(receipts)
+
+    def nack(self, delivery: Delivery, delay: float) -> None:
+        self._check_open()
+        h = self._settled(delivery)
+        assert h is not None
+        after = min(MAX_VISIBILITY, math.ceil(delay)) if delay > 0 else 0
+        with _sdk(f"returning a message to {self._g.name!r}"):
+            try:
+                self._a._sqs.change_message_visibility(
+                    QueueUrl=self._g.url, ReceiptHandle=h.receipt, VisibilityTimeout=after
+                )
+            except ClientError as exc:
+                if _code(exc) not in _GONE:
+                    raise
+                log.debug("nack of %s: %s (it comes back when its lease ends)", h.message_id, exc)
+        if self._fifo and h.group_id is not None:
+            self._return_held(h.group_id)
+
+    def _return_held(self, group_id: str) -> None:
+        """FIFO: the key's later messages go back too, behind the retried one."""
+        with self._lock:
+            back = [h for h, _ in self._held if h.group_id == group_id]
+            self._held = deque((h, d) for h, d in self._held if h.group_id != group_id)
+            for h in back:
+                self._inflight.pop(h.receipt, None)
+        self._a._release(self._g.url, [h.receipt for h in back])
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self._check_open()
+        h = delivery.handle
+        if not isinstance(h, _Handle):
+            raise ValueError("not a delivery of this consumer")
+        note = {"DataType": "String", "StringValue": json.dumps(
+            {"reason": reason[:4000], "attempt": delivery.attempt, "group": self._g.name},
+            ensure_ascii=True)}  # fmt: skip
+        attributes = _sendable(h.attributes)
+        attributes.pop(DEAD_LETTER, None)
+        body = h.body or "-"
+        if len(attributes) >= 10:  # a foreign message with every slot used: repack it
+            wire = to_wire(delivery.message)
+            body, attributes = wire.body, dict(wire.attributes)
+        attributes[DEAD_LETTER] = note
+        fields = {}
+        if self._fifo:
+            fields = {"MessageGroupId": _fifo_id(h.group_id or h.message_id),
+                      "MessageDeduplicationId": _fifo_id(h.message_id)}  # fmt: skip
+        if sqs_size(body, attributes) > MAX_MESSAGE_SIZE:
+            log.warning("dead letter of %s is over 256 KiB with its reason", h.message_id)
+        with _sdk(f"dead-lettering a message of {self._g.name!r}"):
+            self._a._sqs.send_message(
+                QueueUrl=self._g.dlq_url, MessageBody=body, MessageAttributes=attributes, **fields
+            )
+        self._settled(delivery)
+        self._delete([h.receipt])
+
+    # -- heartbeat, close -------------------------------------------------------------------
+    def _extend(self, visibility: int, margin: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [h for h in self._inflight.values() if h.expires - now < margin]
+        if not due or self._crashed:
+            return
+        for chunk in _chunks(due):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": visibility}
+                for i, h in enumerate(chunk)
+            ]
+            result = self._a._sqs.change_message_visibility_batch(
+                QueueUrl=self._g.url, Entries=entries
+            )
+            failed = {f["Id"] for f in result.get("Failed") or []}
+            for i, h in enumerate(chunk):
+                if str(i) not in failed:
+                    h.expires = now + visibility
+
+    def _crash(self) -> None:
+        self._crashed = True
+        self._closed = True
+        with self._lock:
+            self._inflight.clear()
+            self._held.clear()
+
+    def _check_open(self) -> None:
+        if self._crashed:
+            raise ClosedError("sqs consumer is closed")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            receipts = list(self._inflight)
+            self._inflight.clear()
+            self._held.clear()
+            self._busy.clear()
+        if receipts and not self._a._closed:
+            self._a._release(self._g.url, receipts)
+        with self._a._lock:
+            self._a._consumers.discard(self)
