@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,48 @@ def test_importing_the_services_connects_to_nothing(tmp_path, repo) -> None:
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, timeout=60)
     assert list(tmp_path.iterdir()) == []  # no eventbus.db appeared
+
+
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "orders_billing"
+
+
+@pytest.mark.parametrize(
+    ("profile", "adapter"),
+    [(None, "sqlite"), ("rabbitmq", "rabbitmq"), ("kafka", "kafka"), ("sqs", "sqs"),
+     ("azure", "azure_servicebus")],
+)  # fmt: skip
+def test_the_example_config_and_its_profiles_load(
+    monkeypatch: pytest.MonkeyPatch, profile: str | None, adapter: str
+) -> None:
+    from eventbus import load_config
+    from eventbus._plugins import adapter_specs
+
+    for name in ("EVENTBUS_URL", "EVENTBUS_BROKER", "EVENTBUS_PROFILE", "EVENTBUS_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SERVICEBUS_CONNECTION_STRING", "Endpoint=sb://x/;SharedAccessKey=k")
+    cfg = load_config(EXAMPLE_DIR / "eventbus.toml", profile=profile)
+    assert cfg.url is not None
+    scheme = cfg.url.split(":", 1)[0]
+    specs = adapter_specs()
+    if adapter in specs:  # the adapter plugin is installed: its scheme picks it
+        assert scheme in specs[adapter].schemes or scheme == adapter
+
+
+def test_the_rabbitmq_variant_differs_only_in_the_url() -> None:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+
+    def read(name: str) -> dict:
+        with (EXAMPLE_DIR / name).open("rb") as f:
+            doc = tomllib.load(f)
+        doc.pop("profiles", None)
+        return doc
+
+    sqlite, rabbit = read("eventbus.toml"), read("eventbus.rabbitmq.toml")
+    assert sqlite.pop("url").startswith("sqlite:")
+    assert rabbit.pop("url").startswith("amqp://")
+    assert sqlite == rabbit

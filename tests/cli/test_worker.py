@@ -173,3 +173,32 @@ def test_a_missing_dependency_of_the_users_module_is_not_called_a_missing_module
     r = cli("worker", "wk_deps:bus")
     assert r.code == 1
     assert "importing 'wk_deps' failed: ModuleNotFoundError" in r.err
+
+
+@pytest.mark.rabbitmq
+def test_the_example_moves_to_rabbitmq_by_config_only(spawn, watch, repo) -> None:
+    """The same billing module, the RabbitMQ variant of the example's config file."""
+    import random
+    import subprocess
+
+    config = str(repo / "examples" / "orders_billing" / "eventbus.rabbitmq.toml")
+    env = {"PYTHONPATH": str(repo)}
+    proc = spawn("worker", "examples.orders_billing.billing:bus", "--config", config, **env)
+    out = watch(proc)
+    out.wait_for(ready)
+    first = random.randrange(10**6, 10**7)  # ids of this run only: the broker is shared
+    subprocess.run(
+        [sys.executable, "-m", "examples.orders_billing.orders", "--count", "3",
+         "--first-id", str(first), "--interval", "0"],
+        cwd=repo, env={**child_env(), "EVENTBUS_CONFIG": config}, check=True, timeout=60,
+    )  # fmt: skip
+    wanted = {f"for order {first + i}:" for i in range(3)}
+    out.wait_for(lambda ls: all(any(w in line for line in ls) for w in wanted), timeout=30)
+    assert stop(proc) == 0
+    assert "RabbitMQAdapter" in out.text()
+
+
+def child_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
