@@ -195,12 +195,4 @@ def _unpack(body: str, topic: str, ce: str | None) -> Message | None:
             data = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             return None
-    return Message(topic=topic, body=data, headers=_ordered(headers), key=key)
-
-
-def _ordered(headers: dict[str, str]) -> dict[str, str]:
-    # The order the core's encoder writes them in, so a round trip is equal as a list too.
-    first = ("id", "source", "type", "specversion", "datacontenttype")
-    out = {k: headers[k] for k in first if k in headers}
-    out.update((k, v) for k, v in headers.items() if k not in out)
-    return out
+    return Message(topic=topic, body=data, headers=headers, key=key)

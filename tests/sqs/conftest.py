@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from eventbus_sqs import SqsSettings
 
 RUN = uuid.uuid4().hex[:6]
@@ -92,7 +91,7 @@ class SqsNames:
         for url in self.queue_urls():
             try:
                 sqs.delete_queue(QueueUrl=url)
-            except Exception:  # noqa: S110 - best effort: deleted meanwhile
+            except Exception:
                 pass
         for page in sns.get_paginator("list_topics").paginate():
             for topic in page.get("Topics", []):

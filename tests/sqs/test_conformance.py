@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
+from eventbus_sqs import SqsAdapter
 
 from eventbus.testing import AdapterConformance
-from eventbus_sqs import SqsAdapter
 
 pytestmark = [pytest.mark.sqs]
 

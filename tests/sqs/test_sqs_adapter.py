@@ -1,0 +1,301 @@
+"""SQS-specific behaviour on a real endpoint (moto by default; see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventbus_sqs import SqsAdapter
+
+from eventbus import (
+    BrokerUnavailable,
+    ClosedError,
+    ConfigError,
+    Delivery,
+    Event,
+    EventBus,
+    Message,
+    encode,
+)
+from eventbus._config import BusConfig
+from eventbus.testing import Collector, eventually
+
+pytestmark = [pytest.mark.sqs]
+
+PROC = str(Path(__file__).with_name("_proc.py"))
+
+
+@pytest.fixture
+def make(sqs_names: Any) -> Iterator[Any]:
+    made: list[SqsAdapter] = []
+
+    def make(**options: Any) -> SqsAdapter:
+        a = SqsAdapter(sqs_names.settings(**{"lease": 2, **options}))
+        made.append(a)
+        return a
+
+    yield make
+    for a in made:
+        a.close()
+
+
+def _event(topic: str, i: int = 0, key: str | None = None) -> Message:
+    return encode(Event(type=topic, data={"i": i}, source="/test", key=key))
+
+
+def _receive(consumer: Any, n: int, timeout: float = 15) -> list[Delivery]:
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        got += consumer.receive(n - len(got), 0.5)
+    return got
+
+
+def _queue_depth(sqs_names: Any, name: str) -> int:
+    sqs = sqs_names.endpoint.client("sqs")
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attrs.values())
+
+
+# -- crashes and leases ---------------------------------------------------------------------
+def test_a_worker_killed_mid_batch_loses_nothing(make: Any, sqs_names: Any) -> None:
+    """A process stuck in a handler keeps its batch past the lease (heartbeat); once it is
+    SIGKILLed, the whole batch comes back to another member after the visibility timeout."""
+    lease = 2
+    adapter = make(lease=lease)
+    group, pattern = "crash", "job.*"
+    adapter.declare(group, [pattern])
+    sent = [_event("job.run", i) for i in range(5)]
+    adapter.publish(sent)
+    settings = {k: v for k, v in vars(sqs_names.settings(lease=lease)).items()}
+    proc = subprocess.Popen(
+        [sys.executable, PROC, json.dumps(settings), group, pattern],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))
+        reader.daemon = True
+        reader.start()
+        eventually(lambda: any(x.startswith("got") for x in lines), timeout=30,
+                   what="the worker to take the batch")  # fmt: skip
+        other = adapter.consumer(group, [pattern])
+        # three leases long, the stuck worker's heartbeat keeps the batch from us
+        held_until = time.monotonic() + 3 * lease
+        while time.monotonic() < held_until:
+            assert other.receive(10, 0.5) == [], "the batch left a live worker"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        killed = time.monotonic()
+        got = _receive(other, 5, timeout=lease + 15)
+        assert sorted(d.message.headers["id"] for d in got) == sorted(m.headers["id"] for m in sent)
+        assert all(d.attempt >= 2 for d in got)
+        assert time.monotonic() - killed <= lease + 10
+        other.ack(got)
+        other.close()
+        assert len([x for x in lines if x.startswith("got")]) == 1  # stuck on the first one
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_close_hands_unsettled_deliveries_back_at_once(make: Any) -> None:
+    a = make(lease=30)
+    first, second = a.consumer("g", ["x.*"]), a.consumer("g", ["x.*"])
+    a.publish([_event("x.y", i) for i in range(3)])
+    held = _receive(first, 3)
+    assert len(held) == 3
+    first.close()
+    first.close()  # idempotent
+    back = _receive(second, 3, timeout=10)  # long before the 30 s lease
+    assert sorted(d.attempt for d in back) == [2, 2, 2]
+    second.ack(back)
+    with pytest.raises(ClosedError):
+        first.receive(1, 0.1)
+
+
+# -- dead letters -----------------------------------------------------------------------------
+def test_redrive_moves_a_message_to_the_dlq_after_max_receive_count(
+    make: Any, sqs_names: Any
+) -> None:
+    """The redrive policy is the safety net: a message received max_receive_count times
+    without being settled goes to the group's DLQ, and dead_letters() lists it."""
+    a = make(max_receive_count=2)
+    c = a.consumer("redrive", ["r.*"])
+    m = _event("r.x")
+    a.publish([m])
+    attempts = []
+    for _ in range(2):
+        (d,) = _receive(c, 1)
+        attempts.append(d.attempt)
+        c.nack(d, 0)  # visible again at once, as a crashing consumer's would be
+    assert attempts == [1, 2]
+    assert c.receive(1, 1.5) == []  # the third receive finds it moved
+    letters = eventually(lambda: a.dead_letters("redrive"), what="the redriven message")
+    ((delivery, reason),) = letters
+    assert delivery.message.headers["id"] == m.headers["id"]
+    assert delivery.message.body == m.body
+    assert "redrive" in reason
+    assert a.dead_letters("redrive")  # a peek: still there
+    c.close()
+
+
+def test_dead_letter_keeps_the_message_and_the_reason(make: Any, sqs_names: Any) -> None:
+    a = make()
+    c = a.consumer("dl", ["d.*"])
+    m = _event("d.x")
+    a.publish([m])
+    (d,) = _receive(c, 1)
+    c.dead_letter(d, 'handler said "no" ✓')
+    assert c.receive(1, 1) == []
+    ((delivery, reason),) = a.dead_letters("dl")
+    assert reason == 'handler said "no" ✓' and delivery.attempt == 1
+    assert delivery.message.headers == m.headers and delivery.message.body == m.body
+    assert _queue_depth(sqs_names, sqs_names.settings().queue_name("dl")) == 0
+    # another adapter (tooling) finds the group's dead letters by name
+    assert len(make().dead_letters("dl")) == 1
+    c.close()
+
+
+# -- routing -----------------------------------------------------------------------------------
+def test_what_the_sns_prefix_filter_lets_through_is_dropped_silently(
+    make: Any, sqs_names: Any
+) -> None:
+    a = make()
+    c = a.consumer("narrow", ["order.*"])  # SNS filter: prefix "order."
+    a.publish([_event("order.eu.created", 1), _event("order.created", 2), _event("user.x", 3)])
+    got = _receive(c, 1)
+    assert [d.message.topic for d in got] == ["order.created"]
+    c.ack(got)
+    assert c.receive(10, 1) == []
+    eventually(lambda: _queue_depth(sqs_names, sqs_names.settings().queue_name("narrow")) == 0,
+               what="the leaked event deleted")  # fmt: skip
+    c.close()
+
+
+def test_a_message_without_a_type_is_delivered_for_the_dead_letter(
+    make: Any, sqs_names: Any
+) -> None:
+    """Sent to the queue by hand (no attributes at all): the core must see it, not lose it."""
+    a = make()
+    bus = EventBus(a, config=BusConfig(poll_interval=0.2))
+    got = Collector()
+    bus.subscribe("#", got, group="all")
+    bus.declare()
+    sqs = sqs_names.endpoint.client("sqs")
+    url = sqs.get_queue_url(QueueName=sqs_names.settings().queue_name("all"))["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="hello from the console")
+    bus.start()
+    try:
+        ((_, reason),) = eventually(lambda: a.dead_letters("all"), what="a dead letter")
+        assert "undecodable" in reason
+        assert got.count() == 0
+    finally:
+        bus.stop()
+
+
+def test_queue_mode_sees_a_group_declared_by_another_process(make: Any) -> None:
+    publisher = make(mode="sqs", refresh=0.5)
+    publisher.publish([_event("early.x")])  # caches an empty route table
+    consumer_side = make(mode="sqs")
+    c = consumer_side.consumer("late", ["early.*"])
+    m = _event("early.x", 1)
+
+    def sent_and_received() -> list[Delivery]:
+        publisher.publish([m])
+        return c.receive(10, 0.3)
+
+    got = eventually(sent_and_received, timeout=15, what="the publisher to see the new group")
+    assert got[0].message.headers["id"] == m.headers["id"]
+    c.ack(got)
+    c.close()
+
+
+# -- FIFO -----------------------------------------------------------------------------------------
+def test_fifo_retry_is_not_overtaken_by_the_next_event_of_its_key(make: Any) -> None:
+    a = make(fifo=True)
+    c = a.consumer("fifo", ["f.*"])
+    a.publish([_event("f.x", i, key="k1") for i in range(3)] + [_event("f.x", 9, key="k2")])
+    first = _receive(c, 2)
+    assert sorted(json.loads(d.message.body)["i"] for d in first) == [0, 9]  # one per key
+    k1 = next(d for d in first if d.message.key == "k1")
+    c.ack([d for d in first if d is not k1])
+    c.nack(k1, 1)
+    order = []
+    deadline = time.monotonic() + 20
+    while len(order) < 3 and time.monotonic() < deadline:
+        for d in c.receive(10, 0.5):
+            order.append((json.loads(d.message.body)["i"], d.attempt))
+            c.ack([d])
+    assert [i for i, _ in order] == [0, 1, 2]
+    assert order[0][1] == 2
+    c.close()
+
+
+def test_fifo_drops_a_second_copy_of_an_event(make: Any) -> None:
+    a = make(fifo=True)
+    c = a.consumer("once", ["o.*"])
+    m = _event("o.x")
+    a.publish([m])
+    a.publish([m])
+    got = _receive(c, 2, timeout=3)
+    assert [d.message.headers["id"] for d in got] == [m.headers["id"]]
+    c.ack(got)
+    c.close()
+
+
+# -- layout and failure -------------------------------------------------------------------------
+def test_create_false_needs_the_queues_and_only_checks_them(make: Any) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        make(create=False).declare("made", ["m.*"])
+    make().declare("made", ["m.*"])  # e.g. by your infrastructure code
+    strict = make(create=False)
+    c = strict.consumer("made", ["m.*"])
+    strict.publish([_event("m.x")])
+    got = _receive(c, 1)
+    assert len(got) == 1
+    c.ack(got)
+    c.close()
+
+
+def test_an_unreachable_endpoint_is_broker_unavailable_quickly(sqs_names: Any) -> None:
+    a = SqsAdapter(
+        sqs_names.settings(endpoint_url="http://127.0.0.1:9", connect_timeout=1, max_attempts=1)
+    )
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable) as info:
+        a.publish([_event("x.y")])
+    assert time.monotonic() - started < 10
+    assert info.value.__cause__ is not None
+    a.close()
+    a.close()
+    with pytest.raises(ClosedError):
+        a.publish([_event("x.y")])
+
+
+def test_bus_from_a_url(sqs_names: Any) -> None:
+    url = sqs_names.endpoint.url(**sqs_names.options(lease=2))
+    with EventBus(url, config=BusConfig(poll_interval=0.2)) as bus:
+        assert type(bus.adapter).__name__ == "SqsAdapter"
+        got = Collector()
+        bus.subscribe("order.created", got, group="billing")
+        bus.declare()
+        bus.publish("order.created", {"id": 1, "user": "Ana", "total": 42.9})
+        bus.start()
+        (e,) = got.wait(1)
+        assert e.data == {"id": 1, "user": "Ana", "total": 42.9}
