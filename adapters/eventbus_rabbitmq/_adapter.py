@@ -114,13 +114,13 @@ class RabbitMQConsumer(Consumer):
             try:
                 if not self._consuming:
                     self._start(max_messages)
-                if not self._buffer:
+                if not self._buffer:  # pump at least once, even with timeout 0
                     deadline = time.monotonic() + timeout
-                    while not self._buffer and self._broken is None:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
+                    while True:
+                        left = max(0.0, deadline - time.monotonic())
                         self._conn.process_data_events(time_limit=left)
+                        if self._buffer or self._broken is not None or left == 0.0:
+                            break
                 if self._broken is not None:  # cancelled by the broker meanwhile
                     self._drop()
                     self._usable()
@@ -413,7 +413,7 @@ class RabbitMQAdapter(Adapter):
                     f"attributes of {m.topic!r} take {size - len(m.body)} bytes; AMQP carries "
                     f"them in one frame, so at most {MAX_HEADER_SIZE}"
                 )
-            items.append(("", m.topic, m.body, to_properties(m)))
+            items.append((m.topic, m.body, to_properties(m)))
         self._publisher.publish(items)
 
     # -- topology ---------------------------------------------------------------------------

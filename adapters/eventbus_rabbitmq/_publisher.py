@@ -37,8 +37,8 @@ __all__ = ["Outgoing", "Publisher"]
 
 log = logging.getLogger("eventbus.rabbitmq")
 
-#: (exchange, routing key, body, properties)
-Outgoing = tuple[str, str, bytes, Any]
+#: (routing key, body, properties), published to the adapter's exchange
+Outgoing = tuple[str, bytes, Any]
 
 _SLICE = 256  # messages written per I/O-loop turn, so confirms and writes interleave
 
@@ -215,7 +215,7 @@ class _Link:
 
     def _drain(self) -> None:
         """Write what callers submitted, a slice per loop turn; confirms come meanwhile."""
-        ch, exchange_default = self._ch, self._exchange
+        ch, exchange = self._ch, self._exchange
         budget = _SLICE
         owner, tags = self._owner, self._tags
         while budget > 0:
@@ -226,8 +226,8 @@ class _Link:
             items = batch.items
             stop = min(len(items), batch.sent + budget)
             try:
-                for exchange, routing_key, body, props in items[batch.sent : stop]:
-                    ch.basic_publish(exchange or exchange_default, routing_key, body, props)
+                for routing_key, body, props in items[batch.sent : stop]:
+                    ch.basic_publish(exchange, routing_key, body, props)
                     tag = self._next_tag
                     self._next_tag = tag + 1
                     owner[tag] = batch

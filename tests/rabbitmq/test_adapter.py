@@ -500,3 +500,12 @@ def test_tls_settings_make_an_ssl_context() -> None:
     assert params.ssl_options.context.check_hostname is False
     assert params.virtual_host == "vh" and params.heartbeat == 10
     a.close()
+
+
+def test_receive_with_no_wait_still_reads_the_socket(make_adapter: Make) -> None:
+    a = make_adapter()
+    c = a.consumer(unique("nowait"), ["nowait.*"])
+    a.publish([event("nowait.x")])
+    (d,) = eventually(lambda: c.receive(1, 0), what="a delivery with timeout 0")
+    c.ack([d])
+    c.close()
