@@ -509,3 +509,19 @@ def test_receive_with_no_wait_still_reads_the_socket(make_adapter: Make) -> None
     (d,) = eventually(lambda: c.receive(1, 0), what="a delivery with timeout 0")
     c.ack([d])
     c.close()
+
+
+def test_vhost_comes_from_the_url_path(rabbitmq_url: str, exchange: str, topology: Any) -> None:
+    params = pika.URLParameters(rabbitmq_url)
+    encoded = "%2F" if params.virtual_host == "/" else params.virtual_host
+    base = rabbitmq_url.rsplit("/", 1)[0]
+    a = topology.track(RabbitMQAdapter(f"{base}/{encoded}", exchange=exchange))
+    try:
+        assert a._parameters("test").virtual_host == params.virtual_host
+        c = a.consumer(unique("vhost"), ["vhost.*"])
+        a.publish([event("vhost.x")])
+        (d,) = receive(c, 1)
+        c.ack([d])
+        c.close()
+    finally:
+        a.close()
