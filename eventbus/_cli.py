@@ -357,15 +357,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         patterns = groups.setdefault(s.group, [])
         patterns.extend(p for p in s.patterns if p not in patterns)
     described = "; ".join(f"{g} <- {', '.join(ps)}" for g, ps in groups.items())
-    print(f"{PROG} worker: {args.target} on {type(bus.adapter).__name__}", file=sys.stderr)
+    _say(f"{PROG} worker: {args.target} on {type(bus.adapter).__name__}")
     try:
         bus.start()
-        print(f"{PROG} worker: ready: {described} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+        _say(f"{PROG} worker: ready: {described} (Ctrl+C to stop)")
         bus.run()
     finally:
         bus.close()
-    print(f"{PROG} worker: stopped", file=sys.stderr, flush=True)
+    _say(f"{PROG} worker: stopped")
     return 0
+
+
+def _say(line: str) -> None:
+    """One whole line to stderr in one write, so it never interleaves with handler output."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def load_bus(target: str) -> EventBus:

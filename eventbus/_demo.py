@@ -65,6 +65,7 @@ class _Tally:
         self.invoiced: Counter[int] = Counter()
         self.notified: Counter[int] = Counter()
         self.ready: set[str] = set()
+        self.ended: list[str] = []  # a stream of this service closed: it exited
 
     def record(self, service: str, line: str) -> None:
         with self.cond:
@@ -78,6 +79,11 @@ class _Tally:
                     counter[int(m.group(1))] += 1
             if "worker: ready:" in line:
                 self.ready.add(service)
+            self.cond.notify_all()
+
+    def ended_stream(self, service: str) -> None:
+        with self.cond:
+            self.ended.append(service)
             self.cond.notify_all()
 
     def wait(self, check: Callable[[], bool], timeout: float) -> bool:
@@ -118,7 +124,7 @@ class _Service:
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,  # apart: lines of two streams never interleave
             text=True,
             encoding="utf-8",
             errors="replace",
@@ -126,12 +132,16 @@ class _Service:
         )
         self._tally = tally
         self._screen = screen
-        self._reader = threading.Thread(target=self._read, name=f"demo-{name}", daemon=True)
-        self._reader.start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), name=f"demo-{name}", daemon=True)
+            for stream in (self.proc.stdout, self.proc.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
+    def _read(self, stream: TextIO | None) -> None:
+        assert stream is not None
+        for raw in stream:
             line = raw.rstrip("\n")
             if not line:
                 continue
@@ -139,6 +149,7 @@ class _Service:
             shown = _tidy(line)
             if shown:
                 self._screen.line(self.name, shown)
+        self._tally.ended_stream(self.name)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM (a graceful stop for a worker), then SIGKILL if it hangs."""
@@ -152,7 +163,8 @@ class _Service:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
-        self._reader.join(5)
+        for reader in self._readers:
+            reader.join(5)
         return code
 
 
@@ -181,12 +193,22 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
         "[retry]\nmax_attempts = 5\ninitial_delay = 0.1\n",
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
+    # Children print whole lines with flush=True; PYTHONUNBUFFERED would split each
+    # print into two writes (text, newline) that other threads' output can interleave.
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("EVENTBUS_") and k != "PYTHONUNBUFFERED"
+    }  # fmt: skip
     env.update(
         EVENTBUS_CONFIG=str(config),
-        PYTHONUNBUFFERED="1",
         PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p),
     )
+    # Create the broker file here, once: then the services open an existing file
+    # instead of racing to create it (a first open of a new SQLite file by two
+    # processes at once can fail with "database is locked" at once).
+    from ._plugins import create_adapter
+
+    create_adapter(None, url, {}).close()
     py = sys.executable
     services: list[_Service] = []
 
@@ -216,8 +238,11 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
                    "every order")  # fmt: skip
         billing = worker("billing")
         worker("notifications")
-        if not tally.wait(lambda: {"billing", "notifications"} <= tally.ready, 30):
-            raise _DemoFailed("the workers did not start; see their output above")
+        both = {"billing", "notifications"}
+        if not tally.wait(lambda: both <= tally.ready or bool(both & set(tally.ended)), 30):
+            raise _DemoFailed("the workers did not start in 30s; see their output above")
+        if not both <= tally.ready:
+            raise _DemoFailed("a worker exited at start; see its output above")
 
         screen.say(f"2. orders publishes {first_batch} order(s) with both services up")
         if place(1, first_batch) != 0:

@@ -77,8 +77,12 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
-    env["PYTHONUNBUFFERED"] = "1"
+    # Not PYTHONUNBUFFERED: it splits a print into two writes that interleave between
+    # threads and streams; the code under test flushes whole lines itself.
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("EVENTBUS_") and k != "PYTHONUNBUFFERED"
+    }  # fmt: skip
     env.update(extra)
     return env
 
