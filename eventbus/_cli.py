@@ -21,6 +21,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -358,14 +359,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
         patterns.extend(p for p in s.patterns if p not in patterns)
     described = "; ".join(f"{g} <- {', '.join(ps)}" for g, ps in groups.items())
     _say(f"{PROG} worker: {args.target} on {type(bus.adapter).__name__}")
+    # bus.run() handles SIGINT/SIGTERM while it runs; these cover the moments
+    # around it (after "ready", before run() installs its own), so a stop signal
+    # is always graceful. A second signal during close() acts as usual.
+    previous = _catch_stop_signals()
     try:
         bus.start()
         _say(f"{PROG} worker: ready: {described} (Ctrl+C to stop)")
         bus.run()
+    except _StopSignal:
+        pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bus.close()
     _say(f"{PROG} worker: stopped")
     return 0
+
+
+class _StopSignal(Exception):
+    """SIGINT or SIGTERM arrived outside bus.run()'s own handlers."""
+
+
+def _catch_stop_signals() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, frame: object) -> None:
+        raise _StopSignal
+
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _say(line: str) -> None:
