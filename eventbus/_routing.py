@@ -13,7 +13,9 @@ whole routing (memory, sqlite) or as the exact check behind a broker's coarser
 native filter (SNS prefix filters, Service Bus SQL rules, Kafka regexes).
 
 Words may be empty (``a..b`` has three words, the middle one empty), as in
-RabbitMQ; the empty topic is one empty word.
+RabbitMQ; the empty topic has no words at all (so ``#`` matches it and ``*``
+does not), again as RabbitMQ 3.10 does. Event types are never empty, so that
+case only matters to adapters that compare with the broker.
 """
 
 from __future__ import annotations
@@ -90,7 +92,11 @@ def matches(pattern: str, topic: str) -> bool:
         return True
     if "*" not in pattern and "#" not in pattern:
         return pattern == topic
-    return _match_words(_compile(pattern), topic.split("."))
+    return _match_words(_compile(pattern), _words(topic))
+
+
+def _words(topic: str) -> list[str]:
+    return topic.split(".") if topic else []
 
 
 class Matcher:
@@ -116,7 +122,7 @@ class Matcher:
             return False
         hit = self._cache.get(topic)
         if hit is None:
-            words = topic.split(".")
+            words = _words(topic)
             hit = any(_match_words(p, words) for p in self._wild)
             if len(self._cache) >= 10_000:
                 self._cache.clear()
@@ -130,7 +136,8 @@ class Matcher:
 def pattern_to_regex(pattern: str) -> str:
     """An anchored regular expression with the same meaning as ``pattern``.
 
-    For brokers that filter by regex (Kafka topic subscriptions). Note that the
+    For brokers that filter by regex (Kafka topic subscriptions), whose topic
+    names are never empty (the regex does not treat ``""`` as zero words). Note that the
     regex works on the full topic string, so ``#`` between words absorbs the
     dots around it: ``a.#.b`` becomes ``^a(\\..*)?\\.b$`` and matches ``a.b``.
     """

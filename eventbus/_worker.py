@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import threading
@@ -61,7 +62,7 @@ class Subscription:
     timeout: float | None = None
     concurrency: int = 1
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
             getattr(self.handler, "__call__", None)  # noqa: B004 - async callable objects
@@ -132,7 +133,9 @@ class Worker:
         needs_loop = any(s.is_async for g in self._groups for _, s in g.subs)
         if needs_loop and self._loop is None:
             self._own_loop = asyncio.new_event_loop()
-            t = threading.Thread(target=self._own_loop.run_forever, name="eventbus-loop", daemon=True)
+            t = threading.Thread(
+                target=self._own_loop.run_forever, name="eventbus-loop", daemon=True
+            )
             t.start()
             self._loop = self._own_loop
         for g in self._groups:
@@ -195,7 +198,9 @@ class Worker:
                 self._stop.wait(backoff)
                 continue
             except BrokerError as exc:
-                log.warning("group %s: receive failed (%s); retrying in %.1fs", g.name, exc, backoff)
+                log.warning(
+                    "group %s: receive failed (%s); retrying in %.1fs", g.name, exc, backoff
+                )
                 self._close_quietly(consumer)
                 consumer = None
                 self._stop.wait(backoff)

@@ -61,6 +61,7 @@ class Collector:
 
     def __init__(self, fail: Callable[[Event], bool] | None = None, delay: float = 0.0) -> None:
         self.events: list[Event] = []
+        self.unique: set[str] = set()  # ids seen, kept as events arrive (cheap waits)
         self._cond = threading.Condition()
         self._fail = fail
         self._delay = delay
@@ -70,6 +71,7 @@ class Collector:
         with self._cond:
             self.calls += 1
             self.events.append(event)
+            self.unique.add(event.id)
             self._cond.notify_all()
         if self._delay:
             time.sleep(self._delay)  # simulated work, not a wait for delivery
@@ -91,15 +93,22 @@ class Collector:
             return list(self.events)
 
     def wait_until(self, predicate: Callable[[list[Event]], bool], idle: float = 15.0) -> None:
+        """Wait until ``predicate(events)`` holds; it is re-checked only when events arrive."""
         idle *= timeout_multiplier()
         with self._cond:
             last, seen = time.monotonic(), len(self.events)
             while not predicate(self.events):
-                self._cond.wait(0.05)
-                if len(self.events) != seen:
-                    last, seen = time.monotonic(), len(self.events)
-                elif time.monotonic() - last > idle:
-                    raise AssertionError(f"condition not met; {len(self.events)} events so far")
+                while len(self.events) == seen:
+                    self._cond.wait(0.05)
+                    if time.monotonic() - last > idle:
+                        raise AssertionError(
+                            f"condition not met; {len(self.events)} events so far"
+                        )
+                last, seen = time.monotonic(), len(self.events)
+
+    def wait_unique(self, n: int, idle: float = 15.0) -> None:
+        """Wait until ``n`` distinct event ids were seen (redeliveries count once)."""
+        self.wait_until(lambda _: len(self.unique) >= n, idle)
 
     def ids(self) -> list[str]:
         with self._cond:

@@ -189,7 +189,7 @@ class AdapterConformance:
             t.join()
         total = publishers * per
         assert len(sent) == total
-        got.wait_until(lambda evs: len({e.id for e in evs}) >= total, idle=30)
+        got.wait_unique(total, idle=30)
         ids = got.ids()
         assert set(ids) == set(sent)
         # at-least-once: duplicates only from redelivery (rebalances), never many
@@ -278,7 +278,7 @@ class AdapterConformance:
             p.event(names.topic("acct.posted"), {"seq": i, "key": f"k{i % 16}"}, key=f"k{i % 16}")
             for i in range(n)
         )
-        got.wait_until(lambda evs: len({e.id for e in evs}) >= n, idle=30)
+        got.wait_unique(n, idle=30)
         last: dict[str, int] = {}
         for e in got.events:
             k, seq = e.data["key"], e.data["seq"]
@@ -322,7 +322,7 @@ class AdapterConformance:
             r.id
             for r in p.publish_many(p.event(names.topic("pay.made"), {"i": i}) for i in range(10))
         }
-        got.wait_until(lambda evs: good <= {e.id for e in evs})
+        got.wait_until(lambda _: good <= got.unique)
         eventually(lambda: sum(e.id == poison for e in got.events) >= FAST_RETRY.max_attempts,
                    what="all attempts of the poison event")  # fmt: skip
         try:
@@ -396,18 +396,13 @@ class AdapterConformance:
             w = bus()
             w.subscribe(pattern, got, group=group)
             w.start()
-            want = 10 * (r + 1)
-
-            def enough(evs: list[Event], want: int = want) -> bool:
-                return len({e.id for e in evs}) >= want
-
-            got.wait_until(enough)
+            got.wait_unique(10 * (r + 1))
             w.close()
             w.close()  # idempotent
         last = bus()
         last.subscribe(pattern, got, group=group)
         last.start()
-        got.wait_until(lambda evs: {e.id for e in evs} >= set(sent), idle=30)
+        got.wait_until(lambda _: got.unique >= set(sent), idle=30)
 
     def test_close_while_consuming_is_safe(self, bus: Any, names: Names) -> None:
         got = Collector(delay=0.01)
