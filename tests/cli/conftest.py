@@ -37,9 +37,8 @@ class Result:
 @pytest.fixture(autouse=True)
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test runs in an empty directory with no EVENTBUS_* variables set."""
-    for name in list(os.environ):
-        if name.startswith("EVENTBUS_") and name not in ("EVENTBUS_TIER",):
-            monkeypatch.delenv(name)
+    for name in ("EVENTBUS_CONFIG", "EVENTBUS_URL", "EVENTBUS_BROKER", "EVENTBUS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -419,3 +419,16 @@ def test_publish_without_outbox_to_an_unreachable_broker_exits_1(cli, write) -> 
     assert r.code == 1, r
     assert r.err.rstrip().splitlines()[-1].startswith("eventbus: error: ")
     assert "Traceback" not in r.err
+
+
+@pytest.mark.rabbitmq
+def test_check_on_the_real_rabbitmq(cli, write) -> None:
+    import os
+
+    url = os.environ.get("EVENTBUS_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    write("eventbus.toml", f'url = "{url}"\n')
+    for _ in range(2):  # the second run reuses the one check group
+        r = cli("check")
+        assert r.code == 0, r.err
+        assert "receive:  ok" in r.out
+        assert r.out.rstrip().splitlines()[-1].startswith("ok: rabbitmq at amqp://")

@@ -178,11 +178,19 @@ def test_a_missing_dependency_of_the_users_module_is_not_called_a_missing_module
 @pytest.mark.rabbitmq
 def test_the_example_moves_to_rabbitmq_by_config_only(spawn, watch, repo) -> None:
     """The same billing module, the RabbitMQ variant of the example's config file."""
+    import os
     import random
     import subprocess
+    from urllib.parse import urlsplit
 
     config = str(repo / "examples" / "orders_billing" / "eventbus.rabbitmq.toml")
     env = {"PYTHONPATH": str(repo)}
+    given = os.environ.get("EVENTBUS_RABBITMQ_URL")
+    if given:  # the example's file reads the broker's address from these
+        parts = urlsplit(given)
+        env.update(RABBITMQ_USER=parts.username or "guest",
+                   RABBITMQ_PASSWORD=parts.password or "guest",
+                   RABBITMQ_HOST=parts.hostname or "localhost")  # fmt: skip
     proc = spawn("worker", "examples.orders_billing.billing:bus", "--config", config, **env)
     out = watch(proc)
     out.wait_for(ready)
@@ -190,7 +198,7 @@ def test_the_example_moves_to_rabbitmq_by_config_only(spawn, watch, repo) -> Non
     subprocess.run(
         [sys.executable, "-m", "examples.orders_billing.orders", "--count", "3",
          "--first-id", str(first), "--interval", "0"],
-        cwd=repo, env={**child_env(), "EVENTBUS_CONFIG": config}, check=True, timeout=60,
+        cwd=repo, env={**child_env(), **env, "EVENTBUS_CONFIG": config}, check=True, timeout=60,
     )  # fmt: skip
     wanted = {f"for order {first + i}:" for i in range(3)}
     out.wait_for(lambda ls: all(any(w in line for line in ls) for w in wanted), timeout=30)
