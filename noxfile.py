@@ -50,7 +50,17 @@ def broker(session: nox.Session, name: str) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "eventbus", "adapters", "tests", "benchmarks", "noxfile.py")
+    session.run(
+        "ruff",
+        "check",
+        "eventbus",
+        "adapters",
+        "tests",
+        "benchmarks",
+        "examples",
+        "scripts",
+        "noxfile.py",
+    )
 
 
 @nox.session

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import signal
 import threading
@@ -16,7 +17,7 @@ from ._adapter import Adapter
 from ._breaker import CircuitBreaker
 from ._config import BusConfig, load_config, redact
 from ._envelope import Event, Message, default_source, encode, new_event_id
-from ._errors import ClosedError, ConfigError, MessageTooLarge
+from ._errors import BrokerError, ClosedError, ConfigError, MessageTooLarge
 from ._inbox import Inbox, open_inbox
 from ._plugins import create_adapter
 from ._publisher import Publisher
@@ -25,6 +26,8 @@ from ._routing import validate_pattern
 from ._worker import Handler, Subscription, Worker
 
 __all__ = ["EventBus", "PublishResult"]
+
+log = logging.getLogger("eventbus")
 
 H = TypeVar("H", bound=Handler)
 
@@ -87,6 +90,7 @@ class EventBus:
         self.source = source or config.source or default_source()
         self.retry = retry or config.retry
         self._subs: list[Subscription] = []
+        self._undeclared = False  # subscriptions added since the last declare()
         self._worker: Worker | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -177,6 +181,13 @@ class EventBus:
     def _send(self, messages: Sequence[Message]) -> str:
         if self._closed:
             raise ClosedError("the bus is closed")
+        if self._undeclared:
+            # This bus's own groups exist before its first event goes out, so a
+            # process that publishes and then runs its handlers loses nothing.
+            try:
+                self.declare()
+            except BrokerError as exc:  # publishing still goes on (retry / outbox)
+                log.warning("could not declare this bus's groups before publishing: %s", exc)
         return self._publisher.send(messages)
 
     async def apublish(self, type: str, data: Any = None, **attributes: Any) -> PublishResult:
@@ -252,7 +263,9 @@ class EventBus:
         def register(h: H) -> H:
             if not callable(h):
                 raise TypeError(f"handler must be callable, not {type(h).__name__}")
-            name = group or f"{getattr(h, '__module__', 'handler')}.{getattr(h, '__qualname__', '')}"
+            name = (
+                group or f"{getattr(h, '__module__', 'handler')}.{getattr(h, '__qualname__', '')}"
+            )
             sub = Subscription(
                 group=name,
                 patterns=patterns,
@@ -268,6 +281,7 @@ class EventBus:
                         "give the handlers of one group the same policy"
                     )
             self._subs.append(sub)
+            self._undeclared = True
             return h
 
         return register(handler) if handler is not None else register
@@ -283,6 +297,7 @@ class EventBus:
             groups.setdefault(s.group, []).extend(s.patterns)
         for name, patterns in groups.items():
             self.adapter.declare(name, list(dict.fromkeys(patterns)))
+        self._undeclared = False
 
     # -- running -------------------------------------------------------------------
     def start(self, *, loop: asyncio.AbstractEventLoop | None = None) -> None:

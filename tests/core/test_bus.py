@@ -247,3 +247,14 @@ def test_sigterm_stops_run_gracefully(tmp_path) -> None:
     out, _ = p.communicate(timeout=20)
     assert p.returncode == 0
     assert "stopped cleanly" in out
+
+
+def test_a_bus_declares_its_own_groups_before_its_first_publish(broker) -> None:
+    """The README's snippet: subscribe, publish, then run; the event is not lost."""
+    bus = new_bus(broker)
+    got = Collector()
+    bus.subscribe("order.created", got, group="billing")
+    bus.publish("order.created", {"id": 1})  # before any worker started
+    bus.start()
+    assert got.wait(1)[0].data == {"id": 1}
+    bus.close()

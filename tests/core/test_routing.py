@@ -28,7 +28,9 @@ def reference(pattern: str, topic: str) -> bool:
             return False
         return (p[0] == "*" or p[0] == w[0]) and go(p[1:], w[1:])
 
-    return go(tuple(pattern.split(".")) if pattern else (), tuple(topic.split(".")) if topic else ())
+    return go(
+        tuple(pattern.split(".")) if pattern else (), tuple(topic.split(".")) if topic else ()
+    )
 
 
 WORDS = st.sampled_from(["a", "b", "order", "created", "", "x1"])
