@@ -15,7 +15,8 @@ from typing import Any
 
 from eventbus import AdapterSpec, hookimpl
 
-from ._adapter import KafkaAdapter, KafkaConsumer
+from ._adapter import KafkaAdapter
+from ._consumer import KafkaConsumer
 from ._names import dead_topic, retry_topic, topic_for
 from ._settings import CAPABILITIES, DEFAULT_URL, KafkaSettings
 
