@@ -42,6 +42,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import logging
 import os
 import re
 import socket
@@ -71,6 +72,8 @@ from ._routing import Matcher
 from .hookspecs import hookimpl
 
 __all__ = ["LogEntry", "SqliteAdapter"]
+
+logger = logging.getLogger("eventbus.sqlite")
 
 SCHEMA_VERSION = 1
 POLL_MIN = 0.005
@@ -276,17 +279,28 @@ class SqliteAdapter(Adapter):
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
-        has_meta = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if has_meta:
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        row = None
+        if "meta" in tables:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row and isinstance(row[0], int) and row[0] > SCHEMA_VERSION:
+        if tables and (row is None or not {"log", "groups", "deliveries"} <= tables):
+            shown = ", ".join(sorted(tables)[:5])
+            raise ConfigError(
+                f"sqlite broker {self.path} is another application's database (tables: "
+                f"{shown}); point the url at a new file, e.g. sqlite:///eventbus.db"
+            )
+        if row is not None:
+            if isinstance(row[0], int) and row[0] > SCHEMA_VERSION:
                 raise ConfigError(
                     f"sqlite broker {self.path} has schema version {row[0]}, written by a newer "
                     f"eventbus (this one knows {SCHEMA_VERSION}); upgrade eventbus"
                 )
-            if row and row[0] == SCHEMA_VERSION:
+            if row[0] == SCHEMA_VERSION:
                 return
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -396,7 +410,10 @@ class SqliteAdapter(Adapter):
         self._notifier.notify()
         if (self.retention_age or self.retention_count) and now >= self._next_prune:
             self._next_prune = now + 5.0
-            self.prune()
+            try:  # the events are in: a failed prune must not look like a failed publish
+                self.prune()
+            except EventBusError as exc:
+                logger.warning("sqlite broker %s: pruning the event log failed: %s", self.path, exc)
 
     def declare(self, group: str, patterns: Sequence[str]) -> None:
         patterns = list(Matcher(patterns).patterns)  # validates

@@ -156,6 +156,18 @@ def test_newer_schema_is_refused(db_path):
         SqliteAdapter(db_path)
 
 
+def test_another_applications_database_is_refused_untouched(db_path):
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.close()
+    with pytest.raises(ConfigError, match=r"another application's database .*customers"):
+        SqliteAdapter(db_path)
+    conn = sqlite3.connect(db_path)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    conn.close()
+    assert tables == ["customers"]
+
+
 def test_closed_adapter_refuses(make_adapter):
     a = make_adapter()
     c = a.consumer("g", ["#"])
