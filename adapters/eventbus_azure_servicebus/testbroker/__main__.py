@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    if not args.verbose:  # clients that drop their sockets make proton log broken pipes
+        logging.getLogger("proton").setLevel(logging.CRITICAL)
     config = None
     if args.config:
         with open(args.config, encoding="utf-8") as f:
