@@ -204,3 +204,17 @@ def test_the_plugin_is_found_and_imports_no_sdk() -> None:
 def test_policy_json_is_what_sns_takes() -> None:
     policy = filter_policy(["order.*", "user.created"])
     assert json.loads(json.dumps(policy)) == {"type": [{"prefix": "order."}, "user.created"]}
+
+
+def test_batches_hold_at_most_10_messages_and_256_kib() -> None:
+    adapter = SqsAdapter(SqsSettings(region="us-east-1", endpoint_url="http://127.0.0.1:9"))
+    try:
+        small = [encode(Event(type="a.b", data=i, source="/s")) for i in range(25)]
+        big = [encode(Event(type="a.b", data="x" * 100_000, source="/s")) for _ in range(5)]
+        items = [(m, to_wire(m)) for m in small + big]
+        batches = list(adapter._batches(items))
+        assert [len(b) for b in batches] == [10, 10, 7, 2, 1]
+        assert all(sum(w.size for _, w in b) <= MAX_MESSAGE_SIZE for b in batches)
+        assert [m for b in batches for m, _ in b] == small + big
+    finally:
+        adapter.close()

@@ -299,3 +299,12 @@ def test_bus_from_a_url(sqs_names: Any) -> None:
         bus.start()
         (e,) = got.wait(1)
         assert e.data == {"id": 1, "user": "Ana", "total": 42.9}
+
+
+def test_declaring_with_another_lease_updates_the_queue(make: Any, sqs_names: Any) -> None:
+    make(lease=2).declare("relet", ["l.*"])
+    make(lease=7).declare("relet", ["l.*"])
+    sqs = sqs_names.endpoint.client("sqs")
+    url = sqs.get_queue_url(QueueName=sqs_names.settings().queue_name("relet"))["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    assert attrs["Attributes"]["VisibilityTimeout"] == "7"
