@@ -38,6 +38,7 @@ from ._memory import MemoryAdapter
 from ._plugins import AdapterSpec, adapter_specs, create_adapter, find_spec, require
 from ._retry import RetryPolicy
 from ._routing import Matcher, matches, pattern_to_regex
+from ._sqlite import LogEntry, SqliteAdapter
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "EventBus",
     "EventBusError",
     "HandlerTimeout",
+    "LogEntry",
     "Matcher",
     "MemoryAdapter",
     "Message",
@@ -65,6 +67,7 @@ __all__ = [
     "PublishError",
     "PublishResult",
     "RetryPolicy",
+    "SqliteAdapter",
     "__version__",
     "adapter_specs",
     "create_adapter",

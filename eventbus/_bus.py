@@ -229,10 +229,26 @@ class EventBus:
 
     # -- subscribing -------------------------------------------------------------
     @overload
-    def subscribe(self, pattern: str | Sequence[str], handler: H, **kw: Any) -> H: ...
+    def subscribe(
+        self,
+        pattern: str | Sequence[str],
+        handler: H,
+        *,
+        group: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        concurrency: int | None = None,
+    ) -> H: ...
     @overload
     def subscribe(
-        self, pattern: str | Sequence[str], handler: None = None, **kw: Any
+        self,
+        pattern: str | Sequence[str],
+        handler: None = None,
+        *,
+        group: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        concurrency: int | None = None,
     ) -> Callable[[H], H]: ...
 
     def subscribe(
@@ -344,7 +360,7 @@ class EventBus:
         self.start()
         worker = self._worker
         assert worker is not None
-        restore: dict[int, Any] = {}
+        restore: dict[signal.Signals, Any] = {}
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 restore[sig] = signal.signal(sig, lambda *_: worker.request_stop())

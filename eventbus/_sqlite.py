@@ -243,6 +243,21 @@ class SqliteAdapter(Adapter):
         self._conn = self._open(schema=True)
 
     # -- connections ------------------------------------------------------------
+    def _enter_wal(self, conn: sqlite3.Connection) -> str:
+        # Switching a new file to WAL takes a lock that busy_timeout does not
+        # wait for: processes opening a new file at the same moment get
+        # "database is locked" at once. Retry it until busy_timeout runs out.
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)  # backoff on a lock, bounded by busy_timeout
+                pause = min(pause * 2, 0.1)
+
     def _open(self, schema: bool = False) -> sqlite3.Connection:
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
@@ -262,7 +277,7 @@ class SqliteAdapter(Adapter):
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if schema:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = self._enter_wal(conn)
                 if str(mode).lower() != "wal":
                     raise ConfigError(
                         f"sqlite broker {self.path}: cannot switch to WAL mode (got {mode!r}); "
