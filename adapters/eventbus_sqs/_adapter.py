@@ -705,7 +705,8 @@ class SqsConsumer(Consumer):
         self._inflight: dict[str, _Handle] = {}
         self._held: deque[tuple[_Handle, Delivery]] = deque()  # FIFO: waiting for their key
         self._busy: set[str] = set()  # FIFO: message groups with a delivery handed out
-        self._idle = 0.0
+        self._idle = 0.0  # current back-off after empty answers
+        self._next_poll = 0.0  # no receive call before this (monotonic)
         self._closed = False
         self._crashed = False
 
@@ -722,9 +723,13 @@ class SqsConsumer(Consumer):
         s = self._a.settings
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            remaining = deadline - time.monotonic()
-            wait = min(s.long_poll, int(remaining)) if remaining >= 1 else 0
-            started = time.monotonic()
+            now = time.monotonic()
+            if now < self._next_poll:  # backing off after empty answers: no hot loop
+                time.sleep(max(0.0, min(self._next_poll, deadline) - now))
+                now = time.monotonic()
+                if now >= deadline:
+                    return []
+            wait = min(s.long_poll, int(deadline - now + 0.01))  # whole seconds; 0: short
             with _sdk(f"receiving from {self._g.name!r}"):
                 got = self._a._sqs.receive_message(
                     QueueUrl=self._g.url,
@@ -734,20 +739,18 @@ class SqsConsumer(Consumer):
                     MessageAttributeNames=["All"],
                     MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
                 ).get("Messages", [])
-            out = self._accept(got, started + s.visibility) if got else []
+            out = self._accept(got, now + s.visibility) if got else []
             if out:
-                self._idle = 0.0
+                self._idle, self._next_poll = 0.0, 0.0
                 return out
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            if got:
-                continue  # all dropped (not ours) or held back: ask again at once
-            if time.monotonic() - started < max(wait, 0.05):
-                # an empty answer before the wait was up (short poll, or an emulator
-                # that doesn't hold long polls): back off instead of spinning
+            if not got and time.monotonic() - now < max(wait, 0.05):
+                # empty before the wait was up (a short poll, or an emulator that
+                # doesn't hold long polls): wait longer before the next call, up to 0.5 s
                 self._idle = min(max(self._idle * 2, 0.02), 0.5)
-                time.sleep(min(self._idle, remaining))
+                self._next_poll = time.monotonic() + self._idle
+            if time.monotonic() >= deadline:
+                return []
+            # else: all dropped (not ours) or held back, or a long poll ran out early
 
     def _accept(self, got: Sequence[Mapping[str, Any]], expires: float) -> list[Delivery]:
         out: list[Delivery] = []

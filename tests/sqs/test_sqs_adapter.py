@@ -308,3 +308,22 @@ def test_declaring_with_another_lease_updates_the_queue(make: Any, sqs_names: An
     url = sqs.get_queue_url(QueueName=sqs_names.settings().queue_name("relet"))["QueueUrl"]
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
     assert attrs["Attributes"]["VisibilityTimeout"] == "7"
+
+
+def test_receive_long_polls_in_whole_seconds_and_never_spins(make: Any) -> None:
+    a = make()
+    c = a.consumer("idle", ["i.*"])
+    waits: list[int] = []
+    a._sqs.meta.events.register(  # botocore's own event hook: records what is sent
+        "provide-client-params.sqs.ReceiveMessage",
+        lambda params, **_: waits.append(params["WaitTimeSeconds"]),
+    )
+    assert c.receive(10, 1.0) == []
+    assert waits[0] == 1  # a one-second poll interval is a one-second long poll
+    waits.clear()
+    started = time.monotonic()
+    while time.monotonic() - started < 2:
+        assert c.receive(10, 0.2) == []  # sub-second: short polls, with back-off
+    assert set(waits) == {0}
+    assert len(waits) < 20, f"{len(waits)} receive calls in 2 s on an empty queue"
+    c.close()
