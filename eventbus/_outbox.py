@@ -71,7 +71,7 @@ class LocalOutbox:
     :meth:`add` until :meth:`peek` finds no row left for the destination.
     """
 
-    def __init__(self, path: str | os.PathLike[str], destination: str, *, lease: float = 30.0):
+    def __init__(self, path: str | os.PathLike[str], destination: str, *, lease: float = 15.0):
         self.path = Path(path)
         self.destination = destination
         self.lease = lease
@@ -349,6 +349,8 @@ class OutboxDrainer:
         outbox = self.outbox
         if not outbox.pending:
             return "empty"
+        if self._breaker.state == "open":
+            return "open"  # not due for a trial yet: don't even take the lease
         try:
             if not outbox.acquire_drain():
                 return "busy"  # another process drains this destination
@@ -357,20 +359,18 @@ class OutboxDrainer:
             log.warning("outbox %s: cannot read: %s", outbox.path, exc)
             return "failed"
         if not rows:
-            try:
-                outbox.release_drain()
-            except sqlite3.Error:
-                pass
+            self._release()
             return "empty"
         if not self._breaker.allow():
+            self._release()
             return "open"
         try:
             self._publish([m for _, m in rows])
         except BrokerError as exc:
             self._breaker.failure()
-            log.info(
-                "outbox %s: broker still refuses (%s); %d+ events wait", outbox.path, exc, len(rows)
-            )
+            self._release()  # hold the lease only while sending
+            log.info("outbox %s: broker still refuses (%s); %d+ events wait",
+                     outbox.path, exc, len(rows))  # fmt: skip
             return "failed"
         except ClosedError:
             self._stop.set()
@@ -386,6 +386,12 @@ class OutboxDrainer:
             return "failed"
         self.sent += len(rows)
         return "sent"
+
+    def _release(self) -> None:
+        try:
+            self.outbox.release_drain()
+        except (sqlite3.Error, ClosedError):
+            pass  # the lease runs out by itself
 
     def _run(self) -> None:
         backoff = self._interval
