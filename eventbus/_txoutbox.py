@@ -230,6 +230,7 @@ class OutboxRelay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0  # events this relay published
+        self.failures = 0  # batches the broker or the database refused
 
     # -- one batch ---------------------------------------------------------------
     def run_once(self) -> int:
@@ -331,11 +332,13 @@ class OutboxRelay:
             except ClosedError:
                 break
             except BrokerError as exc:
+                self.failures += 1
                 log.warning("relay: broker refused a batch (%s); retrying in %.1fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             except Exception as exc:  # the database failed: reconnect later
+                self.failures += 1
                 log.warning("relay: database error (%s); retrying in %.1fs", exc, backoff)
                 self._drop_connection()
                 self._stop.wait(backoff)

@@ -259,8 +259,9 @@ class Worker:
             log.debug("group %s: dropping duplicate %s", g.name, event.id)
             self.duplicates += 1
             return "ack", "", 0.0
-        if claim == "busy":  # another member is on it: look again when its claim ends
-            return "retry", "held by another member", wait + 0.05
+        if claim == "busy":  # another member has it: look again (by the end of its claim)
+            again = min(wait + 0.05, max(0.5, g.retry.delay(delivery.attempt)))
+            return "retry", "held by another member", again
         outcome, reason = self._dispatch(g, event, delivery)
         try:
             if outcome == "ack":

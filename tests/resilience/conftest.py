@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fault_harness, worker_proc
 
-from fault_harness import Rig, rig  # noqa: E402
+from fault_harness import Rig, rig
 
 PG_DSN = os.environ.get("EVENTBUS_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = os.environ.get("EVENTBUS_REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -45,8 +45,11 @@ def any_rig(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Rig]:
     """Each adapter kind in turn; the test gets that kind's marker."""
     name = request.param
     if name == "rabbitmq" and not _reachable("127.0.0.1", 5672):
-        pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672; start it with "
-                    "`rabbitmq-server -detached`", pytrace=False)  # fmt: skip
+        pytest.fail(
+            "RabbitMQ is not reachable on 127.0.0.1:5672; start it with "
+            "`rabbitmq-server -detached`",
+            pytrace=False,
+        )
     with rig(name, workdir) as r:
         yield r
 

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ WORKER_SCRIPT = str(HERE / "worker_proc.py")
 RABBITMQ_URL = os.environ.get("EVENTBUS_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 
 
-# -- counting ------------------------------------------------------------------------------
+# -- counting --
 class Ledger:
     """Handled event ids in a SQLite file: one row per handler call, from any process."""
 
@@ -85,9 +85,14 @@ class Tally:
 
     @classmethod
     def count(
-        cls, fault: str, adapter: str, sent: set[str], ledger: Ledger, dead: set[str] | None = None,
+        cls,
+        fault: str,
+        adapter: str,
+        sent: set[str],
+        ledger: Ledger,
+        dead: set[str] | None = None,
         **extra: Any,
-    ) -> Tally:  # fmt: skip
+    ) -> Tally:
         counts = ledger.counts()
         handled = {i for i in sent if counts[i]}
         dead = dead or set()
@@ -103,7 +108,9 @@ class Tally:
         )
 
 
-def wait_for(check: Callable[[], bool], *, idle: float, what: str, progress: Callable[[], int]) -> None:
+def wait_for(
+    check: Callable[[], bool], *, idle: float, what: str, progress: Callable[[], int]
+) -> None:
     """Poll ``check`` until true; fail only after ``idle`` seconds without progress."""
     last, seen = time.monotonic(), progress()
     while not check():
@@ -115,7 +122,7 @@ def wait_for(check: Callable[[], bool], *, idle: float, what: str, progress: Cal
             raise AssertionError(f"{what}: no progress for {idle:.0f}s (at {seen})")
 
 
-# -- a TCP proxy that can cut the line ----------------------------------------------------------
+# -- a TCP proxy that can cut the line --
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; :meth:`cut` drops every connection.
 
@@ -142,7 +149,7 @@ class TcpProxy:
         while not self._closed:
             try:
                 client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -168,7 +175,9 @@ class TcpProxy:
                 t.start()
             self._threads = [t for t in self._threads if t.is_alive()]
 
-    def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]
+    ) -> None:
         try:
             while True:
                 data = src.recv(65536)
@@ -224,7 +233,7 @@ def _reset(s: socket.socket) -> None:
         s.close()
 
 
-# -- rigs: one per adapter kind ----------------------------------------------------------------
+# -- rigs: one per adapter kind --
 class Rig:
     """An adapter kind plus a real way to take its broker away (if there is one)."""
 
@@ -325,8 +334,13 @@ class RabbitRig(Rig):
         self.exchange = f"eventbus-res-{self.run}"
 
     def options(self) -> dict[str, Any]:
-        return {"exchange": self.exchange, "lease": 5.0, "heartbeat": 2,
-                "connect_timeout": 2.0, "confirm_timeout": 5.0}  # fmt: skip
+        return {
+            "exchange": self.exchange,
+            "lease": 5.0,
+            "heartbeat": 2,
+            "connect_timeout": 2.0,
+            "confirm_timeout": 5.0,
+        }
 
     def url(self) -> str:
         q = "&".join(f"{k}={v}" for k, v in self.options().items())
@@ -359,7 +373,10 @@ def delete_rabbitmq_names(prefix: str) -> None:
     names: dict[str, list[str]] = {}
     for kind in ("queues", "exchanges"):
         out = subprocess.run(
-            ["rabbitmqctl", "-q", f"list_{kind}", "name"], capture_output=True, text=True, timeout=60
+            ["rabbitmqctl", "-q", f"list_{kind}", "name"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         names[kind] = [n for n in out.stdout.split() if n.startswith(prefix)]
     if not names["queues"] and not names["exchanges"]:
@@ -395,7 +412,7 @@ def rig(name: str, workdir: Path) -> Iterator[Rig]:
         r.close()
 
 
-# -- the buses a scenario uses -------------------------------------------------------------------
+# -- the buses a scenario uses --
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.2, jitter=0.2)
 
 
@@ -438,10 +455,12 @@ def dead_ids(adapter: Adapter, group: str) -> set[str]:
     return {d.message.headers.get("id", "?") for d, _ in adapter.dead_letters(group, limit=10_000)}
 
 
-# -- 1. broker down while publishing, then back ---------------------------------------------------
+# -- 1. broker down while publishing, then back --
 def broker_down(r: Rig, workdir: Path, n: int) -> Tally:
     if not r.can_go_down:
-        return Tally("broker down, publish, broker up", r.name, note="n/a: in-process broker cannot go down")
+        return Tally(
+            "broker down, publish, broker up", r.name, note="n/a: in-process broker cannot go down"
+        )
     topic, group = r.names("down")
     ledger = Ledger(workdir / f"ledger-{group}.db")
     c = consumer(r, workdir)
@@ -459,13 +478,24 @@ def broker_down(r: Rig, workdir: Path, n: int) -> Tally:
             sent.add(res.id)
     finally:
         r.up()
-    wait_for(lambda: len(set(ledger.counts()) & sent) >= n, idle=60, what="delivery after the outage",
-             progress=ledger.rows)  # fmt: skip
+    wait_for(
+        lambda: len(set(ledger.counts()) & sent) >= n,
+        idle=60,
+        what="delivery after the outage",
+        progress=ledger.rows,
+    )
     seconds = time.monotonic() - t0
     drops = dropped(c)
     finish(p, c)
-    t = Tally.count("broker down, publish, broker up", r.name, sent, ledger, dropped=drops,
-                    via_outbox=outcomes["outbox"], seconds=seconds)  # fmt: skip
+    t = Tally.count(
+        "broker down, publish, broker up",
+        r.name,
+        sent,
+        ledger,
+        dropped=drops,
+        via_outbox=outcomes["outbox"],
+        seconds=seconds,
+    )
     ledger.close()
     return t
 
@@ -486,7 +516,9 @@ def outage_mid_stream(r: Rig, workdir: Path, n: int, outage: float = 1.5) -> Tal
     published = threading.Event()
 
     def fault() -> None:
-        wait_for(lambda: len(sent) >= n // 3, idle=30, what="first third", progress=lambda: len(sent))
+        wait_for(
+            lambda: len(sent) >= n // 3, idle=30, what="first third", progress=lambda: len(sent)
+        )
         r.down()
         published.wait(outage)  # the outage lasts `outage` seconds (or until publishing ends)
         r.up()
@@ -504,20 +536,36 @@ def outage_mid_stream(r: Rig, workdir: Path, n: int, outage: float = 1.5) -> Tal
         published.set()
         ft.join(30)
         r.up()
-    wait_for(lambda: len(set(ledger.counts()) & sent) >= n, idle=60, what="delivery after the restart",
-             progress=ledger.rows)  # fmt: skip
+    wait_for(
+        lambda: len(set(ledger.counts()) & sent) >= n,
+        idle=60,
+        what="delivery after the restart",
+        progress=ledger.rows,
+    )
     seconds = time.monotonic() - t0
     drops = dropped(c)
     finish(p, c)
-    t = Tally.count(name, r.name, sent, ledger, dropped=drops, via_outbox=outcomes["outbox"],
-                    seconds=seconds)  # fmt: skip
+    t = Tally.count(
+        name, r.name, sent, ledger, dropped=drops, via_outbox=outcomes["outbox"], seconds=seconds
+    )
     ledger.close()
     return t
 
 
-# -- 3. a worker process killed with SIGKILL mid-batch ----------------------------------------------
-def start_worker(r: Rig, topic: str, group: str, ledger: Path, inbox: Path, delay: float) -> subprocess.Popen[str]:
-    args = [sys.executable, WORKER_SCRIPT, r.url(), topic, group, str(ledger), str(inbox), str(delay)]
+# -- 3. a worker process killed with SIGKILL mid-batch --
+def start_worker(
+    r: Rig, topic: str, group: str, ledger: Path, inbox: Path, delay: float
+) -> subprocess.Popen[str]:
+    args = [
+        sys.executable,
+        WORKER_SCRIPT,
+        r.url(),
+        topic,
+        group,
+        str(ledger),
+        str(inbox),
+        str(delay),
+    ]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert p.stdout is not None
     line = p.stdout.readline().strip()
@@ -542,14 +590,20 @@ def worker_killed(r: Rig, workdir: Path, n: int) -> Tally:
     try:
         first = start_worker(r, topic, group, ledger_path, inbox_path, delay=0.002)
         procs.append(first)
-        wait_for(lambda: ledger.rows() >= n // 3, idle=30, what="first worker", progress=ledger.rows)
+        wait_for(
+            lambda: ledger.rows() >= n // 3, idle=30, what="first worker", progress=ledger.rows
+        )
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         killed_at = ledger.rows()
         second = start_worker(r, topic, group, ledger_path, inbox_path, delay=0.0)
         procs.append(second)
-        wait_for(lambda: len(set(ledger.counts()) & sent) >= n, idle=60, what="second worker",
-                 progress=ledger.rows)  # fmt: skip
+        wait_for(
+            lambda: len(set(ledger.counts()) & sent) >= n,
+            idle=60,
+            what="second worker",
+            progress=ledger.rows,
+        )
         os.killpg(second.pid, signal.SIGTERM)  # graceful stop
         second.wait(30)
     finally:
@@ -562,13 +616,19 @@ def worker_killed(r: Rig, workdir: Path, n: int) -> Tally:
                 proc.stdout.close()
     seconds = time.monotonic() - t0
     finish(p)
-    t = Tally.count(name, r.name, sent, ledger, seconds=seconds,
-                    note=f"killed after {killed_at} handled; second worker exit {procs[-1].returncode}")  # fmt: skip
+    t = Tally.count(
+        name,
+        r.name,
+        sent,
+        ledger,
+        seconds=seconds,
+        note=f"killed after {killed_at} handled; second worker exit {procs[-1].returncode}",
+    )
     ledger.close()
     return t
 
 
-# -- 4. poison events among good ones ------------------------------------------------------------
+# -- 4. poison events among good ones --
 class Poison(ValueError):
     """An event that will never be processable: straight to the dead letter."""
 
@@ -600,20 +660,30 @@ def poison(r: Rig, workdir: Path, n: int, bad: int = 10) -> Tally:
     poisoned = {e.id for e in events if e.data["kind"] != "good"}
     good = sent - poisoned
     admin = r.adapter()
-    wait_for(lambda: good <= set(ledger.counts()) and dead_ids(admin, group) >= poisoned,
-             idle=30, what="good handled, poison dead-lettered",
-             progress=lambda: ledger.rows() + len(dead_ids(admin, group)))  # fmt: skip
+    wait_for(
+        lambda: good <= set(ledger.counts()) and dead_ids(admin, group) >= poisoned,
+        idle=30,
+        what="good handled, poison dead-lettered",
+        progress=lambda: ledger.rows() + len(dead_ids(admin, group)),
+    )
     dead = dead_ids(admin, group) & sent
     seconds = time.monotonic() - t0
     finish(p, c)
-    t = Tally.count("poison events among good ones", r.name, sent, ledger, dead=dead, seconds=seconds,
-                    note=f"{len(poisoned)} poison: half fatal (no retry), half failing 3 attempts")  # fmt: skip
+    t = Tally.count(
+        "poison events among good ones",
+        r.name,
+        sent,
+        ledger,
+        dead=dead,
+        seconds=seconds,
+        note=f"{len(poisoned)} poison: half fatal (no retry), half failing 3 attempts",
+    )
     t.lost = len(sent - set(ledger.counts()) - dead)
     ledger.close()
     return t
 
 
-# -- 5. a hanging handler: timeout → retry → dead letter --------------------------------------------
+# -- 5. a hanging handler: timeout → retry → dead letter --
 def hanging(r: Rig, workdir: Path, n: int, hangs: int = 4, *, use_async: bool = False) -> Tally:
     topic, group = r.names("hang")
     ledger = Ledger(workdir / f"ledger-{group}.db")
@@ -636,8 +706,9 @@ def hanging(r: Rig, workdir: Path, n: int, hangs: int = 4, *, use_async: bool = 
 
     retry = RetryPolicy(max_attempts=2, initial_delay=0.05, max_delay=0.1)
     c = consumer(r, workdir)
-    c.subscribe(topic, async_handler if use_async else sync_handler, group=group, retry=retry,
-                timeout=0.3)  # fmt: skip
+    c.subscribe(
+        topic, async_handler if use_async else sync_handler, group=group, retry=retry, timeout=0.3
+    )
     c.start()
     p = producer(r, workdir)
     t0 = time.monotonic()
@@ -647,9 +718,12 @@ def hanging(r: Rig, workdir: Path, n: int, hangs: int = 4, *, use_async: bool = 
     hung = {e.id for e in events if e.data["hang"]}
     admin = r.adapter()
     try:
-        wait_for(lambda: (sent - hung) <= set(ledger.counts()) and dead_ids(admin, group) >= hung,
-                 idle=30, what="good handled, hanging ones dead-lettered",
-                 progress=lambda: ledger.rows() + len(dead_ids(admin, group)) + sum(tries.values()))  # fmt: skip
+        wait_for(
+            lambda: (sent - hung) <= set(ledger.counts()) and dead_ids(admin, group) >= hung,
+            idle=30,
+            what="good handled, hanging ones dead-lettered",
+            progress=lambda: ledger.rows() + len(dead_ids(admin, group)) + sum(tries.values()),
+        )
         dead = dead_ids(admin, group) & sent
         w = c._worker
         overrun = w.overrunning if w is not None else 0
@@ -661,7 +735,9 @@ def hanging(r: Rig, workdir: Path, n: int, hangs: int = 4, *, use_async: bool = 
     note = f"{len(hung)} hang ({kind}, timeout 0.3s, 2 attempts); tries {sorted(tries.values())}"
     if not use_async:
         note += f"; {overrun} threads were still overrunning"
-    t = Tally.count(f"hanging handler ({kind})", r.name, sent, ledger, dead=dead, seconds=seconds, note=note)
+    t = Tally.count(
+        f"hanging handler ({kind})", r.name, sent, ledger, dead=dead, seconds=seconds, note=note
+    )
     ledger.close()
     return t
 

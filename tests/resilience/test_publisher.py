@@ -59,7 +59,9 @@ def test_broker_down_publish_goes_to_outbox_then_drains_once(down_rig: Rig, work
     finally:
         down_rig.up()
     ids = {first.id} | {r.id for r in results}
-    wait_for(lambda: ids <= set(ledger.counts()), idle=30, what="drained events", progress=ledger.rows)
+    wait_for(
+        lambda: ids <= set(ledger.counts()), idle=30, what="drained events", progress=ledger.rows
+    )
     assert p.flush(10)
     assert p.outbox_pending() == 0
     assert p.breaker.state == "closed"
@@ -80,7 +82,9 @@ def test_open_breaker_skips_the_broker(sqlite_rig: SqliteRig, workdir: Path) -> 
         for i in range(200):
             assert p.publish(topic, {"i": i}).outcome == "outbox"
         per_publish = (time.monotonic() - t0) / 200
-        assert per_publish < 0.05, f"{per_publish * 1000:.1f} ms per publish: the broker was touched"
+        assert per_publish < 0.05, (
+            f"{per_publish * 1000:.1f} ms per publish: the broker was touched"
+        )
     finally:
         sqlite_rig.up()
     p.close()
@@ -88,8 +92,15 @@ def test_open_breaker_skips_the_broker(sqlite_rig: SqliteRig, workdir: Path) -> 
 
 def test_retries_are_bounded_in_time(sqlite_rig: SqliteRig, workdir: Path) -> None:
     topic, _ = sqlite_rig.names("bounded")
-    p = producer(sqlite_rig, workdir, retry_attempts=50, retry_timeout=0.6, breaker_failures=100,
-                 retry_initial_delay=0.05, retry_max_delay=0.1)  # fmt: skip
+    p = producer(
+        sqlite_rig,
+        workdir,
+        retry_attempts=50,
+        retry_timeout=0.6,
+        breaker_failures=100,
+        retry_initial_delay=0.05,
+        retry_max_delay=0.1,
+    )
     sqlite_rig.down()
     try:
         t0 = time.monotonic()
@@ -157,7 +168,9 @@ def test_close_flushes_the_outbox(sqlite_rig: SqliteRig, workdir: Path) -> None:
     assert p.outbox_pending() == 0
 
 
-def test_events_left_in_the_outbox_are_sent_by_the_next_bus(sqlite_rig: SqliteRig, workdir: Path) -> None:
+def test_events_left_in_the_outbox_are_sent_by_the_next_bus(
+    sqlite_rig: SqliteRig, workdir: Path
+) -> None:
     topic, group = sqlite_rig.names("leftover")
     admin = sqlite_rig.adapter()
     admin.declare(group, [topic])
@@ -173,8 +186,12 @@ def test_events_left_in_the_outbox_are_sent_by_the_next_bus(sqlite_rig: SqliteRi
         sqlite_rig.up()
     assert admin.depth(group) == 0
     second = EventBus(url, source="/b", config=BusConfig(publish=settings))
-    wait_for(lambda: admin.depth(group) == 10, idle=10, what="drain on start",
-             progress=lambda: admin.depth(group))  # fmt: skip
+    wait_for(
+        lambda: admin.depth(group) == 10,
+        idle=10,
+        what="drain on start",
+        progress=lambda: admin.depth(group),
+    )
     assert second.outbox_pending() == 0
     second.close()
     assert len(ids) == 10
@@ -208,22 +225,27 @@ def test_outbox_rows_are_kept_per_destination(sqlite_rig: SqliteRig, workdir: Pa
     other.close()
 
 
-def test_outbox_write_is_durable_before_publish_returns(sqlite_rig: SqliteRig, workdir: Path) -> None:
+def test_outbox_write_is_durable_before_publish_returns(
+    sqlite_rig: SqliteRig, workdir: Path
+) -> None:
     """A producer killed with SIGKILL right after publish returned "outbox" loses nothing."""
     topic, group = sqlite_rig.names("durable")
     admin = sqlite_rig.adapter()
     admin.declare(group, [topic])
     outbox = workdir / "kill-outbox.db"
     script = workdir / "producer.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         from eventbus import BusConfig, EventBus
-        bus = EventBus({sqlite_rig.url()!r}, source="/p", config=BusConfig(
-            publish={{"outbox_path": {str(outbox)!r}, "breaker_failures": 1, "breaker_reset": 3600.0}}))
+        settings = {{"outbox_path": {str(outbox)!r}, "breaker_failures": 1,
+                    "breaker_reset": 3600.0}}
+        bus = EventBus({sqlite_rig.url()!r}, source="/p", config=BusConfig(publish=settings))
         for i in range(100000):
             r = bus.publish({topic!r}, {{"i": i}})
             print(r.outcome, r.id, flush=True)
-    """))
+    """)
+    )
     sqlite_rig.down()
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     returned: list[str] = []
@@ -244,8 +266,9 @@ def test_outbox_write_is_durable_before_publish_returns(sqlite_rig: SqliteRig, w
             proc.kill()
             proc.wait(10)
         sqlite_rig.up()
-    survivor = EventBus(sqlite_rig.url(), source="/s",
-                        config=BusConfig(publish={"outbox_path": str(outbox)}))  # fmt: skip
+    survivor = EventBus(
+        sqlite_rig.url(), source="/s", config=BusConfig(publish={"outbox_path": str(outbox)})
+    )
     assert survivor.flush(20)
     survivor.close()
     logged = {entry.message.headers["id"] for entry in admin.log(limit=1_000_000)}
@@ -272,7 +295,7 @@ def test_publish_settings_are_checked(workdir: Path) -> None:
         load_config()
     (workdir / "eventbus.toml").write_text(
         'broker = "memory"\n[publish]\nretry_timeout = 2\noutbox_path = "x.db"\n'
-        "[worker]\ninbox = \"sqlite:///in.db\"\ninbox_lease = 9\n"
+        '[worker]\ninbox = "sqlite:///in.db"\ninbox_lease = 9\n'
     )
     cfg = load_config()
     assert cfg.publish_settings == PublishSettings(retry_timeout=2.0, outbox_path="x.db")

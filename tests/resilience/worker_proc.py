@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fault_harness import FAST_RETRY, Ledger  # noqa: E402
+from fault_harness import FAST_RETRY, Ledger
 
-from eventbus import BusConfig, EventBus  # noqa: E402
-from eventbus._inbox import SqliteInbox  # noqa: E402
+from eventbus import BusConfig, EventBus
+from eventbus._inbox import SqliteInbox
 
 
 def main() -> None:
@@ -25,8 +25,12 @@ def main() -> None:
     delay = float(delay_s)
     ledger = Ledger(Path(ledger_path))
     inbox = SqliteInbox(inbox_path)
-    bus = EventBus(url, source="/worker", inbox=inbox,
-                   config=BusConfig(poll_interval=0.1, prefetch=100, inbox_lease=3.0))  # fmt: skip
+    bus = EventBus(
+        url,
+        source="/worker",
+        inbox=inbox,
+        config=BusConfig(poll_interval=0.1, prefetch=100, inbox_lease=3.0),
+    )
 
     @bus.subscribe(topic, group=group, retry=FAST_RETRY)
     def handle(event: object) -> None:
