@@ -22,7 +22,7 @@ See ``docs/adapters/azure_servicebus.md``.
 
 from __future__ import annotations
 
-from ._admin import TestBrokerEntities
+from ._admin import TestBrokerEntities, admin_request
 from ._broker import TestBroker, connection_string
 
-__all__ = ["TestBroker", "TestBrokerEntities", "connection_string"]
+__all__ = ["TestBroker", "TestBrokerEntities", "admin_request", "connection_string"]

@@ -253,7 +253,7 @@ class BrokerHandler:
             else:
                 link.target.type = Terminus.UNSPECIFIED
             link.open()
-            link.condition = Condition(fault.condition, fault.description)
+            link.condition = _condition(fault.condition, fault.description)
             link.close()
 
     # -- flow and delivery ------------------------------------------------------------
@@ -291,11 +291,11 @@ class BrokerHandler:
             else:
                 raise BrokerFault("amqp:not-allowed", "link is not attached to anything")
         except BrokerFault as fault:
-            dlv.local.condition = Condition(fault.condition, fault.description)
+            dlv.local.condition = _condition(fault.condition, fault.description)
             dlv.update(Delivery.REJECTED)
         except Exception as exc:
             log.exception("transfer failed")
-            dlv.local.condition = Condition("amqp:internal-error", str(exc))
+            dlv.local.condition = _condition("amqp:internal-error", str(exc))
             dlv.update(Delivery.REJECTED)
         dlv.settle()
         if link.credit < 500 and link.state & Endpoint.LOCAL_ACTIVE:
@@ -345,7 +345,7 @@ class BrokerHandler:
                 dlv.update(state)
         except BrokerFault as fault:
             if not dlv.settled:
-                dlv.local.condition = Condition(fault.condition, fault.description)
+                dlv.local.condition = _condition(fault.condition, fault.description)
                 dlv.update(Delivery.REJECTED)
         dlv.settle()
         self._flush()
@@ -515,6 +515,11 @@ class BrokerHandler:
     ) -> None:
         props = {str(k): v for k, v in dict(properties or {}).items()}
         self.store.settle(token, outcome, reason=reason, description=description, properties=props)
+
+
+def _condition(name: str, description: str) -> Condition:
+    """An error with all three fields, as the service sends them: pyamqp reads ``info`` by index."""
+    return Condition(name, description, {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())})
 
 
 def _uuid(value: Any) -> uuid.UUID:

@@ -53,7 +53,10 @@ def split(raw: bytes | bytearray | memoryview) -> list[tuple[int, bytes, Any]]:
             raise CodecError(f"empty section at byte {offset}")
         data.rewind()
         data.next()
-        value = _own(data.get_object())
+        try:
+            value = _own(data.get_object())
+        except Exception as exc:  # proton raises ValueError and friends on odd values
+            raise CodecError(f"undecodable value at byte {offset}: {exc}") from None
         if not isinstance(value, Described):
             raise CodecError(f"section at byte {offset} is not a described type")
         code = value.descriptor
