@@ -161,8 +161,9 @@ class TcpProxy:
             except OSError:
                 _reset(client)
                 continue
-            upstream.settimeout(None)
-            client.settimeout(None)
+            for s in (upstream, client):
+                s.settimeout(None)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delays
             pair = (client, upstream)
             with self._lock:
                 if not self._up or self._closed:
@@ -605,7 +606,9 @@ def worker_killed(r: Rig, workdir: Path, n: int) -> Tally:
             progress=ledger.rows,
         )
         os.killpg(second.pid, signal.SIGTERM)  # graceful stop
-        second.wait(30)
+        out, _ = second.communicate(timeout=30)
+        words = [ln.split() for ln in out.splitlines()]
+        drops = sum(int(w[1]) for w in words if w[:1] == ["dropped"])  # by the second worker
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -622,6 +625,7 @@ def worker_killed(r: Rig, workdir: Path, n: int) -> Tally:
         sent,
         ledger,
         seconds=seconds,
+        dropped=drops,
         note=f"killed after {killed_at} handled; second worker exit {procs[-1].returncode}",
     )
     ledger.close()

@@ -38,13 +38,17 @@ def main() -> None:
             time.sleep(delay)  # simulated work
         ledger.record(event.id)  # type: ignore[attr-defined]
 
+    workers = []
+
     def announce() -> None:
         while bus._worker is None:
             time.sleep(0.01)
+        workers.append(bus._worker)
         print("ready", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
     bus.run()
+    print("dropped", workers[0].duplicates if workers else 0, flush=True)
     bus.close()
     inbox.close()
     ledger.close()
