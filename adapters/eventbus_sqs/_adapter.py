@@ -27,90 +27,48 @@ import base64
 import hashlib
 import json
 import logging
-import math
-import string
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from eventbus import (
     Adapter,
     BrokerError,
-    BrokerUnavailable,
     ClosedError,
     ConfigError,
-    Consumer,
     Delivery,
     Matcher,
     Message,
     MessageTooLarge,
     PublishError,
-    require,
 )
 
-from ._codec import CE, DEAD_LETTER, TYPE, Wire, from_wire, sqs_size, to_wire
-from ._settings import MAX_MESSAGE_SIZE, MAX_VISIBILITY, SqsSettings
-
-boto3 = require("boto3", "sqs", "sqs")
-from botocore.config import Config  # type: ignore[import-untyped]  # noqa: E402
-from botocore.exceptions import (  # type: ignore[import-untyped]  # noqa: E402
+from ._codec import CE, DEAD_LETTER, TYPE, Wire, from_wire, to_wire
+from ._consumer import GroupQueues, SqsConsumer
+from ._sdk import (
+    BATCH,
+    NO_QUEUE,
     BotoCoreError,
     ClientError,
-    NoCredentialsError,
+    Config,
     NoRegionError,
-    PartialCredentialsError,
     ProfileNotFound,
-    ReadTimeoutError,
+    boto3,
+    chunks,
+    error_code,
+    fifo_id,
+    sdk,
 )
-from botocore.exceptions import (  # noqa: E402
-    ConnectionError as BotoConnectionError,
-)
+from ._settings import MAX_MESSAGE_SIZE, SqsSettings
 
 __all__ = ["SqsAdapter", "SqsConsumer", "filter_policy"]
 
 log = logging.getLogger("eventbus.sqs")
 
-BATCH = 10  # SQS and SNS batch calls take at most 10 entries
-_THROTTLED = {"Throttling", "ThrottlingException", "RequestThrottled", "ServiceUnavailable",
-              "InternalError", "InternalFailure", "KMSThrottling"}  # fmt: skip
-_GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidParameterValue",
-         "AWS.SimpleQueueService.MessageNotInflight"}  # fmt: skip
-_NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
-_FIFO_ID_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
 _PATTERN_TAG = "eventbus:patterns"
 _TAG_CHUNK = 256
-
-
-# -- errors ------------------------------------------------------------------------------
-def _code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _wrap(exc: BaseException, doing: str, kind: type[BrokerError] = BrokerError) -> BrokerError:
-    if isinstance(exc, (BotoConnectionError, ReadTimeoutError)) or _code(exc) in _THROTTLED:
-        return BrokerUnavailable(f"SQS/SNS unreachable while {doing}: {exc}")
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return kind(
-            f"no AWS credentials while {doing}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "a profile (profile=...), or run with a role"
-        )
-    return kind(f"SQS/SNS refused {doing}: {exc}")
-
-
-@contextmanager
-def _sdk(doing: str, kind: type[BrokerError] = BrokerError) -> Iterator[None]:
-    """Turn boto3's exceptions into eventbus's, ``from`` the original."""
-    try:
-        yield
-    except (ClientError, BotoCoreError) as exc:
-        raise _wrap(exc, doing, kind) from exc
 
 
 # -- routing -------------------------------------------------------------------------------
@@ -137,41 +95,6 @@ def filter_policy(patterns: Sequence[str]) -> dict[str, Any] | None:
     if not values or len(values) > 150:  # SNS: at most 150 values in one policy
         return None
     return {TYPE: values}
-
-
-def _fifo_id(value: str) -> str:
-    """``value`` if SQS takes it as a message group or dedup id, else a stable hash of it."""
-    if value and len(value) <= 128 and all(c in _FIFO_ID_CHARS for c in value):
-        return value
-    return "h-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _chunks(items: Sequence[Any], n: int = BATCH) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
-@dataclass
-class _Group:
-    """A group's queues as this adapter knows them."""
-
-    name: str
-    patterns: tuple[str, ...]
-    url: str
-    arn: str
-    dlq_url: str
-
-
-@dataclass(eq=False)
-class _Handle:
-    """What a delivery needs to be settled: its receipt and the message as received."""
-
-    receipt: str
-    message_id: str
-    body: str
-    attributes: dict[str, Any]
-    group_id: str | None
-    expires: float  # monotonic time its visibility runs out, as last set
 
 
 # -- the adapter ---------------------------------------------------------------------------
@@ -206,7 +129,7 @@ class SqsAdapter(Adapter):
             raise ConfigError(f"sqs adapter: cannot make an AWS client: {exc}") from exc
         self._lock = threading.Lock()  # groups, topic, routes, consumers
         self._declare_lock = threading.Lock()
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, GroupQueues] = {}
         self._topic_arn: str | None = s.topic_arn
         self._routes: dict[str, tuple[Matcher, str]] | None = None  # mode=sqs: url -> matcher
         self._routes_at = 0.0
@@ -249,8 +172,8 @@ class SqsAdapter(Adapter):
             return {}
         ident = message.headers.get("id") or hashlib.sha256(message.body).hexdigest()
         return {
-            "MessageGroupId": _fifo_id(message.key if message.key is not None else ident),
-            "MessageDeduplicationId": _fifo_id(dedup_id or ident),
+            "MessageGroupId": fifo_id(message.key if message.key is not None else ident),
+            "MessageDeduplicationId": fifo_id(dedup_id or ident),
         }
 
     def _batches(
@@ -280,7 +203,7 @@ class SqsAdapter(Adapter):
                 }
                 for i, (m, w) in enumerate(batch)
             ]
-            with _sdk("publishing to SNS", PublishError):
+            with sdk("publishing to SNS", PublishError):
                 result = self._sns.publish_batch(
                     TopicArn=topic_arn, PublishBatchRequestEntries=entries
                 )
@@ -305,10 +228,10 @@ class SqsAdapter(Adapter):
                     for i, (m, w) in enumerate(batch)
                 ]
                 try:
-                    with _sdk("sending to SQS", PublishError):
+                    with sdk("sending to SQS", PublishError):
                         result = self._sqs.send_message_batch(QueueUrl=url, Entries=entries)
                 except PublishError as exc:
-                    if _code(exc.__cause__ or exc) in _NO_QUEUE:  # the group was deleted
+                    if error_code(exc.__cause__ or exc) in NO_QUEUE:  # the group was deleted
                         with self._lock:
                             self._routes_at = 0.0
                         continue
@@ -324,11 +247,11 @@ class SqsAdapter(Adapter):
         name = s.topic_name
         if s.create:
             attributes = {"FifoTopic": "true"} if s.fifo else {}
-            with _sdk(f"creating SNS topic {name!r}"):
+            with sdk(f"creating SNS topic {name!r}"):
                 arn = str(self._sns.create_topic(Name=name, Attributes=attributes)["TopicArn"])
         else:
             arn = ""
-            with _sdk("listing SNS topics"):
+            with sdk("listing SNS topics"):
                 for page in self._sns.get_paginator("list_topics").paginate():
                     for topic in page.get("Topics", []):
                         if topic["TopicArn"].rsplit(":", 1)[-1] == name:
@@ -345,7 +268,7 @@ class SqsAdapter(Adapter):
     def declare(self, group: str, patterns: Sequence[str]) -> None:
         self._declare(group, patterns)
 
-    def _declare(self, group: str, patterns: Sequence[str]) -> _Group:
+    def _declare(self, group: str, patterns: Sequence[str]) -> GroupQueues:
         if self._closed:
             raise ClosedError("sqs adapter is closed")
         wanted = Matcher(patterns).patterns
@@ -365,13 +288,13 @@ class SqsAdapter(Adapter):
         return g
 
     def _create_queue(self, name: str, attributes: dict[str, str]) -> str:
-        with _sdk(f"creating queue {name!r}"):
+        with sdk(f"creating queue {name!r}"):
             try:
                 return str(
                     self._sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
                 )
             except ClientError as exc:
-                if _code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
+                if error_code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
                     raise
             # it exists with other settings (another lease, another topic): update them
             url = str(self._sqs.get_queue_url(QueueName=name)["QueueUrl"])
@@ -380,13 +303,13 @@ class SqsAdapter(Adapter):
                 self._sqs.set_queue_attributes(QueueUrl=url, Attributes=changeable)
             return url
 
-    def _create_group(self, group: str, patterns: tuple[str, ...]) -> _Group:
+    def _create_group(self, group: str, patterns: tuple[str, ...]) -> GroupQueues:
         s = self.settings
         fifo = {"FifoQueue": "true"} if s.fifo else {}
         dlq_url = self._create_queue(
             s.dlq_name(group), {"MessageRetentionPeriod": "1209600", **fifo}
         )
-        with _sdk("reading the DLQ's ARN"):
+        with sdk("reading the DLQ's ARN"):
             dlq_arn = str(
                 self._sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
                     "Attributes"
@@ -423,20 +346,20 @@ class SqsAdapter(Adapter):
             self._subscribe(topic_arn, arn, patterns)
         else:
             self._tag_patterns(url, patterns)
-        return _Group(group, patterns, url, arn, dlq_url)
+        return GroupQueues(group, patterns, url, arn, dlq_url)
 
     def _subscribe(self, topic_arn: str, queue_arn: str, patterns: Sequence[str]) -> None:
         policy = filter_policy(patterns)
         text = json.dumps(policy) if policy is not None else "{}"
         attributes = {"RawMessageDelivery": "true"}
-        with _sdk("subscribing the queue to SNS"):
+        with sdk("subscribing the queue to SNS"):
             try:
                 sub = self._sns.subscribe(
                     TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
                     Attributes=attributes, ReturnSubscriptionArn=True,
                 )["SubscriptionArn"]  # fmt: skip
             except ClientError as exc:
-                if _code(exc) != "InvalidParameter":
+                if error_code(exc) != "InvalidParameter":
                     raise
                 sub = self._find_subscription(topic_arn, queue_arn)
                 if sub is None:
@@ -462,21 +385,21 @@ class SqsAdapter(Adapter):
             raise ConfigError("sqs adapter: too many patterns for one group in mode=sqs")
         tags = {f"{_PATTERN_TAG}:{i}": p for i, p in enumerate(parts)}
         tags[_PATTERN_TAG] = str(len(parts))
-        with _sdk("tagging the queue with its patterns"):
+        with sdk("tagging the queue with its patterns"):
             self._sqs.tag_queue(QueueUrl=url, Tags=tags)
 
-    def _check_group(self, group: str, patterns: tuple[str, ...]) -> _Group:
+    def _check_group(self, group: str, patterns: tuple[str, ...]) -> GroupQueues:
         """``create=false``: the queues (and subscription) must exist; nothing is changed."""
         s = self.settings
         name = s.queue_name(group)
         try:
-            with _sdk(f"looking up queue {name!r}"):
+            with sdk(f"looking up queue {name!r}"):
                 url = str(self._sqs.get_queue_url(QueueName=name)["QueueUrl"])
                 attrs = self._sqs.get_queue_attributes(
                     QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy"]
                 )["Attributes"]
         except BrokerError as exc:
-            if _code(exc.__cause__ or exc) in _NO_QUEUE:
+            if error_code(exc.__cause__ or exc) in NO_QUEUE:
                 raise ConfigError(
                     f"sqs adapter: queue {name!r} of group {group!r} does not exist and "
                     "create=false"
@@ -489,11 +412,11 @@ class SqsAdapter(Adapter):
                 "dead-letter queue for each group"
             )
         dlq_name = str(json.loads(redrive)["deadLetterTargetArn"]).rsplit(":", 1)[-1]
-        with _sdk(f"looking up DLQ {dlq_name!r}"):
+        with sdk(f"looking up DLQ {dlq_name!r}"):
             dlq_url = str(self._sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"])
         arn = str(attrs["QueueArn"])
         if self._sns is not None:
-            with _sdk("listing the topic's subscriptions"):
+            with sdk("listing the topic's subscriptions"):
                 sub = self._find_subscription(self._topic(), arn)
             if sub is None:
                 raise ConfigError(
@@ -502,19 +425,19 @@ class SqsAdapter(Adapter):
                 )
         else:
             self._tag_patterns(url, patterns)  # the routing registration, not the layout
-        return _Group(group, patterns, url, arn, dlq_url)
+        return GroupQueues(group, patterns, url, arn, dlq_url)
 
-    def _group(self, group: str) -> _Group:
+    def _group(self, group: str) -> GroupQueues:
         """A group's queues, declared here or found by name (for tooling)."""
         with self._lock:
             known = self._groups.get(group)
         if known is not None:
             return known
         s = self.settings
-        with _sdk(f"looking up the queues of group {group!r}"):
+        with sdk(f"looking up the queues of group {group!r}"):
             url = str(self._sqs.get_queue_url(QueueName=s.queue_name(group))["QueueUrl"])
             dlq_url = str(self._sqs.get_queue_url(QueueName=s.dlq_name(group))["QueueUrl"])
-        return _Group(group, (), url, "", dlq_url)
+        return GroupQueues(group, (), url, "", dlq_url)
 
     def _route_table(self) -> dict[str, tuple[Matcher, str]]:
         """``mode=sqs``: every group queue under the prefix, with its patterns (cached)."""
@@ -523,7 +446,7 @@ class SqsAdapter(Adapter):
             if self._routes is not None and time.monotonic() - self._routes_at < s.refresh:
                 return dict(self._routes)
         routes: dict[str, tuple[Matcher, str]] = {}
-        with _sdk("listing the groups' queues", PublishError):
+        with sdk("listing the groups' queues", PublishError):
             urls: list[str] = []
             for page in self._sqs.get_paginator("list_queues").paginate(QueueNamePrefix=s.prefix):
                 urls += page.get("QueueUrls", [])
@@ -534,7 +457,7 @@ class SqsAdapter(Adapter):
                 try:
                     tags = self._sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
                 except ClientError as exc:
-                    if _code(exc) in _NO_QUEUE:
+                    if error_code(exc) in NO_QUEUE:
                         continue
                     raise
                 patterns = _patterns_from_tags(tags)
@@ -587,7 +510,7 @@ class SqsAdapter(Adapter):
         seen: dict[str, tuple[Delivery, str]] = {}
         receipts: list[str] = []
         try:
-            with _sdk("reading the dead-letter queue"):
+            with sdk("reading the dead-letter queue"):
                 while len(seen) < limit:
                     got = self._sqs.receive_message(
                         QueueUrl=g.dlq_url,
@@ -608,7 +531,7 @@ class SqsAdapter(Adapter):
 
     def _release(self, url: str, receipts: Sequence[str], after: int = 0) -> None:
         """Make received messages visible again (after ``after`` seconds); best effort."""
-        for chunk in _chunks(receipts):
+        for chunk in chunks(receipts):
             entries = [
                 {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": after}
                 for i, r in enumerate(chunk)
@@ -674,251 +597,3 @@ def _dead_letter_entry(m: Mapping[str, Any], s: SqsSettings) -> tuple[Delivery, 
     except (ValueError, TypeError, KeyError):
         pass
     return Delivery(message, attempt, None), reason
-
-
-def _sendable(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Received attributes in the form SendMessage takes."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, attr in attributes.items():
-        value = {k: attr[k] for k in ("DataType", "StringValue", "BinaryValue") if k in attr}
-        if "DataType" in value and len(value) == 2:
-            out[name] = value
-    return out
-
-
-# -- the consumer ---------------------------------------------------------------------------
-class SqsConsumer(Consumer):
-    """A member of a group: receives from its queue, settles by receipt handle.
-
-    FIFO: SQS may hand out several messages of one message group (key) in one
-    receive; this consumer passes on one per key at a time and keeps the rest
-    (still in flight) until the one before is settled, so a retried event is
-    never overtaken by the next of its key.
-    """
-
-    def __init__(self, adapter: SqsAdapter, group: _Group, matcher: Matcher) -> None:
-        self._a = adapter
-        self._g = group
-        self._matcher = matcher
-        self._fifo = adapter.settings.fifo
-        self._lock = threading.Lock()  # _inflight is read by the heartbeat thread
-        self._inflight: dict[str, _Handle] = {}
-        self._held: deque[tuple[_Handle, Delivery]] = deque()  # FIFO: waiting for their key
-        self._busy: set[str] = set()  # FIFO: message groups with a delivery handed out
-        self._idle = 0.0  # current back-off after empty answers
-        self._next_poll = 0.0  # no receive call before this (monotonic)
-        self._closed = False
-        self._crashed = False
-
-    def __repr__(self) -> str:
-        return f"<SqsConsumer {self._g.name!r} holding {len(self._inflight)}>"
-
-    # -- receive -------------------------------------------------------------------------
-    def receive(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._closed or self._a._closed:
-            raise ClosedError("sqs consumer is closed")
-        out = self._release_held(max_messages)
-        if out:
-            return out
-        s = self._a.settings
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            now = time.monotonic()
-            if now < self._next_poll:  # backing off after empty answers: no hot loop
-                time.sleep(max(0.0, min(self._next_poll, deadline) - now))
-                now = time.monotonic()
-                if now >= deadline:
-                    return []
-            wait = min(s.long_poll, int(deadline - now + 0.01))  # whole seconds; 0: short
-            with _sdk(f"receiving from {self._g.name!r}"):
-                got = self._a._sqs.receive_message(
-                    QueueUrl=self._g.url,
-                    MaxNumberOfMessages=max(1, min(BATCH, max_messages)),
-                    WaitTimeSeconds=wait,
-                    VisibilityTimeout=s.visibility,
-                    MessageAttributeNames=["All"],
-                    MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
-                ).get("Messages", [])
-            out = self._accept(got, now + s.visibility) if got else []
-            if out:
-                self._idle, self._next_poll = 0.0, 0.0
-                return out
-            if not got and time.monotonic() - now < max(wait, 0.05):
-                # empty before the wait was up (a short poll, or an emulator that
-                # doesn't hold long polls): wait longer before the next call, up to 0.5 s
-                self._idle = min(max(self._idle * 2, 0.02), 0.5)
-                self._next_poll = time.monotonic() + self._idle
-            if time.monotonic() >= deadline:
-                return []
-            # else: all dropped (not ours) or held back, or a long poll ran out early
-
-    def _accept(self, got: Sequence[Mapping[str, Any]], expires: float) -> list[Delivery]:
-        out: list[Delivery] = []
-        drop: list[str] = []
-        with self._lock:
-            for m in got:
-                message, ours = from_wire(m.get("Body", ""), m.get("MessageAttributes"))
-                receipt = m["ReceiptHandle"]
-                if (ours or message.topic) and not self._matcher(message.topic):
-                    drop.append(receipt)  # SNS's prefix filter let it through: not ours
-                    continue
-                system = m.get("Attributes") or {}
-                attempt = int(system.get("ApproximateReceiveCount", "1"))
-                if message.key is None and system.get("MessageGroupId") and not ours:
-                    message.key = system["MessageGroupId"]
-                h = _Handle(receipt, m["MessageId"], m.get("Body", ""),
-                            dict(m.get("MessageAttributes") or {}),
-                            system.get("MessageGroupId"), expires)  # fmt: skip
-                self._inflight[receipt] = h
-                d = Delivery(message, attempt, h)
-                if self._fifo and h.group_id is not None:
-                    if h.group_id in self._busy:
-                        self._held.append((h, d))
-                        continue
-                    self._busy.add(h.group_id)
-                out.append(d)
-        if drop:
-            self._delete(drop)
-        return out
-
-    def _release_held(self, limit: int) -> list[Delivery]:
-        if not self._held:
-            return []
-        out: list[Delivery] = []
-        keep: deque[tuple[_Handle, Delivery]] = deque()
-        with self._lock:
-            for h, d in self._held:
-                if len(out) < limit and h.group_id not in self._busy:
-                    self._busy.add(h.group_id or "")
-                    out.append(d)
-                else:
-                    keep.append((h, d))
-            self._held = keep
-        return out
-
-    # -- settle ---------------------------------------------------------------------------
-    def _settled(self, d: Delivery) -> _Handle | None:
-        h = d.handle
-        if not isinstance(h, _Handle):
-            raise ValueError("not a delivery of this consumer")
-        with self._lock:
-            self._inflight.pop(h.receipt, None)
-            if h.group_id is not None:
-                self._busy.discard(h.group_id)
-        return h
-
-    def _delete(self, receipts: Sequence[str]) -> None:
-        for chunk in _chunks(receipts):
-            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)]
-            with _sdk(f"deleting from {self._g.name!r}"):
-                result = self._a._sqs.delete_message_batch(QueueUrl=self._g.url, Entries=entries)
-            failed = [f for f in result.get("Failed") or [] if f.get("Code") not in _GONE]
-            if failed:
-                raise BrokerError(
-                    f"SQS refused to delete {len(failed)} message(s) of {self._g.name!r}: "
-                    f"{failed[0].get('Code')}: {failed[0].get('Message')}; they will come back"
-                )
-
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
-        self._check_open()
-        receipts = [h.receipt for d in deliveries if (h := self._settled(d)) is not None]
-        self._delete(receipts)
-
-    def nack(self, delivery: Delivery, delay: float) -> None:
-        self._check_open()
-        h = self._settled(delivery)
-        assert h is not None
-        after = min(MAX_VISIBILITY, math.ceil(delay)) if delay > 0 else 0
-        with _sdk(f"returning a message to {self._g.name!r}"):
-            try:
-                self._a._sqs.change_message_visibility(
-                    QueueUrl=self._g.url, ReceiptHandle=h.receipt, VisibilityTimeout=after
-                )
-            except ClientError as exc:
-                if _code(exc) not in _GONE:
-                    raise
-                log.debug("nack of %s: %s (it comes back when its lease ends)", h.message_id, exc)
-        if self._fifo and h.group_id is not None:
-            self._return_held(h.group_id)
-
-    def _return_held(self, group_id: str) -> None:
-        """FIFO: the key's later messages go back too, behind the retried one."""
-        with self._lock:
-            back = [h for h, _ in self._held if h.group_id == group_id]
-            self._held = deque((h, d) for h, d in self._held if h.group_id != group_id)
-            for h in back:
-                self._inflight.pop(h.receipt, None)
-        self._a._release(self._g.url, [h.receipt for h in back])
-
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        self._check_open()
-        h = delivery.handle
-        if not isinstance(h, _Handle):
-            raise ValueError("not a delivery of this consumer")
-        note = {"DataType": "String", "StringValue": json.dumps(
-            {"reason": reason[:4000], "attempt": delivery.attempt, "group": self._g.name},
-            ensure_ascii=True)}  # fmt: skip
-        attributes = _sendable(h.attributes)
-        attributes.pop(DEAD_LETTER, None)
-        body = h.body or "-"
-        if len(attributes) >= 10:  # a foreign message with every slot used: repack it
-            wire = to_wire(delivery.message)
-            body, attributes = wire.body, dict(wire.attributes)
-        attributes[DEAD_LETTER] = note
-        fields = {}
-        if self._fifo:
-            fields = {"MessageGroupId": _fifo_id(h.group_id or h.message_id),
-                      "MessageDeduplicationId": _fifo_id(h.message_id)}  # fmt: skip
-        if sqs_size(body, attributes) > MAX_MESSAGE_SIZE:
-            log.warning("dead letter of %s is over 256 KiB with its reason", h.message_id)
-        with _sdk(f"dead-lettering a message of {self._g.name!r}"):
-            self._a._sqs.send_message(
-                QueueUrl=self._g.dlq_url, MessageBody=body, MessageAttributes=attributes, **fields
-            )
-        self._settled(delivery)
-        self._delete([h.receipt])
-
-    # -- heartbeat, close -------------------------------------------------------------------
-    def _extend(self, visibility: int, margin: float) -> None:
-        now = time.monotonic()
-        with self._lock:
-            due = [h for h in self._inflight.values() if h.expires - now < margin]
-        if not due or self._crashed:
-            return
-        for chunk in _chunks(due):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": visibility}
-                for i, h in enumerate(chunk)
-            ]
-            result = self._a._sqs.change_message_visibility_batch(
-                QueueUrl=self._g.url, Entries=entries
-            )
-            failed = {f["Id"] for f in result.get("Failed") or []}
-            for i, h in enumerate(chunk):
-                if str(i) not in failed:
-                    h.expires = now + visibility
-
-    def _crash(self) -> None:
-        self._crashed = True
-        self._closed = True
-        with self._lock:
-            self._inflight.clear()
-            self._held.clear()
-
-    def _check_open(self) -> None:
-        if self._crashed:
-            raise ClosedError("sqs consumer is closed")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with self._lock:
-            receipts = list(self._inflight)
-            self._inflight.clear()
-            self._held.clear()
-            self._busy.clear()
-        if receipts and not self._a._closed:
-            self._a._release(self._g.url, receipts)
-        with self._a._lock:
-            self._a._consumers.discard(self)

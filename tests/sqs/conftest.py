@@ -14,9 +14,9 @@ queue prefix and topic under a per-run id; what a test created is deleted after 
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -107,11 +107,10 @@ def _free_port() -> int:
 
 
 def _moto_command(port: int) -> list[str] | None:
-    local = Path(sys.executable).with_name("moto_server")
-    exe = str(local) if local.exists() else shutil.which("moto_server")
-    if exe is None:
-        return None
-    return [exe, "-H", "127.0.0.1", "-p", str(port)]
+    """moto's server, with its concurrent-receive race fixed (see ``_moto.py``)."""
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        return None  # moto without its [server] extra
+    return [sys.executable, str(Path(__file__).with_name("_moto.py")), "127.0.0.1", str(port)]
 
 
 @pytest.fixture(scope="session")
