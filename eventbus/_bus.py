@@ -18,11 +18,13 @@ from ._breaker import CircuitBreaker
 from ._config import BusConfig, load_config, redact
 from ._envelope import Event, Message, default_source, encode, new_event_id
 from ._errors import BrokerError, ClosedError, ConfigError, MessageTooLarge
+from ._hooks import Hooks, Middleware, Outcome
 from ._inbox import Inbox, open_inbox
 from ._plugins import create_adapter
 from ._publisher import Publisher
 from ._retry import RetryPolicy
 from ._routing import validate_pattern
+from ._structured import check_content_mode, to_structured
 from ._worker import Handler, Subscription, Worker
 
 __all__ = ["EventBus", "PublishResult"]
@@ -77,6 +79,7 @@ class EventBus:
         config: BusConfig | None = None,
         options: Mapping[str, Any] | None = None,
         inbox: Inbox | str | None = None,
+        content_mode: str = "binary",
     ) -> None:
         if config is None:
             config = load_config() if broker is None else BusConfig()
@@ -104,6 +107,12 @@ class EventBus:
         self._publisher = Publisher(self.adapter, config.publish_settings, destination)
         self._inbox_spec: Inbox | str | None = inbox if inbox is not None else config.inbox
         self._inbox: Inbox | None = inbox if isinstance(inbox, Inbox) else None
+        #: Middleware, publish hooks and outcome callbacks (``use``, ``before_publish``,
+        #: ``on_outcome``; ``docs/observability.md``).
+        self.hooks = Hooks()
+        #: ``"binary"`` (attributes in broker headers) or ``"structured"`` (one
+        #: ``application/cloudevents+json`` body); ``docs/interop.md``.
+        self.content_mode = check_content_mode(content_mode)
 
     @classmethod
     def from_config(
@@ -162,15 +171,18 @@ class EventBus:
         Every event is encoded before anything is sent, so an event that
         cannot be serialised means none of them is sent.
         """
-        events = list(events)
-        messages = [self._encode(e) for e in events]
-        outcome = self._send(messages)
+        hooks = self.hooks
+        events = [hooks.prepare(e) for e in events]
+        messages = hooks.encoding(events, self._encode)
+        outcome = hooks.sending(events, self._send, messages)
         return [PublishResult(e, outcome) for e in events]
 
     def _encode(self, event: Event) -> Message:
         if not event.source:
             event = event.replace(source=self.source)
         message = encode(event)
+        if self.content_mode == "structured":
+            message = to_structured(message)
         if self._max_size is not None and message.size > self._max_size:
             raise MessageTooLarge(
                 f"event {event.id} of type {event.type!r} is {message.size} bytes encoded; "
@@ -192,19 +204,46 @@ class EventBus:
 
     async def apublish(self, type: str, data: Any = None, **attributes: Any) -> PublishResult:
         """:meth:`publish` for asyncio code: the loop keeps running while the broker confirms."""
-        event = self.event(type, data, **attributes)
-        message = self._encode(event)  # encoding errors surface here, before any I/O
+        hooks = self.hooks
+        event = hooks.prepare(self.event(type, data, **attributes))
+        messages = hooks.encoding([event], self._encode)  # errors surface here, before any I/O
         loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(self._executor(), self._send, [message])
+        outcome = await loop.run_in_executor(
+            self._executor(), hooks.sending, [event], self._send, messages
+        )
         return PublishResult(event, outcome)
 
     async def apublish_many(self, events: Iterable[Event]) -> list[PublishResult]:
         """:meth:`publish_many` for asyncio code."""
-        events = list(events)
-        messages = [self._encode(e) for e in events]
+        hooks = self.hooks
+        events = [hooks.prepare(e) for e in events]
+        messages = hooks.encoding(events, self._encode)
         loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(self._executor(), self._send, messages)
+        outcome = await loop.run_in_executor(
+            self._executor(), hooks.sending, events, self._send, messages
+        )
         return [PublishResult(e, outcome) for e in events]
+
+    # -- hooks ---------------------------------------------------------------------
+    def before_publish(self, hook: Callable[[Event], Event]) -> Callable[[Event], Event]:
+        """Run ``hook(event) -> event`` on every event before it is encoded (a decorator too)."""
+        self.hooks.publish.append(hook)
+        return hook
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Wrap every handler call in ``middleware(event, call_next)`` (a decorator too).
+
+        The first registered is the outermost. It runs on the consumer thread,
+        calls ``call_next(event)`` to go on, and may raise to ask for a retry.
+        Register before :meth:`start`.
+        """
+        self.hooks.middleware.append(middleware)
+        return middleware
+
+    def on_outcome(self, callback: Callable[[Outcome], None]) -> Callable[[Outcome], None]:
+        """Call ``callback(outcome)`` for what happens to each event (see :class:`Outcome`)."""
+        self.hooks.outcome.append(callback)
+        return callback
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -335,6 +374,7 @@ class EventBus:
                 loop=loop,
                 inbox=self._inbox,
                 inbox_lease=self.config.inbox_lease,
+                hooks=self.hooks,
             )
         self._worker.start()
 

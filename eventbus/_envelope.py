@@ -262,6 +262,12 @@ def decode(message: Message, attempt: int = 1) -> Event:
     headers = message.headers
     if not isinstance(headers, Mapping):
         raise DecodeError("message headers are not a mapping")
+    ct = headers.get("datacontenttype")
+    if isinstance(ct, str) and ct[:23].lower() == "application/cloudevents":
+        from ._structured import from_structured  # structured mode: the event is the body
+
+        message = from_structured(message)
+        headers = message.headers
     for name in REQUIRED:
         value = headers.get(name)
         if not isinstance(value, str) or not value:

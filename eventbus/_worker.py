@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import inspect
 import logging
@@ -40,6 +41,7 @@ from typing import Any
 from ._adapter import Adapter, Consumer
 from ._envelope import Delivery, Event, decode
 from ._errors import BrokerError, ClosedError, DecodeError, HandlerTimeout
+from ._hooks import Hooks
 from ._inbox import Inbox, InboxError
 from ._retry import RetryPolicy
 from ._routing import Matcher
@@ -103,6 +105,7 @@ class Worker:
         loop: asyncio.AbstractEventLoop | None = None,
         inbox: Inbox | None = None,
         inbox_lease: float | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         groups: dict[str, list[Subscription]] = {}
         for s in subscriptions:
@@ -116,6 +119,7 @@ class Worker:
         self._loop = loop
         self._own_loop: asyncio.AbstractEventLoop | None = None
         self._inbox = inbox
+        self._hooks = hooks or Hooks()
         if inbox_lease is not None:
             for g in self._groups:
                 g.claim_lease = inbox_lease
@@ -245,10 +249,13 @@ class Worker:
             event = decode(delivery.message, delivery.attempt)
         except DecodeError as exc:
             log.warning("group %s: dead-lettering an undecodable message: %s", g.name, exc)
+            self._hooks.undecodable(g.name, delivery, f"undecodable: {exc}")
             return "dead", f"undecodable: {exc}", 0.0
         inbox = self._inbox
         if inbox is None:
-            outcome, reason = self._dispatch(g, event, delivery)
+            outcome, reason = self._hooks.handle(
+                g.name, event, lambda: self._dispatch(g, event, delivery)
+            )
             return outcome, reason, g.retry.delay(delivery.attempt) if outcome == "retry" else 0.0
         try:
             claim, wait = inbox.claim(g.name, event.id, g.claim_lease)
@@ -262,7 +269,9 @@ class Worker:
         if claim == "busy":  # another member has it: look again (by the end of its claim)
             again = min(wait + 0.05, max(0.5, g.retry.delay(delivery.attempt)))
             return "retry", "held by another member", again
-        outcome, reason = self._dispatch(g, event, delivery)
+        outcome, reason = self._hooks.handle(
+            g.name, event, lambda: self._dispatch(g, event, delivery)
+        )
         try:
             if outcome == "ack":
                 inbox.complete(g.name, event.id)
@@ -279,7 +288,7 @@ class Worker:
                 continue
             handled = True
             try:
-                self._call(sub, event)
+                self._hooks.call(g.name, sub.name, event, functools.partial(self._call, sub))
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if g.retry.should_retry(exc, delivery.attempt):
@@ -349,7 +358,10 @@ class Worker:
                         f"{type(failure[0]).__name__}: {failure[0]}" if failure else "returned",
                     )  # fmt: skip
 
-        t = threading.Thread(target=run, name=f"eventbus-handler-{event.id}", daemon=True)
+        context = contextvars.copy_context()  # the handler sees the middleware's context (spans)
+        t = threading.Thread(
+            target=context.run, args=(run,), name=f"eventbus-handler-{event.id}", daemon=True
+        )
         self._handler_threads.add(t)
         t.start()
         if not done.wait(timeout):
