@@ -330,7 +330,8 @@ class BrokerHandler:
                     self.store.settle(token, "release", properties=props)
             elif state == Delivery.REJECTED:
                 cond = dlv.remote.condition
-                info = {str(k): v for k, v in dict((cond.info if cond else None) or {}).items()}
+                raw_info: Any = cond.info if cond else None
+                info = {str(k): v for k, v in dict(raw_info or {}).items()}
                 self.store.settle(
                     token, "deadletter",
                     reason=_str(info.get("DeadLetterReason")),
@@ -392,7 +393,8 @@ class BrokerHandler:
     def _request(self, link: Link, raw: bytes) -> None:
         req = Message()
         req.decode(raw)
-        app = {str(k): v for k, v in dict(req.properties or {}).items()}
+        raw_props: Any = req.properties or {}
+        app = {str(k): v for k, v in dict(raw_props).items()}
         operation = _str(app.get("operation")) or ""
         node = link.sb_address
         lower = node.lower()
