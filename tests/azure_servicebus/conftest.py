@@ -41,7 +41,7 @@ class ServiceBusTarget:
     topic: str
     entities_mode: str  # "testbroker" | "create" | "existing"
     process: subprocess.Popen[str] | None = None
-    made: list[Any] = field(default_factory=list)
+    extra_topics: list[str] = field(default_factory=list)  # made by tests, deleted at the end
 
     @property
     def is_test_broker(self) -> bool:
@@ -56,6 +56,8 @@ class ServiceBusTarget:
 
     def adapter(self, **options: Any) -> ServiceBusAdapter:
         options.setdefault("topic", self.topic)
+        if options["topic"] != self.topic and options["topic"] not in self.extra_topics:
+            self.extra_topics.append(options["topic"])
         options.setdefault("entities", self.entities())
         return ServiceBusAdapter(self.connection_string, **options)
 
@@ -94,7 +96,17 @@ def servicebus() -> Iterator[ServiceBusTarget]:
     conn = os.environ.get("EVENTBUS_SERVICEBUS_CONNECTION_STRING")
     if conn:
         mode = os.environ.get("EVENTBUS_SERVICEBUS_ENTITIES", "create")
-        yield ServiceBusTarget(conn, f"eventbus-test-{RUN}", mode)
+        target = ServiceBusTarget(conn, f"eventbus-test-{RUN}", mode)
+        yield target
+        if mode == "create":  # the run's topic (and its subscriptions) go away with it
+            from azure.servicebus.management import ServiceBusAdministrationClient
+
+            with ServiceBusAdministrationClient.from_connection_string(conn) as admin:
+                for topic in (target.topic, *target.extra_topics):
+                    try:
+                        admin.delete_topic(topic)
+                    except Exception as exc:  # best effort: report, don't fail the run
+                        print(f"could not delete test topic {topic}: {exc}")
         return
     from eventbus_azure_servicebus.testbroker import connection_string
 
@@ -118,6 +130,9 @@ def servicebus() -> Iterator[ServiceBusTarget]:
 def make_adapter(servicebus: ServiceBusTarget) -> Iterator[Callable[..., ServiceBusAdapter]]:
     """New adapters on the session's endpoint (short locks); closed after the test."""
     made: list[ServiceBusAdapter] = []
+
+    if servicebus.entities_mode == "existing":
+        pytest.skip("makes groups on the fly: needs entities created by the adapter")
 
     def make(**options: Any) -> ServiceBusAdapter:
         options.setdefault("lock_duration", 4.0)

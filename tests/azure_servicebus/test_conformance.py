@@ -17,6 +17,8 @@ class TestServiceBusConformance(AdapterConformance):
 
     @pytest.fixture
     def adapter_factory(self, servicebus: Any) -> Callable[[], Any]:
+        if servicebus.entities_mode == "existing":
+            pytest.skip("the suite makes groups on the fly: needs entities created by the adapter")
         # short locks so the crash-redelivery test is quick
         return lambda: servicebus.adapter(lock_duration=4.0)
 

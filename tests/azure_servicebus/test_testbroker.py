@@ -22,17 +22,26 @@ pytestmark = [pytest.mark.azure_servicebus]
 
 @pytest.fixture
 def queue(servicebus: Any) -> Iterator[str]:
-    """A fresh queue (lock 1 s, max delivery count 3) on the test broker."""
-    servicebus.require_test_broker()
-    from eventbus_azure_servicebus.testbroker import admin_request
-
+    """A fresh queue with a 1 s lock and max delivery count 3, deleted afterwards."""
     name = f"q-{uuid.uuid4().hex[:8]}"
-    admin_request(
-        servicebus.connection_string,
-        "ensure-queue",
-        {"Name": name, "Properties": {"LockDuration": "PT1S", "MaxDeliveryCount": 3}},
-    )
-    yield name
+    if servicebus.is_test_broker:
+        from eventbus_azure_servicebus.testbroker import admin_request
+
+        body = {"Name": name, "Properties": {"LockDuration": "PT1S", "MaxDeliveryCount": 3}}
+        admin_request(servicebus.connection_string, "ensure-queue", body)
+        yield name
+        return
+    if servicebus.entities_mode != "create":
+        pytest.skip("needs a queue created on the fly (EVENTBUS_SERVICEBUS_ENTITIES=create)")
+    from azure.servicebus.management import ServiceBusAdministrationClient
+
+    conn = servicebus.connection_string
+    with ServiceBusAdministrationClient.from_connection_string(conn) as admin:
+        admin.create_queue(name, lock_duration=timedelta(seconds=1), max_delivery_count=3)
+        try:
+            yield name
+        finally:
+            admin.delete_queue(name)
 
 
 @pytest.fixture
