@@ -134,6 +134,7 @@ class KafkaConsumer(Consumer):
         self._lock = threading.Lock()
         self._c: Any = None
         self._producer: Any = None
+        self._marks_c: Any = None
         self._closed = False
         self._crashed = False
         self._parts: dict[tuple[str, int], _Part] = {}
@@ -253,6 +254,7 @@ class KafkaConsumer(Consumer):
     def _ingest(self, msgs: Iterable[Any]) -> None:
         parts = self._parts
         types = self._types
+        ready = self._ready
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -294,7 +296,10 @@ class KafkaConsumer(Consumer):
                 attempt = 1 + (offset < part.inherited)
                 d = Delivery(Message(event_type, m.value() or b"", attrs, key), attempt,
                              _Handle(part, offset, raw, kb))  # fmt: skip
-            self._enqueue(d)
+            if key is None:
+                ready.append(d)
+            else:
+                self._enqueue(d)
 
     def _enqueue(self, d: Delivery, front: bool = False) -> None:
         key = d.message.key
@@ -482,8 +487,19 @@ class KafkaConsumer(Consumer):
             if err.code() != self._ck.KafkaError._NO_OFFSET:
                 log.warning("kafka: group %s: commit failed: %s", self.group, err)
 
+    def _marks(self) -> Any:
+        """A group-less client of the marks group: it only commits and reads offsets."""
+        if self._marks_c is None:
+            self._marks_c = self._a._make(self._ck.Consumer, self._a.client_config(**{
+                "group.id": self._marks_group, "enable.auto.commit": False}))  # fmt: skip
+        return self._marks_c
+
     def _write_marks(self) -> None:
-        """Record how far partitions were handed out, for the attempt after a crash."""
+        """Record how far partitions were handed out, for the attempt after a crash.
+
+        One asynchronous commit to the marks group per batch handed out (a few
+        microseconds; the marks group never has members, so it always accepts).
+        """
         changed = [p for p in self._parts.values() if p.mark > p.marked]
         if not changed:
             return
@@ -491,28 +507,20 @@ class KafkaConsumer(Consumer):
         for p in changed:
             p.marked = p.mark
         try:
-            self._a.admin().alter_consumer_group_offsets(
-                [self._ck.ConsumerGroupTopicPartitions(
-                    self._marks_group, [tp(p.topic, p.partition, p.mark) for p in changed])],
-                request_timeout=self._s.publish_timeout,
-            )  # fmt: skip
+            offsets = [tp(p.topic, p.partition, p.mark) for p in changed]
+            self._marks().commit(offsets=offsets, asynchronous=True)
         except (self._ck.KafkaException, BrokerError) as exc:
             log.debug("kafka: writing delivery marks failed: %s", exc)
 
     def _read_marks(self, parts: list[_Part]) -> None:
         tp = self._ck.TopicPartition
         try:
-            futures = self._a.admin().list_consumer_group_offsets(
-                [self._ck.ConsumerGroupTopicPartitions(
-                    self._marks_group, [tp(p.topic, p.partition) for p in parts])],
-                request_timeout=10,
-            )  # fmt: skip
-            result = next(iter(futures.values())).result(timeout=15)
+            got = self._marks().committed([tp(p.topic, p.partition) for p in parts], timeout=10)
         except Exception as exc:  # marks only refine `attempt`; never fail an assignment on them
             log.debug("kafka: reading delivery marks failed: %s", exc)
             return
         by_tp = {(p.topic, p.partition): p for p in parts}
-        for t in result.topic_partitions or ():
+        for t in got:
             part = by_tp.get((t.topic, t.partition))
             if part is not None and t.offset >= 0:
                 part.inherited = t.offset
@@ -654,6 +662,12 @@ class KafkaConsumer(Consumer):
         if self._producer is not None:
             self._producer.flush(self._s.publish_timeout)
             self._producer = None
+        marks, self._marks_c = self._marks_c, None
+        if marks is not None:
+            try:
+                marks.close()  # waits for its commits in flight; it never joined, so no leave
+            except (self._ck.KafkaException, RuntimeError) as exc:
+                log.debug("kafka: marks client close: %s", exc)
         self._parts.clear()
         self._ready.clear()
         self._waiting.clear()

@@ -30,7 +30,6 @@ H_REASON = "eventbus-reason"
 H_GROUP = "eventbus-group"
 H_FAILED_AT = "eventbus-failed-at"
 OWN = "eventbus-"
-OUT_NAMES = {"datacontenttype": "content-type"}
 UNAVAILABLE = frozenset(
     ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_MSG_TIMED_OUT", "_TIMED_OUT", "_RESOLVE",
      "_TIMED_OUT_QUEUE", "REQUEST_TIMED_OUT", "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
@@ -38,6 +37,10 @@ UNAVAILABLE = frozenset(
 )  # fmt: skip
 TOO_LARGE = frozenset(("MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE", "MESSAGE_TOO_LARGE",
                        "RECORD_LIST_TOO_LARGE"))  # fmt: skip
+_KNOWN = ("id", "source", "type", "specversion", "time", "subject", "dataschema",
+          "correlationid", "causationid", "traceparent", "partitionkey")  # fmt: skip
+OUT_NAMES = {name: f"ce_{name}" for name in _KNOWN} | {"datacontenttype": "content-type"}
+_IN_NAMES = {header: name for name, header in OUT_NAMES.items()}
 is_event_topic = re.compile(f"{WORD}(\\.{WORD})*\\Z").match
 
 
@@ -66,18 +69,26 @@ def out_headers(headers: dict[str, str]) -> list[tuple[str, str]]:
     return [(OUT_NAMES.get(k) or "ce_" + k, v) for k, v in headers.items()]
 
 
+
+
 def in_headers(raw: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """Attributes (``ce_`` and ``content-type``) and our own ``eventbus-`` headers."""
+    """Attributes (``ce_`` and ``content-type``) and our own ``eventbus-`` headers.
+
+    Header values that are not UTF-8 get U+FFFD (a foreign record still becomes a
+    delivery, and the core dead-letters it if it does not decode).
+    """
     attrs: dict[str, str] = {}
     own: dict[str, str] = {}
     if raw:
+        known = _IN_NAMES.get
         for name, value in raw:
             if value is None:
                 continue
-            if name[:3] == "ce_":
+            attr = known(name)
+            if attr is not None:
+                attrs[attr] = value.decode("utf-8", "replace")
+            elif name[:3] == "ce_":
                 attrs[name[3:]] = value.decode("utf-8", "replace")
-            elif name == "content-type":
-                attrs["datacontenttype"] = value.decode("utf-8", "replace")
             elif name[:9] == OWN:
                 own[name] = value.decode("utf-8", "replace")
     return attrs, own

