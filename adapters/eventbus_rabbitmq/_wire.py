@@ -15,6 +15,7 @@ dead-letter queue), and the core decides what the rest is worth.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from eventbus import Message, require
@@ -72,6 +73,25 @@ def text(value: Any) -> str:
     return str(value)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def attribute(name: str, value: Any) -> str:
+    """An attribute's string form; the AMQP binding lets senders use typed values.
+
+    The official CloudEvents SDKs send ``time`` as an AMQP timestamp (an integer
+    of milliseconds, or a timestamp field) and booleans as booleans.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if name == "time" and isinstance(value, (int, datetime)):
+        t = value if isinstance(value, datetime) else _EPOCH + timedelta(milliseconds=value)
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=timezone.utc)
+        return t.isoformat().replace("+00:00", "Z")
+    return text(value)
+
+
 def to_int(value: Any, default: int) -> int:
     try:
         return max(int(value), 0)
@@ -108,7 +128,7 @@ def from_amqp(routing_key: str, redelivered: bool, props: Any, body: bytes) -> t
     if raw:
         for name, value in raw.items():
             if name.startswith("cloudEvents") and name[11:12] in (":", "_"):
-                headers[name[12:]] = text(value)
+                headers[name[12:]] = attribute(name[12:], value)
             elif name == H_ATTEMPT:
                 attempt = to_int(value, 1) or 1
             elif name == H_TOPIC:
