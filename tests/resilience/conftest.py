@@ -77,7 +77,7 @@ def down_rig(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Rig]:
 @pytest.fixture
 def pg_conn() -> Iterator[Any]:
     """A psycopg 3 connection to the local PostgreSQL (database ``test``)."""
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is in the test extra")
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (eventbus[postgres]) not installed")
     try:
         conn = psycopg.connect(PG_DSN, connect_timeout=5)
     except psycopg.OperationalError as exc:
@@ -100,6 +100,7 @@ def pg_table(pg_conn: Any) -> Iterator[str]:
 
 @pytest.fixture
 def redis_url() -> str:
+    pytest.importorskip("redis", reason="redis-py (eventbus[redis]) not installed")
     if not _reachable("127.0.0.1", 6379):
         pytest.fail("Redis is not reachable on 127.0.0.1:6379", pytrace=False)
     return REDIS_URL

@@ -104,7 +104,7 @@ def test_postgres_relay_thread_keeps_order_and_two_relays_never_double_send(
 
 
 def test_postgres_with_sqlalchemy(pg_conn: Any, pg_table: str) -> None:
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    sqlalchemy = pytest.importorskip("sqlalchemy", reason="SQLAlchemy not installed")
     from sqlalchemy.orm import Session
 
     engine = sqlalchemy.create_engine(PG_DSN.replace("postgresql://", "postgresql+psycopg://"))
