@@ -66,7 +66,7 @@ log = logging.getLogger("eventbus.azure_servicebus")
 
 #: Application-property prefix of CloudEvents attributes (the AMQP binding's JMS-compatible form).
 PREFIX = "cloudEvents_"
-_PREFIXES = (PREFIX, "cloudEvents:")
+_BINDING_PREFIX = "cloudEvents:"  # the AMQP binding's own prefix, read too
 #: Room left under the link's max message size for the AMQP encoding of a message.
 ENCODING_MARGIN = 4096
 #: Standard tier's limit; Premium takes up to 100 MB (``max_message_size=``).
@@ -410,10 +410,10 @@ def from_service_bus(msg: Any, handle: Any) -> Delivery:
             with contextlib.suppress(TypeError, ValueError):
                 base_attempt = max(1, int(_text(value)))
             continue
-        for prefix in _PREFIXES:
-            if name.startswith(prefix) and len(name) > len(prefix):
-                headers.setdefault(name[len(prefix) :], _text(value))
-                break
+        if name.startswith(PREFIX) and len(name) > len(PREFIX):
+            headers[name[len(PREFIX) :]] = _text(value)  # ours wins over the binding's form
+        elif name.startswith(_BINDING_PREFIX) and len(name) > len(_BINDING_PREFIX):
+            headers.setdefault(name[len(_BINDING_PREFIX) :], _text(value))
     if "datacontenttype" not in headers and headers and msg.content_type:
         headers["datacontenttype"] = _text(msg.content_type)
     subject = msg.subject
