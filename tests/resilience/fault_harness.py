@@ -606,7 +606,9 @@ def worker_killed(r: Rig, workdir: Path, n: int) -> Tally:
             progress=ledger.rows,
         )
         os.killpg(second.pid, signal.SIGTERM)  # graceful stop
-        out, _ = second.communicate(timeout=30)
+        second.wait(30)
+        assert second.stdout is not None
+        out = second.stdout.read()  # not communicate(): it skips what readline() buffered
         words = [ln.split() for ln in out.splitlines()]
         drops = sum(int(w[1]) for w in words if w[:1] == ["dropped"])  # by the second worker
     finally:
