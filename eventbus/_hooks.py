@@ -28,7 +28,15 @@ from dataclasses import dataclass
 
 from ._envelope import Delivery, Event, Message
 
-__all__ = ["HandlerInfo", "Hooks", "Middleware", "Outcome", "current_handler"]
+__all__ = [
+    "HandlerInfo",
+    "Hooks",
+    "Middleware",
+    "Outcome",
+    "adapter_name",
+    "current_handler",
+    "messaging_system",
+]
 
 log = logging.getLogger("eventbus.hooks")
 
@@ -215,3 +223,22 @@ def _link(mw: Middleware, nxt: Callable[[Event], None]) -> Callable[[Event], Non
         mw(event, nxt)
 
     return call
+
+
+# Our adapter names -> the messaging.system values of the OpenTelemetry conventions.
+_SYSTEMS = {"sqs": "aws_sqs", "azure_servicebus": "servicebus"}
+
+
+def adapter_name(adapter: object) -> str:
+    """The adapter's plugin name from its module (``rabbitmq``, ``memory``...), for reports."""
+    module = type(adapter).__module__
+    name = module.split(".")[0]
+    if name == "eventbus":
+        return module.rsplit(".", 1)[-1].lstrip("_")
+    return name[len("eventbus_") :] if name.startswith("eventbus_") else name
+
+
+def messaging_system(adapter: object) -> str:
+    """``messaging.system`` for ``adapter`` (``rabbitmq``, ``kafka``, ``aws_sqs``, ...)."""
+    name = adapter_name(adapter)
+    return _SYSTEMS.get(name, name)
