@@ -253,3 +253,15 @@ def test_subscription_gets_only_messages_sent_after_it_exists(servicebus: Any, c
     info = admin_request(conn, "get-subscription", {"Topic": topic, "Name": "late"})
     assert info["Rules"][0]["Properties"]["FilterType"] == "True"
     assert admin_request(conn, "delete-subscription", {"Topic": topic, "Name": "late"}) == {}
+
+
+def test_receive_and_delete_takes_messages_without_locks(client: Any, queue: str) -> None:
+    from azure.servicebus import ServiceBusReceiveMode
+
+    with client.get_queue_sender(queue) as sender:
+        sender.send_messages([ServiceBusMessage(b"one"), ServiceBusMessage(b"two")])
+    mode = ServiceBusReceiveMode.RECEIVE_AND_DELETE
+    with client.get_queue_receiver(queue, receive_mode=mode) as receiver:
+        got = _receive(receiver, 2)
+        assert [_body(m) for m in got] == [b"one", b"two"]
+        assert receiver.peek_messages(10, sequence_number=1) == []

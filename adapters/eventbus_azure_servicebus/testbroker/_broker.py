@@ -367,12 +367,12 @@ class BrokerHandler:
         while e.ready:
             live = [ln for ln in e.links if ln.credit > 0 and ln.state & Endpoint.LOCAL_ACTIVE]
             if not live:
-                return
+                break
             link = live[e.next_link % len(live)]
             e.next_link += 1
             m = store.next_ready(e)
             if m is None:
-                return
+                break
             if link.snd_settle_mode == Link.SND_SETTLED:  # receive-and-delete
                 dlv = link.delivery(uuid.uuid4().bytes_le)
                 link.send(store.wire(e, m, locked=False))
