@@ -6,6 +6,9 @@
     eventbus check [--timeout SECONDS]
     eventbus log [--limit N] [--after SEQ] [--pattern P] [--json]
     eventbus demo [--orders N] [--keep]
+    eventbus tail PATTERN [--json] [--limit N]
+    eventbus asyncapi MODULE[:ATTR] [--output FILE] [--title T] [--version V]
+    eventbus outbox [--drain] [--timeout SECONDS]
 
 Global options (before or after the command): ``--config PATH``, ``--profile
 NAME``, ``--debug``. Exit codes: 0 ok, 1 runtime failure (broker unreachable,
@@ -45,6 +48,7 @@ from ._errors import (
     EncodeError,
     EventBusError,
 )
+from ._logging import configure_logging, redact_text
 from ._plugins import (
     AdapterSpec,
     adapter_specs,
@@ -109,11 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it); masks credentials."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(self.format(record), file=sys.stderr)
+            print(redact_text(self.format(record)), file=sys.stderr)
         except Exception:  # logging must never break the command
             self.handleError(record)
 
@@ -130,7 +134,7 @@ def _show_warnings() -> None:
 def _fail(exc: BaseException, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    message = " ".join(str(exc).split()) or type(exc).__name__
+    message = redact_text(" ".join(str(exc).split())) or type(exc).__name__
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return code
 
@@ -204,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consumer threads per group (default: subscription/config)")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="json: one object per line with event_id, correlation_id, group "
+                   "(default: text); credentials are masked either way")
+    p.add_argument("--metrics-port", type=_non_negative_int, metavar="PORT",
+                   help="serve Prometheus metrics on http://ADDR:PORT/metrics (needs "
+                   "eventbus[prometheus])")
+    p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
+                   help="address for --metrics-port (default: 127.0.0.1)")
     p.set_defaults(run=cmd_worker)
 
     p = sub.add_parser("adapters", parents=[common], help="list installed adapters",
@@ -240,6 +252,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary broker file and print how to inspect it")
     p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("tail", parents=[common], help="watch events live",
+                       description="Show every event whose type matches PATTERN as it is "
+                       "published, through a group of its own (removed afterwards where the "
+                       "adapter can remove groups; see docs/cli.md). Other groups are not "
+                       "disturbed. Ctrl+C stops.")
+    p.add_argument("pattern", metavar="PATTERN", help="e.g. 'order.*' or '#' for everything")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N events")
+    p.set_defaults(run=cmd_tail)
+
+    p = sub.add_parser("asyncapi", parents=[common], help="write the AsyncAPI 3.0 document",
+                       description="Import MODULE, take its EventBus ATTR (default 'bus') and "
+                       "write an AsyncAPI 3.0 document (JSON) of its broker, groups and "
+                       "handlers.")
+    p.add_argument("target", metavar="MODULE[:ATTR]", help="e.g. shop.billing:bus")
+    p.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
+    p.add_argument("--title", help="info.title (default: the module name)")
+    p.add_argument("--version", dest="doc_version", default="1.0.0", metavar="V",
+                   help="info.version (default: 1.0.0)")
+    p.set_defaults(run=cmd_asyncapi)
+
+    p = sub.add_parser("outbox", parents=[common], help="show or drain the local outbox",
+                       description="Show how many events wait in the local outbox (kept while "
+                       "the broker was unreachable); --drain sends them now, with progress.")
+    p.add_argument("--drain", action="store_true", help="send the waiting events now")
+    p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="give up draining after this long (default: 60)")
+    p.set_defaults(run=cmd_outbox)
     return parser
 
 
@@ -346,13 +387,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["EVENTBUS_CONFIG"] = os.path.abspath(args.config)
     if getattr(args, "profile", None):
         os.environ["EVENTBUS_PROFILE"] = args.profile
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, json=args.log_format == "json", stream=sys.stderr)
     bus = load_bus(args.target)
     bus = _narrow(bus, args.groups, args.concurrency)
+    server = _serve_metrics(bus, args.metrics_port, args.metrics_addr)
     groups: dict[str, list[str]] = {}
     for s in bus.subscriptions:
         patterns = groups.setdefault(s.group, [])
@@ -373,8 +411,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         bus.close()
+        if server is not None:
+            server.shutdown()
     _say(f"{PROG} worker: stopped")
     return 0
+
+
+def _serve_metrics(bus: EventBus, port: int | None, addr: str) -> Any:
+    """Prometheus metrics of ``bus`` on ``addr:port`` (None: not asked for)."""
+    if port is None:
+        return None
+    try:
+        from . import prometheus
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    prometheus.instrument(bus)
+    try:
+        server = prometheus.serve(port, addr)
+    except OSError as exc:
+        raise Failure(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from exc
+    _say(f"{PROG} worker: metrics on http://{addr}:{server.server_port}/metrics")
+    return server
 
 
 class _StopSignal(Exception):
@@ -462,7 +519,9 @@ def _narrow(bus: EventBus, groups: Sequence[str], concurrency: int | None) -> Ev
         raise UsageError(
             f"no group named {unknown[0]!r} in this bus; its groups: {', '.join(known)}"
         )
-    narrowed = EventBus(bus.adapter, source=bus.source, retry=bus.retry, config=bus.config)
+    narrowed = EventBus(bus.adapter, source=bus.source, retry=bus.retry, config=bus.config,
+                        content_mode=bus.content_mode)  # fmt: skip
+    narrowed.hooks = bus.hooks  # middleware, publish hooks, metrics
     for s in bus.subscriptions:
         if groups and s.group not in groups:
             continue
@@ -736,6 +795,171 @@ def _log_record(entry: Any) -> dict[str, Any]:
     else:
         record["data"] = data
     return record
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress of long work on stderr: one line rewritten in place on a terminal,
+    else a plain line at most every ``every`` seconds (logs stay readable)."""
+
+    def __init__(self, what: str, total: int | None = None, every: float = 2.0) -> None:
+        self.what = what
+        self.total = total
+        self.every = every
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._tty = sys.stderr.isatty()
+        self._width = 0
+
+    def _text(self, done: int, note: str) -> str:
+        elapsed = time.monotonic() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if self.total:
+            pct = min(100.0, 100.0 * done / self.total)
+            body = f"{self.what}: {done}/{self.total} ({pct:.0f}%)"
+        else:
+            body = f"{self.what}: {done}"
+        body += f", {rate:.0f}/s, {elapsed:.1f}s"
+        return f"{body} {note}".rstrip()
+
+    def update(self, done: int, note: str = "") -> None:
+        now = time.monotonic()
+        if self._tty:
+            if now - self._last < 0.1:
+                return
+            text = self._text(done, note)
+            sys.stderr.write("\r" + text.ljust(self._width))
+            self._width = len(text)
+        else:
+            if now - self._last < self.every:
+                return
+            sys.stderr.write(self._text(done, note) + "\n")
+        sys.stderr.flush()
+        self._last = now
+
+    def finish(self, line: str) -> None:
+        if self._tty and self._width:
+            sys.stderr.write("\r" + " " * self._width + "\r")
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+# -- outbox -----------------------------------------------------------------------------------
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    spec = _spec(cfg)
+    settings = cfg.publish_settings
+    if not settings.outbox:
+        print("the outbox is off for this config (publish.outbox = false); nothing waits")
+        return 0
+    if not os.path.exists(settings.outbox_path):
+        print(f"outbox {settings.outbox_path}: no file; nothing waits for {_where(cfg, spec)}")
+        return 0
+    with EventBus(config=cfg) as bus:
+        waiting = bus.outbox_pending()
+        print(f"outbox {settings.outbox_path}: {waiting} event(s) wait for {_where(cfg, spec)}")
+        if not args.drain or not waiting:
+            return 0
+        progress = Progress("draining the outbox", total=waiting)
+        deadline = time.monotonic() + args.timeout
+        left = waiting
+        while left and time.monotonic() < deadline:
+            bus.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+            left = bus.outbox_pending()
+            note = f"(breaker {bus.breaker.state})" if bus.breaker.state != "closed" else ""
+            progress.update(waiting - left, note)
+        if left:
+            progress.finish(f"drained {waiting - left} of {waiting}; {left} still wait")
+            raise Failure(f"{_where(cfg, spec)} did not take {left} event(s) within "
+                          f"{args.timeout:g}s (breaker {bus.breaker.state}); they stay in the "
+                          "outbox and are sent when a bus on this file finds the broker")
+        progress.finish(f"drained {waiting} event(s) to {_where(cfg, spec)}")
+    return 0
+
+
+# -- tail ---------------------------------------------------------------------------------------
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from ._routing import validate_pattern
+    from ._tail import can_delete_groups, format_line, json_record, tail
+
+    try:
+        validate_pattern(args.pattern)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"pattern {args.pattern!r}: {exc}") from None
+    cfg = _config(args)
+    spec = _spec(cfg)
+    if not spec.capabilities.cross_process:
+        raise UsageError(
+            f"the {spec.name!r} broker lives inside one process, so a tail in another process "
+            "sees nothing; tail a broker that processes share (sqlite, rabbitmq, ...)"
+        )
+    adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+
+    def ready(group: str) -> None:
+        kept = "" if can_delete_groups(adapter) else " (kept for the next tail: this adapter " \
+            "cannot remove groups)"
+        _say(f"{PROG} tail: {args.pattern!r} on {_where(cfg, spec)} through group "
+             f"{group!r}{kept}; Ctrl+C stops")
+
+    def show(item: Any) -> None:
+        if args.json:
+            line = json.dumps(json_record(item), ensure_ascii=False, default=str)
+        else:
+            line = format_line(item)
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    try:
+        count, group, removed = tail(adapter, args.pattern, show, limit=args.limit, stop=stop,
+                                     on_ready=ready)  # fmt: skip
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        adapter.close()
+    end = f"group {group!r} removed" if removed else f"group {group!r} left on the broker"
+    _say(f"{PROG} tail: {count} event(s); {end}")
+    return 0
+
+
+# -- asyncapi -----------------------------------------------------------------------------------
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from ._asyncapi import asyncapi_document
+
+    if getattr(args, "config", None):
+        os.environ["EVENTBUS_CONFIG"] = os.path.abspath(args.config)
+    if getattr(args, "profile", None):
+        os.environ["EVENTBUS_PROFILE"] = args.profile
+    bus = load_bus(args.target)
+    try:
+        title = args.title or args.target.partition(":")[0]
+        doc = asyncapi_document(bus, title=title, version=args.doc_version)
+    finally:
+        bus.close()
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise Failure(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+        _say(f"{PROG} asyncapi: wrote {args.output} ({len(doc['operations'])} operation(s), "
+             f"{len(doc['channels'])} channel(s))")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 # -- demo -------------------------------------------------------------------------------------

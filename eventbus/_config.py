@@ -34,6 +34,7 @@ ids, and ``inbox_lease``, the seconds a member's claim on an event lasts.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -113,6 +114,28 @@ class BusConfig:
     def redacted_url(self) -> str:
         """The URL with any password replaced by ``***`` (for logs and errors)."""
         return redact(self.url or "")
+
+    def __repr__(self) -> str:  # the URL and options may hold credentials: never show them
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "url" and isinstance(value, str):
+                value = redact(value)
+            elif f.name == "options" and isinstance(value, Mapping):
+                value = {k: _masked(k, v) for k, v in value.items()}
+            elif f.name == "inbox" and isinstance(value, str):
+                value = redact(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"BusConfig({', '.join(shown)})"
+
+
+_SECRET_KEY = re.compile(r"(?i)password|passwd|secret|token|key|sig|credential")
+
+
+def _masked(key: object, value: Any) -> Any:
+    if _SECRET_KEY.search(str(key)):
+        return "***"
+    return redact(value) if isinstance(value, str) else value
 
 
 def redact(url: str) -> str:
