@@ -139,7 +139,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*argv: str, cwd: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *argv: str, cwd: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
     """The real ``eventbus`` command in a child process."""
     return subprocess.run([sys.executable, "-m", "eventbus", *argv], cwd=cwd, env=cli_env(**env),
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip

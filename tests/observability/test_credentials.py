@@ -81,8 +81,9 @@ def test_no_password_in_logs_reprs_or_errors(broker: str, url: str | None, optio
 
 
 @pytest.mark.rabbitmq
-def test_a_refused_login_does_not_echo_the_password(rabbitmq_url: str,
-                                                    caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_a_refused_login_does_not_echo_the_password(
+    rabbitmq_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import pika
 
     p = pika.URLParameters(rabbitmq_url)
