@@ -210,11 +210,24 @@ class Worker:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except Exception as exc:  # an adapter bug must not end this group's consumption
+                log.exception("group %s: unexpected error receiving; reconnecting", g.name)
+                self.errors.append(exc)
+                self._close_quietly(consumer)
+                consumer = None
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             if batch:
                 try:
                     self._process(g, consumer, batch)
                 except BrokerError as exc:
                     log.warning("group %s: settling failed (%s); deliveries come back", g.name, exc)
+                    self._close_quietly(consumer)
+                    consumer = None
+                except Exception as exc:  # as above: unsettled deliveries come back
+                    log.exception("group %s: unexpected error settling; reconnecting", g.name)
+                    self.errors.append(exc)
                     self._close_quietly(consumer)
                     consumer = None
         self._close_quietly(consumer)

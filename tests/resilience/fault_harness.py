@@ -109,9 +109,17 @@ class Tally:
 
 
 def wait_for(
-    check: Callable[[], bool], *, idle: float, what: str, progress: Callable[[], int]
+    check: Callable[[], bool],
+    *,
+    idle: float,
+    what: str,
+    progress: Callable[[], int],
+    state: Callable[[], str] | None = None,
 ) -> None:
-    """Poll ``check`` until true; fail only after ``idle`` seconds without progress."""
+    """Poll ``check`` until true; fail only after ``idle`` seconds without progress.
+
+    ``state`` describes the system for the failure message.
+    """
     last, seen = time.monotonic(), progress()
     while not check():
         time.sleep(0.05)  # polling with a deadline, not waiting a fixed time for delivery
@@ -119,7 +127,22 @@ def wait_for(
         if now_seen != seen:
             last, seen = time.monotonic(), now_seen
         elif time.monotonic() - last > idle:
-            raise AssertionError(f"{what}: no progress for {idle:.0f}s (at {seen})")
+            more = f"; {state()}" if state is not None else ""
+            raise AssertionError(f"{what}: no progress for {idle:.0f}s (at {seen}){more}")
+
+
+def describe(p: EventBus, c: EventBus) -> Callable[[], str]:
+    """What the producer's breaker/outbox and the consumer's worker look like."""
+
+    def state() -> str:
+        w = c._worker
+        threads = [t.is_alive() for t in w._threads] if w is not None else []
+        return (
+            f"breaker {p.breaker.state}, outbox holds {p.outbox_pending()}, "
+            f"worker threads alive {threads}, inbox dropped {dropped(c)}"
+        )
+
+    return state
 
 
 # -- a TCP proxy that can cut the line --
@@ -484,6 +507,7 @@ def broker_down(r: Rig, workdir: Path, n: int) -> Tally:
         idle=60,
         what="delivery after the outage",
         progress=ledger.rows,
+        state=describe(p, c),
     )
     seconds = time.monotonic() - t0
     drops = dropped(c)
@@ -542,6 +566,7 @@ def outage_mid_stream(r: Rig, workdir: Path, n: int, outage: float = 1.5) -> Tal
         idle=60,
         what="delivery after the restart",
         progress=ledger.rows,
+        state=describe(p, c),
     )
     seconds = time.monotonic() - t0
     drops = dropped(c)
