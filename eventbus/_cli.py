@@ -48,7 +48,7 @@ from ._errors import (
     EncodeError,
     EventBusError,
 )
-from ._logging import configure_logging, redact_text
+from ._logging import configure_logging, redact_text, remove_logging
 from ._plugins import (
     AdapterSpec,
     adapter_specs,
@@ -387,7 +387,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["EVENTBUS_CONFIG"] = os.path.abspath(args.config)
     if getattr(args, "profile", None):
         os.environ["EVENTBUS_PROFILE"] = args.profile
-    configure_logging(args.log_level, json=args.log_format == "json", stream=sys.stderr)
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging(args.log_level, json=args.log_format == "json")
+    try:
+        return _run_worker(args)
+    finally:
+        remove_logging(handler)
+        root.setLevel(level)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
     bus = load_bus(args.target)
     bus = _narrow(bus, args.groups, args.concurrency)
     server = _serve_metrics(bus, args.metrics_port, args.metrics_addr)

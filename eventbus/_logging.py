@@ -113,6 +113,23 @@ class JsonFormatter(logging.Formatter):
         return redact_text(json.dumps(doc, ensure_ascii=False, default=str))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to whatever ``sys.stderr`` is when a record comes (tests swap it)."""
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
+def remove_logging(handler: logging.Handler, logger: str | None = None) -> None:
+    """Take off a handler :func:`configure_logging` added."""
+    logging.getLogger(logger).removeHandler(handler)
+
+
 def configure_logging(
     level: int | str = "INFO",
     *,
@@ -120,7 +137,9 @@ def configure_logging(
     stream: IO[str] | None = None,
     logger: str | None = None,
 ) -> logging.Handler:
-    """Log to ``stream`` (stderr) with event context and redaction; returns the handler.
+    """Log to ``stream`` (default: the current stderr) with event context and redaction.
+
+    Returns the handler (:func:`remove_logging` takes it off).
 
     The handler goes on the root logger (``logger=None``) so handlers' own log
     lines get the event fields too; pass ``logger="eventbus"`` to cover only
@@ -130,8 +149,10 @@ def configure_logging(
     for h in list(target.handlers):
         if getattr(h, "_eventbus", False):
             target.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler._eventbus = True  # type: ignore[attr-defined]
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
+    setattr(handler, "_eventbus", True)  # noqa: B010 - a mark on a stdlib object
     handler.addFilter(EventContextFilter())
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     target.addHandler(handler)
