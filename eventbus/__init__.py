@@ -17,6 +17,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._adapter import Adapter, Consumer
+from ._breaker import CircuitBreaker
 from ._bus import EventBus, PublishResult
 from ._capabilities import Capabilities
 from ._config import BusConfig, load_config
@@ -34,11 +35,14 @@ from ._errors import (
     MessageTooLarge,
     PublishError,
 )
+from ._inbox import Inbox, InboxError, PostgresInbox, RedisInbox, SqliteInbox, open_inbox
 from ._memory import MemoryAdapter
 from ._plugins import AdapterSpec, adapter_specs, create_adapter, find_spec, require
+from ._publisher import PublishSettings
 from ._retry import RetryPolicy
 from ._routing import Matcher, matches, pattern_to_regex
 from ._sqlite import LogEntry, SqliteAdapter
+from ._txoutbox import OutboxRelay, TransactionalOutbox
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "BrokerUnavailable",
     "BusConfig",
     "Capabilities",
+    "CircuitBreaker",
     "ClosedError",
     "ConfigError",
     "Consumer",
@@ -59,15 +64,23 @@ __all__ = [
     "EventBus",
     "EventBusError",
     "HandlerTimeout",
+    "Inbox",
+    "InboxError",
     "LogEntry",
     "Matcher",
     "MemoryAdapter",
     "Message",
     "MessageTooLarge",
+    "OutboxRelay",
+    "PostgresInbox",
     "PublishError",
     "PublishResult",
+    "PublishSettings",
+    "RedisInbox",
     "RetryPolicy",
     "SqliteAdapter",
+    "SqliteInbox",
+    "TransactionalOutbox",
     "__version__",
     "adapter_specs",
     "create_adapter",
@@ -77,6 +90,7 @@ __all__ = [
     "hookimpl",
     "load_config",
     "matches",
+    "open_inbox",
     "pattern_to_regex",
     "require",
 ]

@@ -14,6 +14,7 @@ these ``from`` the original, so ``err.__cause__`` still holds the SDK's error.
     │   └── MessageTooLarge    over the adapter's declared maximum size
     ├── DecodeError            a message from the broker that is not a valid event
     ├── HandlerTimeout         a handler ran past its timeout
+    ├── InboxError             the idempotent inbox's store failed (the event comes back)
     └── ClosedError            the bus or adapter was already closed
 
 ``DecodeError`` never escapes a worker: the message goes to the group's dead

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ def main() -> int:
         body = path.read_text()
         for i, block in enumerate(re.findall(r"```python\n(.*?)```", body, re.S)):
             try:
-                ast.parse(block)
+                ast.parse(textwrap.dedent(block))
             except SyntaxError as exc:
                 problems.append(f"{path.relative_to(ROOT)}: python block {i + 1}: {exc}")
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", body):
