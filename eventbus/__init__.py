@@ -35,7 +35,9 @@ from ._errors import (
     MessageTooLarge,
     PublishError,
 )
+from ._hooks import Outcome, current_handler
 from ._inbox import Inbox, InboxError, PostgresInbox, RedisInbox, SqliteInbox, open_inbox
+from ._logging import configure_logging, redact_text
 from ._memory import MemoryAdapter
 from ._plugins import AdapterSpec, adapter_specs, create_adapter, find_spec, require
 from ._publisher import PublishSettings
@@ -72,6 +74,7 @@ __all__ = [
     "Message",
     "MessageTooLarge",
     "OutboxRelay",
+    "Outcome",
     "PostgresInbox",
     "PublishError",
     "PublishResult",
@@ -83,7 +86,9 @@ __all__ = [
     "TransactionalOutbox",
     "__version__",
     "adapter_specs",
+    "configure_logging",
     "create_adapter",
+    "current_handler",
     "decode",
     "encode",
     "find_spec",
@@ -92,5 +97,6 @@ __all__ = [
     "matches",
     "open_inbox",
     "pattern_to_regex",
+    "redact_text",
     "require",
 ]

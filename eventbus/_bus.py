@@ -79,7 +79,7 @@ class EventBus:
         config: BusConfig | None = None,
         options: Mapping[str, Any] | None = None,
         inbox: Inbox | str | None = None,
-        content_mode: str = "binary",
+        content_mode: str | None = None,
     ) -> None:
         if config is None:
             config = load_config() if broker is None else BusConfig()
@@ -112,7 +112,7 @@ class EventBus:
         self.hooks = Hooks()
         #: ``"binary"`` (attributes in broker headers) or ``"structured"`` (one
         #: ``application/cloudevents+json`` body); ``docs/interop.md``.
-        self.content_mode = check_content_mode(content_mode)
+        self.content_mode = check_content_mode(content_mode or config.content_mode)
 
     @classmethod
     def from_config(

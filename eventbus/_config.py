@@ -62,6 +62,7 @@ _TOP_KEYS = {
     "broker": str,
     "url": str,
     "source": str,
+    "content_mode": str,
     "profile": str,
     "options": dict,
     "retry": dict,
@@ -101,6 +102,7 @@ class BusConfig:
     concurrency: int = 1
     timeout: float | None = None
     publish: Mapping[str, Any] = field(default_factory=dict)
+    content_mode: str = "binary"
     file: str | None = None
     profile: str | None = None
     inbox: str | None = None
@@ -246,6 +248,15 @@ def _names_other_adapter(url: str, broker: str) -> bool:
     return any(scheme in s.schemes for s in specs.values())
 
 
+def _content_mode(value: str, file: str) -> str:
+    if value not in ("binary", "structured"):
+        raise ConfigError(
+            f"{_where(file, 'content_mode')} is {value!r}; use \"binary\" (attributes in "
+            "broker headers, the default) or \"structured\" (one application/cloudevents+json body)"
+        )
+    return value
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, profile: str | None = None
 ) -> BusConfig:
@@ -317,6 +328,7 @@ def load_config(
         url=url,
         options=raw.get("options", {}),
         source=raw.get("source"),
+        content_mode=_content_mode(raw.get("content_mode", "binary"), name),
         retry=retry,
         prefetch=worker.get("prefetch", 100),
         poll_interval=float(worker.get("poll_interval", 0.5)),

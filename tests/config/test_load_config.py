@@ -312,7 +312,7 @@ def test_unknown_top_level_key_suggests_the_right_one(write) -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_known_ones(write) -> None:
     write("eventbus.toml", "colour = 3\n")
-    with pytest.raises(ConfigError, match="known keys: broker, options, "):
+    with pytest.raises(ConfigError, match="known keys: broker, content_mode, options, "):
         load_config()
 
 
@@ -490,3 +490,16 @@ def test_broker_name_without_url_leaves_the_url_to_the_adapter(write) -> None:
 )
 def test_redacted_url_hides_secrets(url: str, shown: str) -> None:
     assert BusConfig(url=url).redacted_url() == shown
+
+
+def test_content_mode_key(tmp_path, monkeypatch) -> None:
+    from eventbus import ConfigError, EventBus, MemoryAdapter, load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "eventbus.toml").write_text('url = "memory://"\ncontent_mode = "structured"\n')
+    cfg = load_config()
+    assert cfg.content_mode == "structured"
+    assert EventBus(MemoryAdapter(), config=cfg).content_mode == "structured"
+    (tmp_path / "eventbus.toml").write_text('content_mode = "json"\n')
+    with pytest.raises(ConfigError, match="content_mode"):
+        load_config()
