@@ -88,3 +88,21 @@ class Adapter(ABC):
     def dead_letters(self, group: str, limit: int = 100) -> list[tuple[Delivery, str]]:
         """Dead-lettered messages of ``group`` with their reasons (optional, for tooling)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list dead letters")
+
+    # Dead-letter tooling and group removal (optional; ``eventbus dlq`` and ``tail`` use them).
+    def replay_dead_letters(self, group: str, limit: int | None = None) -> int:
+        """Move up to ``limit`` (None: all) dead letters of ``group`` back to its queue,
+        oldest first, ``attempt`` starting again at 1; returns how many moved."""
+        raise NotImplementedError(f"{type(self).__name__} cannot replay dead letters")
+
+    def purge_dead_letters(self, group: str) -> int:
+        """Delete the dead letters of ``group``; returns how many."""
+        raise NotImplementedError(f"{type(self).__name__} cannot purge dead letters")
+
+    def delete_group(self, group: str) -> None:
+        """Remove ``group`` (its queue, waiting events and dead letters) from the broker.
+
+        Idempotent; events published afterwards are not kept for it. Close the
+        group's consumers first.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot delete groups")

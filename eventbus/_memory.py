@@ -123,6 +123,30 @@ class MemoryAdapter(Adapter):
             dead = list(g.dead[:limit]) if g else []
         return [(Delivery(m, attempt), reason) for m, attempt, reason in dead]
 
+    def replay_dead_letters(self, group: str, limit: int | None = None) -> int:
+        with self._cond:
+            g = self._groups.get(group)
+            if g is None:
+                return 0
+            n = len(g.dead) if limit is None else min(limit, len(g.dead))
+            moved, g.dead = g.dead[:n], g.dead[n:]
+            g.ready.extend(_Entry(m) for m, _, _ in moved)
+            self._cond.notify_all()
+        return n
+
+    def purge_dead_letters(self, group: str) -> int:
+        with self._cond:
+            g = self._groups.get(group)
+            n = len(g.dead) if g else 0
+            if g:
+                g.dead.clear()
+        return n
+
+    def delete_group(self, group: str) -> None:
+        with self._cond:
+            self._groups.pop(group, None)  # its members' next receive raises ClosedError
+            self._cond.notify_all()
+
     def depth(self, group: str) -> int:
         """Events waiting for ``group`` (ready, delayed and in flight)."""
         with self._cond:
@@ -168,7 +192,9 @@ class MemoryAdapter(Adapter):
         return out
 
     def _settle(self, group: str, token: int) -> _Entry | None:
-        g = self._groups[group]
+        g = self._groups.get(group)
+        if g is None:
+            return None  # the group was deleted
         held = g.inflight.pop(token, None)
         if held is None:
             return None  # lease ran out meanwhile: the event was already handed on
@@ -192,7 +218,9 @@ class _MemoryConsumer(Consumer):
             while True:
                 if self._closed or a._closed:
                     raise ClosedError("consumer is closed")
-                g = a._groups[self._group]
+                g = a._groups.get(self._group)
+                if g is None:
+                    raise ClosedError(f"group {self._group!r} was deleted")
                 now = time.monotonic()
                 a._requeue_due(g, now)
                 got = a._take(g, self._id, max_messages, now)
@@ -219,10 +247,10 @@ class _MemoryConsumer(Consumer):
     def nack(self, delivery: Delivery, delay: float) -> None:
         a = self._a
         with a._cond:
-            g = a._groups[self._group]
             entry = a._settle(self._group, delivery.handle)
             if entry is None:
                 return
+            g = a._groups[self._group]
             entry.attempt += 1
             if entry.message.key is not None:  # keep the key locked: order holds over retries
                 g.locked_keys.add(entry.message.key)
@@ -236,10 +264,9 @@ class _MemoryConsumer(Consumer):
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         a = self._a
         with a._cond:
-            g = a._groups[self._group]
             entry = a._settle(self._group, delivery.handle)
             if entry is not None:
-                g.dead.append((entry.message, entry.attempt, reason))
+                a._groups[self._group].dead.append((entry.message, entry.attempt, reason))
             a._cond.notify_all()
 
     def close(self) -> None:

@@ -47,7 +47,9 @@ class TailItem:
 
 
 def can_delete_groups(adapter: Adapter) -> bool:
-    return callable(getattr(adapter, "delete_group", None))
+    """Whether ``adapter`` overrides :meth:`Adapter.delete_group` (the base raises)."""
+    method = getattr(type(adapter), "delete_group", None)
+    return callable(method) and method is not Adapter.delete_group
 
 
 def tail_group(pattern: str, adapter: Adapter) -> str:
@@ -114,8 +116,7 @@ def tail(
                 pass
         removed = False
         if not reused:
-            delete: Any = getattr(adapter, "delete_group", None)
-            delete(name)
+            adapter.delete_group(name)
             removed = True
     return count, name, removed
 

@@ -607,3 +607,49 @@ class AdapterConformance:
         made = ours(billing.INVOICES)  # redelivery may repeat an invoice, never change one
         assert {i["invoice"]: i for i in made} == {i["invoice"]: i for i in expected}
         assert {n["event"] for n in ours(notifications.SENT)} == ids
+
+    # -- dead-letter tooling and group removal (optional adapter methods) ---------------------
+    def test_dead_letter_tooling_and_delete_group(self, make: AdapterFactory, names: Names) -> None:
+        a = make()
+        group, topic = names.group("dlq"), names.topic("dlq.x")
+        c = a.consumer(group, [topic])
+        sent = Event(type=topic, data={"n": 1}, source="/c")
+        a.publish([encode(sent)])
+        first = eventually(lambda: c.receive(1, 0.5), what="the event")
+        c.dead_letter(first[0], "tooling test")
+        try:
+            letters = eventually(lambda: a.dead_letters(group), what="the dead letter")
+        except NotImplementedError as exc:
+            pytest.skip(f"adapter has no dead-letter tooling: {exc}")
+        (delivery, reason), *rest = letters
+        assert not rest and delivery.message.headers["id"] == sent.id
+        assert reason == "tooling test"
+        try:
+            assert a.replay_dead_letters(group) == 1
+        except NotImplementedError as exc:
+            pytest.skip(f"adapter cannot replay dead letters: {exc}")
+        again = eventually(lambda: c.receive(1, 0.5), timeout=30, what="the replayed event")
+        assert again[0].message.headers["id"] == sent.id
+        assert again[0].attempt == 1, f"replayed with attempt {again[0].attempt}"
+        assert a.dead_letters(group) == []
+        c.dead_letter(again[0], "again")
+        eventually(lambda: a.dead_letters(group), what="the second dead letter")
+        assert a.purge_dead_letters(group) == 1
+        assert a.dead_letters(group) == []
+        c.close()
+        try:
+            a.delete_group(group)
+        except NotImplementedError as exc:
+            pytest.skip(f"adapter cannot delete groups: {exc}")
+        a.delete_group(group)  # idempotent
+        a.publish([encode(Event(type=topic, data={"n": 2}, source="/c"))])  # kept for nobody
+        c2 = a.consumer(group, [topic])  # the group again, new: it starts empty
+        later = Event(type=topic, data={"n": 3}, source="/c")
+        a.publish([encode(later)])
+        got = eventually(lambda: c2.receive(10, 0.5), timeout=30, what="the later event")
+        assert [d.message.headers["id"] for d in got] == [later.id]
+        c2.ack(got)
+        assert c2.receive(10, 1.0) == []
+        assert a.dead_letters(group) == []
+        c2.close()
+        a.delete_group(group)
