@@ -566,23 +566,45 @@ class SqliteAdapter(Adapter):
             )
             return cur.rowcount
 
-    def replay_dead_letters(self, group: str) -> int:
-        """Move the dead letters of ``group`` back to its queue (attempts start again)."""
+    def replay_dead_letters(self, group: str, limit: int | None = None) -> int:
+        """Move up to ``limit`` (None: all) dead letters of ``group`` back to its queue,
+        oldest first; attempts start again at 1."""
         moved = 0
         with self._write("replay dead letters") as conn:
             row = conn.execute("SELECT id FROM groups WHERE name = ?", (group,)).fetchone()
-            if row is not None:
+            cut = None
+            if row is not None:  # the id of the last dead letter to move
+                cut = conn.execute(
+                    "SELECT max(id) FROM (SELECT id FROM dead_letters WHERE grp = ? "
+                    "ORDER BY id LIMIT ?)",
+                    (row[0], -1 if limit is None else limit),
+                ).fetchone()[0]
+            if row is not None and cut is not None:
                 conn.execute(
                     "INSERT INTO deliveries (grp, seq, key, visible_at, blocked) "
                     "SELECT x.grp, x.seq, l.key, ?, 1 FROM dead_letters AS x "
-                    "JOIN log AS l ON l.seq = x.seq WHERE x.grp = ? ORDER BY x.id",
-                    (time.time(), row[0]),
+                    "JOIN log AS l ON l.seq = x.seq WHERE x.grp = ? AND x.id <= ? ORDER BY x.id",
+                    (time.time(), row[0], cut),
                 )
                 conn.execute(_UNBLOCK_ALL, (row[0],))
-                moved = conn.execute("DELETE FROM dead_letters WHERE grp = ?", (row[0],)).rowcount
+                moved = conn.execute(
+                    "DELETE FROM dead_letters WHERE grp = ? AND id <= ?", (row[0], cut)
+                ).rowcount
         if moved:
             self._notifier.notify()
         return moved
+
+    def delete_group(self, group: str) -> None:
+        """Remove ``group``: its waiting deliveries and dead letters go; the log stays."""
+        with self._write("delete group") as conn:
+            row = conn.execute("SELECT id FROM groups WHERE name = ?", (group,)).fetchone()
+            if row is None:
+                return
+            conn.execute("DELETE FROM deliveries WHERE grp = ?", row)
+            conn.execute("DELETE FROM dead_letters WHERE grp = ?", row)
+            conn.execute("DELETE FROM groups WHERE id = ?", row)
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'groups_version'")
+        self._notifier.notify()
 
     def __repr__(self) -> str:
         return f"<SqliteAdapter {self.path} lease={self.lease}>"
