@@ -9,6 +9,10 @@
     eventbus tail PATTERN [--json] [--limit N]
     eventbus asyncapi MODULE[:ATTR] [--output FILE] [--title T] [--version V]
     eventbus outbox [--drain] [--timeout SECONDS]
+    eventbus dlq list GROUP [--limit N] [--json]
+    eventbus dlq show GROUP EVENT_ID
+    eventbus dlq replay GROUP [--limit N] [--yes]
+    eventbus dlq purge GROUP [--yes]
 
 Global options (before or after the command): ``--config PATH``, ``--profile
 NAME``, ``--debug``. Exit codes: 0 ok, 1 runtime failure (broker unreachable,
@@ -281,6 +285,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="give up draining after this long (default: 60)")
     p.set_defaults(run=cmd_outbox)
+
+    p = sub.add_parser("dlq", parents=[common], help="list, show, replay or purge dead letters",
+                       description="The dead letters of a group: events its handlers gave up "
+                       "on, or that could not be decoded, with the reason.")
+    dlq = p.add_subparsers(title="actions", metavar="ACTION", parser_class=_Parser)
+    p.set_defaults(run=_dlq_no_action)
+    d = dlq.add_parser("list", parents=[common], help="list a group's dead letters",
+                       description="List the dead letters of GROUP, oldest first.")
+    d.add_argument("group", metavar="GROUP")
+    d.add_argument("--limit", type=_positive_int, default=100, metavar="N",
+                   help="at most N (default: 100)")
+    d.add_argument("--json", action="store_true", help="one JSON object per line")
+    d.set_defaults(run=cmd_dlq_list)
+    d = dlq.add_parser("show", parents=[common], help="show one dead letter in full",
+                       description="Show the dead letter of GROUP whose event id is EVENT_ID: "
+                       "reason, attempts, attributes and data (JSON).")
+    d.add_argument("group", metavar="GROUP")
+    d.add_argument("event_id", metavar="EVENT_ID")
+    d.set_defaults(run=cmd_dlq_show)
+    d = dlq.add_parser("replay", parents=[common], help="send dead letters back to their group",
+                       description="Move the dead letters of GROUP back to its queue, oldest "
+                       "first; its handlers get them again with attempt 1. Asks first unless "
+                       "--yes; without a terminal to ask on, --yes is required.")
+    d.add_argument("group", metavar="GROUP")
+    d.add_argument("--limit", type=_positive_int, metavar="N",
+                   help="at most N (default: all there are now)")
+    d.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    d.set_defaults(run=cmd_dlq_replay)
+    d = dlq.add_parser("purge", parents=[common], help="delete a group's dead letters",
+                       description="Delete every dead letter of GROUP, for good. Asks first "
+                       "unless --yes; without a terminal to ask on, --yes is required.")
+    d.add_argument("group", metavar="GROUP")
+    d.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    d.set_defaults(run=cmd_dlq_purge)
     return parser
 
 
@@ -888,6 +926,143 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                           f"{args.timeout:g}s (breaker {bus.breaker.state}); they stay in the "
                           "outbox and are sent when a bus on this file finds the broker")
         progress.finish(f"drained {waiting} event(s) to {_where(cfg, spec)}")
+    return 0
+
+
+# -- dlq ----------------------------------------------------------------------------------------
+
+#: How many dead letters ``dlq show`` and ``dlq replay`` look through (and count) at most.
+DLQ_SCAN = 10_000
+#: Dead letters moved per adapter call by ``dlq replay`` (progress between calls).
+REPLAY_BATCH = 100
+
+
+def _dlq_no_action(args: argparse.Namespace) -> int:
+    raise UsageError("dlq: name an action: list, show, replay or purge ('eventbus dlq --help')")
+
+
+@contextmanager
+def _dlq_adapter(args: argparse.Namespace) -> Iterator[tuple[Adapter, str]]:
+    """The configured adapter (closed afterwards) and where it points, for ``dlq`` actions."""
+    cfg = _config(args)
+    spec = _spec(cfg)
+    if not spec.capabilities.cross_process:
+        raise UsageError(
+            f"the {spec.name!r} broker lives inside one process, so its dead letters are not "
+            "reachable from another; use the bus's adapter in that process"
+        )
+    adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
+    try:
+        yield adapter, _where(cfg, spec)
+    except NotImplementedError as exc:
+        raise UsageError(f"the {spec.name!r} adapter has no dead-letter tooling ({exc})") from None
+    finally:
+        adapter.close()
+
+
+def _dead_record(delivery: Any, reason: str) -> dict[str, Any]:
+    message: Message = delivery.message
+    record: dict[str, Any] = {
+        "id": message.headers.get("id"),
+        "topic": message.topic,
+        "key": message.key,
+        "attempt": delivery.attempt,
+        "reason": reason,
+        "attributes": dict(message.headers),
+    }
+    try:
+        data = decode(message).data
+    except DecodeError as exc:
+        record["decode_error"] = str(exc)
+        data = message.body
+    if isinstance(data, bytes):
+        import base64
+
+        record["data_base64"] = base64.b64encode(data).decode("ascii")
+    else:
+        record["data"] = data
+    return record
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    """True if ``--yes`` or the user says yes; no terminal and no ``--yes``: a usage error."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: refusing without --yes (no terminal to ask on)")
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    with _dlq_adapter(args) as (adapter, where):
+        letters = adapter.dead_letters(args.group, args.limit)
+    if args.json:
+        for d, reason in letters:
+            print(json.dumps(_dead_record(d, reason), ensure_ascii=False))
+    elif not letters:
+        print(f"(no dead letters in group {args.group!r} on {where})")
+    else:
+        rows = [(d.message.headers.get("id", "-"), d.message.topic or "-", str(d.attempt),
+                 " ".join(reason.split())) for d, reason in letters]  # fmt: skip
+        header = ("ID", "TYPE", "ATTEMPT", "REASON")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+        for r in [header, *rows]:
+            print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+    if len(letters) == args.limit:
+        print(f"(first {args.limit}; more with --limit)", file=sys.stderr)
+    return 0
+
+
+def cmd_dlq_show(args: argparse.Namespace) -> int:
+    with _dlq_adapter(args) as (adapter, where):
+        letters = adapter.dead_letters(args.group, DLQ_SCAN)
+    for d, reason in letters:
+        if d.message.headers.get("id") == args.event_id:
+            print(json.dumps(_dead_record(d, reason), ensure_ascii=False, indent=2))
+            return 0
+    looked = f"the first {DLQ_SCAN} of " if len(letters) == DLQ_SCAN else ""
+    raise Failure(f"no dead letter with id {args.event_id!r} in {looked}group "
+                  f"{args.group!r} on {where} ({len(letters)} there)")
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    with _dlq_adapter(args) as (adapter, where):
+        there = len(adapter.dead_letters(args.group, min(args.limit or DLQ_SCAN, DLQ_SCAN)))
+        if not there:
+            print(f"no dead letters in group {args.group!r} on {where}; nothing to replay")
+            return 0
+        # Bounded by what is there now: a handler that fails again must not loop us.
+        target = min(args.limit, there) if args.limit else there
+        if not _confirm(f"replay {target} dead letter(s) of group {args.group!r} on {where}?",
+                        args.yes):  # fmt: skip
+            print("nothing replayed", file=sys.stderr)
+            return 1
+        progress = Progress(f"replaying dead letters of {args.group!r}", total=target)
+        done = 0
+        while done < target:
+            asked = min(REPLAY_BATCH, target - done)
+            moved = adapter.replay_dead_letters(args.group, asked)
+            done += moved
+            progress.update(done)
+            if moved < asked:
+                break
+        progress.finish(f"replayed {done} dead letter(s) of group {args.group!r} on {where}")
+    if there == DLQ_SCAN and not args.limit:
+        print(f"(replayed at most {DLQ_SCAN} in one go; run again for the rest)", file=sys.stderr)
+    return 0
+
+
+def cmd_dlq_purge(args: argparse.Namespace) -> int:
+    with _dlq_adapter(args) as (adapter, where):
+        if not _confirm(f"delete every dead letter of group {args.group!r} on {where}, for good?",
+                        args.yes):  # fmt: skip
+            print("nothing deleted", file=sys.stderr)
+            return 1
+        purged = adapter.purge_dead_letters(args.group)
+    print(f"purged {purged} dead letter(s) of group {args.group!r} on {where}")
     return 0
 
 
