@@ -219,7 +219,8 @@ class KafkaConsumer(Consumer):
                     m = c.poll(wait)
                     if m is not None:
                         self._ingest((m,))
-                        self._ingest(c.consume(n - 1, 0))
+                        if n > 1:
+                            self._ingest(c.consume(n - 1, 0))
             except self._ck.KafkaException as exc:
                 raise error(exc.args[0], f"receiving for group {self.group!r}") from exc
             except RuntimeError as exc:  # "Consumer closed"
@@ -472,7 +473,7 @@ class KafkaConsumer(Consumer):
         tp = self._ck.TopicPartition
         offsets = []
         for p in parts:
-            if p.dirty:
+            if p.dirty or sync:  # revoke and close commit everything: an async one may have failed
                 p.dirty = False
                 offset = p.commit_offset()
                 if offset >= 0:
