@@ -526,6 +526,67 @@ class RabbitMQAdapter(Adapter):
 
         return self._admin_call(f"reading dead letters of {group!r}", run)
 
+    def replay_dead_letters(self, group: str, limit: int | None = None) -> int:
+        """Republish (confirmed) up to ``limit`` dead letters to the group's queue, oldest
+        first, with ``eventbus-attempt`` 1; each is acked off the dead queue only after."""
+        s = self.settings
+        queue, dead = s.queue(group), s.dead_queue(group)
+
+        def run(ch: Any) -> int:
+            move = ch.connection.channel()
+            move.confirm_delivery()
+            moved = 0
+            try:
+                while limit is None or moved < limit:
+                    method, props, body = move.basic_get(dead, auto_ack=False)
+                    if method is None:
+                        break
+                    delivery, _ = self._dead_entry(method.routing_key, props, body)
+                    headers = {k: v for k, v in carried(props).items()
+                               if k not in (H_REASON, H_GROUP, H_DEAD_AT)}  # fmt: skip
+                    headers.update({H_ATTEMPT: 1, H_TOPIC: delivery.message.topic})
+                    move.basic_publish("", queue, body, republished(props, headers),
+                                       mandatory=True)  # fmt: skip
+                    move.basic_ack(method.delivery_tag)
+                    moved += 1
+            except pex.ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:  # no dead-letter queue: nothing dead-lettered yet
+                    raise
+            finally:
+                if move.is_open:
+                    move.close()  # an unacked one (publish failed) goes back to the dead queue
+            return moved
+
+        return self._admin_call(f"replaying dead letters of {group!r}", run)
+
+    def purge_dead_letters(self, group: str) -> int:
+        dead = self.settings.dead_queue(group)
+
+        def run(ch: Any) -> int:
+            purge = ch.connection.channel()
+            try:
+                return int(purge.queue_purge(dead).method.message_count)
+            except pex.ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise
+                return 0
+            finally:
+                if purge.is_open:
+                    purge.close()
+
+        return self._admin_call(f"purging dead letters of {group!r}", run)
+
+    def delete_group(self, group: str) -> None:
+        """Delete the group's queue and its dead-letter queue (with what they hold)."""
+        s = self.settings
+
+        def run(ch: Any) -> None:
+            ch.queue_delete(s.queue(group))  # deleting a missing queue is not an error
+            ch.queue_delete(s.dead_queue(group))
+            self._bound.pop(group, None)
+
+        self._admin_call(f"deleting group {group!r}", run)
+
     def _dead_entry(self, routing_key: str, props: Any, body: bytes) -> tuple[Delivery, str]:
         headers = props.headers or {}
         message, _ = from_amqp(routing_key, False, props, body)
