@@ -14,7 +14,10 @@ An adapter's whole row is a subclass with a factory fixture::
 The suite reads ``adapter.capabilities``: a test needing a capability the
 adapter does not declare is skipped with that reason; a declared one must
 pass. Optional fixtures: ``foreign_publisher`` (put a raw, envelope-less
-message on the broker) and ``broker_restart`` (restart the broker).
+message on the broker) and ``broker_restart`` (restart the broker). An adapter
+may also offer ``simulate_crash()``: drop its connections without settling or
+closing anything, as a killed process would; the lease test calls it to kill a
+member (without it, the test only drops the consumer object).
 
 Every test uses names under a per-run prefix (:class:`Names`), waits with idle
 timeouts (no fixed sleeps for delivery), and scales to the tier
