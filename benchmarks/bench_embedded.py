@@ -7,6 +7,11 @@ Cases (events/s; every event published with one ``bus.publish``, not batched):
 - ``memory publish->handler``: one process, ``EventBus(MemoryAdapter())``, a
   worker thread handling while the main thread publishes; time from the first
   publish to the last handler call. Goal: >= 50,000/s.
+- ``memory publish->handler, W members``: the same with ``concurrency=W``
+  consumer threads in the group (the memory broker lives in one process, so
+  its "workers" are threads; the GIL bounds them);
+- ``memory publish_many->handler`` / ``sqlite publish_many``: 100 events per
+  ``bus.publish_many`` call (batched), otherwise as their one-by-one cases;
 - ``sqlite publish``: one process publishing to a file with one group declared
   (no consumer running). Goal: >= 5,000/s.
 - ``sqlite publish->consume, W worker(s)``: a publisher process (this one) and W
@@ -101,24 +106,34 @@ def _drain(adapter: Any, deadline: float) -> None:
         time.sleep(0.002)
 
 
-def bench_memory(n: int) -> float:
+def _publish(bus: Any, n: int, batch: int) -> None:
+    if batch <= 1:
+        for _ in range(n):
+            bus.publish("order.created", PAYLOAD)
+        return
+    for start in range(0, n, batch):
+        bus.publish_many(bus.event("order.created", PAYLOAD) for _ in range(min(batch, n - start)))
+
+
+def bench_memory(n: int, members: int = 1, batch: int = 1) -> float:
     from eventbus import EventBus, MemoryAdapter
 
     bus = EventBus(MemoryAdapter())
+    lock = threading.Lock()
     done = threading.Event()
     count = 0
 
-    @bus.subscribe("order.#", group=GROUP)
+    @bus.subscribe("order.#", group=GROUP, concurrency=members)
     def handle(event: Any) -> None:
         nonlocal count
-        count += 1
-        if count == n:
-            done.set()
+        with lock:
+            count += 1
+            if count == n:
+                done.set()
 
     bus.start()
     t0 = time.perf_counter()
-    for _ in range(n):
-        bus.publish("order.created", PAYLOAD)
+    _publish(bus, n, batch)
     if not done.wait(120):
         raise SystemExit(f"memory: only {count} of {n} handled")
     elapsed = time.perf_counter() - t0
@@ -126,7 +141,7 @@ def bench_memory(n: int) -> float:
     return n / elapsed
 
 
-def bench_sqlite_publish(n: int, directory: str) -> float:
+def bench_sqlite_publish(n: int, directory: str, batch: int = 1) -> float:
     from eventbus import EventBus
     from eventbus._sqlite import SqliteAdapter
 
@@ -134,8 +149,7 @@ def bench_sqlite_publish(n: int, directory: str) -> float:
     adapter.declare(GROUP, ["order.#"])
     bus = EventBus(adapter)
     t0 = time.perf_counter()
-    for _ in range(n):
-        bus.publish("order.created", PAYLOAD)
+    _publish(bus, n, batch)
     elapsed = time.perf_counter() - t0
     bus.close()
     return n / elapsed
@@ -200,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
             return d
 
         case("memory publish->handler", 50_000, lambda d: bench_memory(n))
+        case("memory publish_many->handler", None, lambda d: bench_memory(n, batch=100))
+        for w in counts:
+            if w > 1:
+                case(f"memory publish->handler, {w} members", None,
+                     lambda d, w=w: bench_memory(n, members=w))  # fmt: skip
         case("sqlite publish", 5_000, lambda d: bench_sqlite_publish(n, fresh(d)))
+        case("sqlite publish_many", None, lambda d: bench_sqlite_publish(n, fresh(d), batch=100))
         for w in counts:
             case(
                 f"sqlite publish->consume, {w} worker(s)",

@@ -1,6 +1,7 @@
 """eventbus on RabbitMQ against raw pika, kombu and FastStream, in one run.
 
-    python benchmarks/bench_rabbitmq.py [--url amqp://...] [-n 5000]
+    python benchmarks/bench_rabbitmq.py [--url amqp://...] [-n 5000] [--single 2000]
+                                        [--repeat 1] [--json PATH]
 
 Every contender publishes N persistent 200-byte JSON messages with publisher
 confirms on, then consumes them with an ack per message (prefetch 100), in this
@@ -13,9 +14,18 @@ the ratios are what mean something, since all contenders share the noise.
 - kombu: ``Producer.publish`` with ``confirm_publish``, ``Consumer`` + ``message.ack()``;
 - FastStream: ``RabbitBroker.publish`` (aio-pika, confirms on) awaited per message,
   a subscriber that acks after the handler;
+- aio-pika: ``exchange.publish`` awaited per message (a confirm each), a queue
+  iterator acking each message;
 - eventbus: ``bus.publish_many`` (confirms pipelined) and a worker running a
   handler (decode, handler, ack); also the adapter's own publish of one event per
   call, and its consumer without the worker, for reference.
+
+Publishing is measured two ways: one message per call, each waiting for its
+confirm (``--single`` messages: raw pika, kombu, FastStream, aio-pika,
+``bus.publish``), and batched, N messages with their confirms pipelined (raw
+pika on a ``SelectConnection``, FastStream and aio-pika with ``asyncio.gather``,
+``bus.publish_many``; kombu has no pipelined confirms). ``--repeat`` runs the
+whole set again, contenders in reverse order every other time; the best counts.
 
 Queues and exchanges are named ``bench-<run>-*`` and deleted at the end.
 """
@@ -99,6 +109,46 @@ def pika_publish(url: str, q: str, n: int) -> None:
     for i in range(n):
         ch.basic_publish("", q, body(i), props)
     conn.close()
+
+
+def pika_publish_pipelined(url: str, q: str, n: int) -> None:
+    """Raw pika with pipelined confirms: a ``SelectConnection``, every message written,
+    confirms counted as they come (``multiple`` acks cover ranges)."""
+    props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    bodies = [body(i) for i in range(n)]
+    state: dict[str, Any] = {"pending": set(range(1, n + 1)), "error": None}
+
+    def on_open(conn: Any) -> None:
+        conn.channel(on_open_callback=on_channel)
+
+    def on_channel(ch: Any) -> None:
+        ch.confirm_delivery(on_confirm)
+        ch.queue_declare(q, durable=True, callback=lambda _f: send(ch))
+
+    def send(ch: Any) -> None:
+        for b in bodies:
+            ch.basic_publish("", q, b, props)
+
+    def on_confirm(frame: Any) -> None:
+        m = frame.method
+        if isinstance(m, pika.spec.Basic.Nack):
+            state["error"] = "nacked"
+        pending = state["pending"]
+        if m.multiple:
+            pending -= {t for t in pending if t <= m.delivery_tag}
+        else:
+            pending.discard(m.delivery_tag)
+        if not pending:
+            conn.close()
+
+    conn = pika.SelectConnection(
+        pika.URLParameters(url), on_open_callback=on_open,
+        on_open_error_callback=lambda c, e: c.ioloop.stop(),
+        on_close_callback=lambda c, e: c.ioloop.stop(),
+    )  # fmt: skip
+    conn.ioloop.start()
+    if state["pending"] or state["error"]:
+        raise RuntimeError(f"raw pika pipelined: {len(state['pending'])} unconfirmed")
 
 
 def pika_consume(url: str, q: str, n: int) -> None:
@@ -188,6 +238,63 @@ def faststream_consume(url: str, q: str, n: int) -> None:
     asyncio.run(run())
 
 
+def faststream_publish_batched(url: str, q: str, n: int) -> None:
+    from faststream.rabbit import RabbitBroker, RabbitQueue
+
+    async def run() -> None:
+        async with RabbitBroker(url, logger=None) as broker:
+            queue = RabbitQueue(q, durable=True)
+            await broker.declare_queue(queue)
+            await asyncio.gather(*(broker.publish(payload(i), queue=queue, persist=True)
+                                   for i in range(n)))  # fmt: skip
+
+    asyncio.run(run())
+
+
+# -- aio-pika --------------------------------------------------------------------------------------
+def aiopika_publish(url: str, q: str, n: int, batched: bool = False) -> None:
+    import aio_pika
+
+    async def run() -> None:
+        conn = await aio_pika.connect(url)
+        async with conn:
+            ch = await conn.channel(publisher_confirms=True)
+            await ch.declare_queue(q, durable=True)
+            persistent = aio_pika.DeliveryMode.PERSISTENT
+            msgs = [
+                aio_pika.Message(body(i), delivery_mode=persistent, content_type="application/json")
+                for i in range(n)
+            ]
+            if batched:
+                await asyncio.gather(*(ch.default_exchange.publish(m, q) for m in msgs))
+            else:
+                for m in msgs:
+                    await ch.default_exchange.publish(m, q)
+
+    asyncio.run(run())
+
+
+def aiopika_consume(url: str, q: str, n: int) -> None:
+    import aio_pika
+
+    async def run() -> None:
+        conn = await aio_pika.connect(url)
+        async with conn:
+            ch = await conn.channel()
+            await ch.set_qos(prefetch_count=PREFETCH)
+            queue = await ch.declare_queue(q, durable=True)
+            count = 0
+            async with queue.iterator() as it:
+                async for message in it:
+                    json.loads(message.body)
+                    await message.ack()
+                    count += 1
+                    if count >= n:
+                        break
+
+    asyncio.run(run())
+
+
 # -- eventbus --------------------------------------------------------------------------------------
 def eventbus_setup(url: str, names: Names) -> tuple[RabbitMQAdapter, str]:
     exchange = f"bench-{RUN}-eventbus"
@@ -238,58 +345,115 @@ def adapter_consume(adapter: RabbitMQAdapter, group: str, n: int) -> None:
     c.close()
 
 
+Rates = dict[str, dict[str, list[float]]]  # contender -> case -> rates of every repeat
+
+
+def _peers(url: str, names: Names, n: int, single: int) -> list[tuple[str, dict[str, Any]]]:
+    """(contender, {case: zero-arg callable}) for the peers; consume reads the batched queue."""
+    out: list[tuple[str, dict[str, Any]]] = []
+
+    def cases(who: str, pub1: Any, pubn: Any, con: Any) -> dict[str, Any]:
+        q1, qn = names.queue(who + "-single"), names.queue(who)
+        c: dict[str, Any] = {"publish single": (single, lambda: pub1(url, q1, single))}
+        if pubn is not None:
+            c["publish batched"] = (n, lambda: pubn(url, qn, n))
+        else:  # nothing to pipeline: the consume case reads a queue filled one by one
+            c["fill"] = (n, lambda: pub1(url, qn, n))
+        c["consume+ack"] = (n, lambda: con(url, qn, n))
+        return c
+
+    out.append(("raw pika", cases("pika", pika_publish, pika_publish_pipelined, pika_consume)))
+    try:
+        import kombu  # noqa: F401
+
+        out.append(("kombu", cases("kombu", kombu_publish, None, kombu_consume)))
+    except ImportError as exc:
+        print(f"kombu skipped: {exc}", file=sys.stderr)
+    try:
+        import faststream.rabbit  # noqa: F401
+
+        fs = cases("faststream", faststream_publish, faststream_publish_batched, faststream_consume)
+        out.append(("FastStream", fs))
+    except ImportError as exc:
+        print(f"FastStream skipped: {exc}", file=sys.stderr)
+    try:
+        import aio_pika  # noqa: F401
+
+        out.append(("aio-pika", cases("aiopika", aiopika_publish,
+                                      lambda u, q, k: aiopika_publish(u, q, k, batched=True),
+                                      aiopika_consume)))  # fmt: skip
+    except ImportError as exc:
+        print(f"aio-pika skipped: {exc}", file=sys.stderr)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--url", default=os.environ.get("EVENTBUS_RABBITMQ_URL")
                     or "amqp://guest:guest@127.0.0.1:5672/")  # fmt: skip
-    ap.add_argument("-n", type=int, default=5000)
+    ap.add_argument("-n", type=int, default=5000, help="messages per batched/consume case")
+    ap.add_argument("--single", type=int, default=2000, help="messages per one-by-one case")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of every case; the best counts")
+    ap.add_argument("--json", help="write every run's figures to this file")
     args = ap.parse_args()
-    url, n = args.url, args.n
+    url, n, single = args.url, args.n, args.single
     names = Names()
-    rates: dict[str, tuple[float, float]] = {}
+    rates: Rates = {}
+
+    def note(who: str, case: str, count: int, seconds: float) -> None:
+        rates.setdefault(who, {}).setdefault(case, []).append(count / seconds)
+
     try:
-        q = names.queue("pika")
-        rates["raw pika"] = (n / timed(lambda: pika_publish(url, q, n)),
-                             n / timed(lambda: pika_consume(url, q, n)))  # fmt: skip
-        try:
-            q = names.queue("kombu")
-            rates["kombu"] = (n / timed(lambda: kombu_publish(url, q, n)),
-                              n / timed(lambda: kombu_consume(url, q, n)))  # fmt: skip
-        except ImportError as exc:
-            print(f"kombu skipped: {exc}", file=sys.stderr)
-        try:
-            q = names.queue("faststream")
-            rates["FastStream"] = (n / timed(lambda: faststream_publish(url, q, n)),
-                                   n / timed(lambda: faststream_consume(url, q, n)))  # fmt: skip
-        except ImportError as exc:
-            print(f"FastStream skipped: {exc}", file=sys.stderr)
         adapter, group = eventbus_setup(url, names)
         try:
-            pub = n / timed(lambda: eventbus_publish(adapter, n))
-            rates["eventbus"] = (pub, n / timed(lambda: eventbus_consume(adapter, group, n)))
-            # for reference: one event per publish call, and the consumer without the worker
-            m = min(n, 1000)
-            each = m / timed(lambda: eventbus_publish_each(adapter, m))
+            both = n + single  # the group's queue gets the batched and the one-by-one events
+            for r in range(max(1, args.repeat)):
+                contenders = _peers(url, names, n, single)
+                ours: dict[str, Any] = {
+                    "publish single": (single, lambda: eventbus_publish_each(adapter, single)),
+                    "publish batched": (n, lambda: eventbus_publish(adapter, n)),
+                    "consume+ack": (both, lambda: eventbus_consume(adapter, group, both)),
+                }
+                contenders.append(("eventbus", ours))
+                for who, cases in contenders if r % 2 == 0 else contenders[::-1]:
+                    for case, (count, fn) in cases.items():
+                        seconds = timed(fn)
+                        if case != "fill":
+                            note(who, case, count, seconds)
+            # for reference: the adapter alone (no EventBus, no worker)
             batch = [encode(Event("bench.created", payload(i), source="/b")) for i in range(n)]
-            raw_pub = n / timed(lambda: adapter.publish(batch))
-            raw_con = n / timed(lambda: adapter_consume(adapter, group, n + m))
-            rates["eventbus adapter only"] = (raw_pub, raw_con)
+            pub = timed(lambda: adapter.publish(batch))
+            note("eventbus adapter only", "publish batched", n, pub)
+            note("eventbus adapter only", "consume+ack", n,
+                 timed(lambda: adapter_consume(adapter, group, n)))  # fmt: skip
         finally:
             adapter.close()
     finally:
         names.cleanup(url)
 
-    print(f"\n{n} persistent 200-byte JSON messages, confirms on, prefetch {PREFETCH}\n")
-    print(f"{'':24}{'publish/s':>12}{'consume+ack/s':>16}")
-    for name, (pub, con) in rates.items():
-        print(f"{name:24}{pub:12,.0f}{con:16,.0f}")
-    print(f"{'eventbus, 1 per call':24}{each:12,.0f}{'':>16}")
-    ours, pika_rates = rates["eventbus"], rates["raw pika"]
+    best = {who: {case: max(v) for case, v in cases.items()} for who, cases in rates.items()}
+    print(f"\n{n} persistent 200-byte JSON messages ({single} one by one), confirms on, "
+          f"prefetch {PREFETCH}, best of {args.repeat}\n")  # fmt: skip
+    cols = ("publish single", "publish batched", "consume+ack")
+    print(f"{'':24}" + "".join(f"{c + '/s':>18}" for c in cols))
+    for who, cases in best.items():
+        print(f"{who:24}" + "".join(f"{cases[c]:18,.0f}" if c in cases else f"{'':>18}"
+                                    for c in cols))  # fmt: skip
+    ours, raw = best["eventbus"], best["raw pika"]
     print()
-    print(f"consume+ack  eventbus / raw pika  = {ours[1] / pika_rates[1]:.2f}  (goal >= 0.9)")
-    if "kombu" in rates:
-        print(f"publish      eventbus / kombu     = {ours[0] / rates['kombu'][0]:.2f}  (goal >= 5)")
-    print(f"publish      eventbus / raw pika  = {ours[0] / pika_rates[0]:.2f}")
+    print(f"consume+ack      eventbus / raw pika = {ours['consume+ack'] / raw['consume+ack']:.2f}"
+          "  (goal >= 0.9)")  # fmt: skip
+    if "kombu" in best:
+        ratio = ours["publish batched"] / best["kombu"]["publish single"]
+        print(f"publish batched  eventbus / kombu    = {ratio:.2f}  (goal >= 5)")
+    print(f"publish batched  eventbus / raw pika = "
+          f"{ours['publish batched'] / raw['publish batched']:.2f}")  # fmt: skip
+    print(f"publish single   eventbus / raw pika = "
+          f"{ours['publish single'] / raw['publish single']:.2f}")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"n": n, "single": single, "repeat": args.repeat, "runs": rates,
+                       "best": best}, f, indent=2)  # fmt: skip
     return 0
 
 

@@ -13,6 +13,8 @@ delivery (eventbus's layout, made by eventbus for eventbus and by hand for raw):
 - publish: N events of a 60-byte JSON payload, 10 per ``sns.publish_batch`` call.
   raw: the body and a ``type`` and ``id`` attribute; eventbus: ``bus.publish_many``
   of 100 events at a time (encode to CloudEvents, pack the envelope, same calls);
+- publish single: N events, one ``sns.publish`` per event (raw) or one
+  ``bus.publish`` per event (eventbus); the queues are purged afterwards;
 - consume: from a queue holding N events until all are handled and deleted.
   raw: ``receive_message`` (10, attributes) + ``delete_message_batch``; eventbus: a
   worker (receive, exact pattern check, decode, handler, batched delete), and, for
@@ -106,6 +108,18 @@ class Raw:
             result = self.sns.publish_batch(TopicArn=self.topic, PublishBatchRequestEntries=entries)
             assert not result.get("Failed")
 
+    def publish_one(self, n: int) -> None:
+        for i in range(n):
+            self.sns.publish(
+                TopicArn=self.topic,
+                Message=json.dumps({"id": i, "user": "Ana", "total": 42.9}),
+                MessageAttributes={
+                    "type": {"DataType": "String", "StringValue": TOPIC},
+                    "id": {"DataType": "String", "StringValue": uuid.uuid4().hex},
+                },
+            )
+        self.sqs.purge_queue(QueueUrl=self.queue)
+
     def consume(self, n: int) -> None:
         done = 0
         while done < n:
@@ -146,6 +160,15 @@ class Ours:
                 self.bus.event(TOPIC, {"id": start + i, "user": "Ana", "total": 42.9})
                 for i in range(min(100, n - start))
             )
+
+    def publish_one(self, n: int) -> None:
+        for i in range(n):
+            self.bus.publish(TOPIC, {"id": i, "user": "Ana", "total": 42.9})
+        sqs = boto3.session.Session(region_name=REGION).client(
+            "sqs", endpoint_url=self.settings.endpoint_url
+        )
+        name = self.settings.queue_name("billing")
+        sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
 
     def consume(self, n: int) -> None:
         done = threading.Event()
@@ -213,6 +236,7 @@ def main() -> None:
         try:
             cases: list[tuple[str, Callable[[int], None], Callable[[int], None]]] = [
                 ("publish", raw.publish, ours.publish),
+                ("publish single", raw.publish_one, ours.publish_one),
                 ("consume (worker)", raw.consume, ours.consume),
             ]
             for r in range(args.repeat):
@@ -239,7 +263,7 @@ def main() -> None:
           f"n={args.n}, best of {args.repeat}; load {os.getloadavg()[0]:.1f}, "
           f"{platform.python_implementation()} {platform.python_version()}")  # fmt: skip
     print(f"{'case':<26}{'raw boto3/s':>14}{'eventbus/s':>14}{'ratio':>8}")
-    for case in ("publish", "consume (worker)", "consume (adapter only)"):
+    for case in ("publish", "publish single", "consume (worker)", "consume (adapter only)"):
         ours_best = max(runs[f"{case}|eventbus"])
         raw_runs = runs.get(f"{case}|raw") or runs["consume (worker)|raw"]
         raw_best = max(raw_runs)
