@@ -85,5 +85,9 @@ def conformance_table(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    session.install("-e", ".[test]", "kombu", "faststream[rabbit]", "matplotlib")
+    """Benchmarks against raw clients and peers; writes docs/benchmarks.md (``-- --tier full``)."""
+    session.install(
+        "-e", ".[test]", "kombu", "faststream[rabbit,confluent]", "aio-pika", "matplotlib",
+        "py-spy",
+    )  # fmt: skip
     session.run("python", "benchmarks/run_all.py", *session.posargs)
