@@ -649,7 +649,7 @@ def run_memory(rate: float, seconds: float) -> dict[str, Any]:
     achieved = n / (time.perf_counter() - t0)
     done.wait(60)
     bus.close()
-    out = {
+    out: dict[str, Any] = {
         "received": len(latencies),
         **latency_summary(latencies),
         "rss_peak_mb": peak_rss_mb(),

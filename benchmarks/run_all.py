@@ -230,33 +230,34 @@ def throughput(report: dict[str, Any], broker: str) -> tuple[dict[str, dict[str,
         if d:
             r = d["results"]
             rows["raw confluent-kafka"] = {
-                SINGLE: r["raw produce+flush"],
-                BATCHED: r["raw produce"],
-                CONSUME: r["raw consume"],
+                SINGLE: r.get("raw produce+flush"),
+                BATCHED: r.get("raw produce"),
+                CONSUME: r.get("raw consume"),
             }
-            rows["raw + CloudEvents headers"] = {BATCHED: r["raw produce + ce headers"]}
+            rows["raw + CloudEvents headers"] = {BATCHED: r.get("raw produce + ce headers")}
             rows["eventbus"] = {
-                SINGLE: r["publish"],
-                BATCHED: r["publish_many"],
-                CONSUME: r["consume"],
+                SINGLE: r.get("publish"),
+                BATCHED: r.get("publish_many"),
+                CONSUME: r.get("consume"),
             }
             rows["eventbus adapter only"] = {
-                BATCHED: r["adapter publish"],
-                CONSUME: r["adapter receive"],
+                BATCHED: r.get("adapter publish"),
+                CONSUME: r.get("adapter receive"),
             }
         p = data(report, "kafka_peers")
         if p:
             r = p["results"]
             rows["FastStream (confluent)"] = {
-                SINGLE: r["faststream publish"],
-                BATCHED: r["faststream publish batched"],
-                CONSUME: r["faststream consume"],
+                SINGLE: r.get("faststream publish"),
+                BATCHED: r.get("faststream publish batched"),
+                CONSUME: r.get("faststream consume"),
             }
             rows["raw confluent-kafka (peers run)"] = {
-                SINGLE: r["raw produce+flush"],
-                BATCHED: r["raw produce"],
-                CONSUME: r["raw consume"],
+                SINGLE: r.get("raw produce+flush"),
+                BATCHED: r.get("raw produce"),
+                CONSUME: r.get("raw consume"),
             }
+        rows = {who: {c: v for c, v in cases.items() if v} for who, cases in rows.items()}
         return rows, "raw confluent-kafka"
     if broker == "sqs":
         d = data(report, "sqs")
@@ -562,9 +563,13 @@ def why_missed(report: dict[str, Any], g: dict[str, Any]) -> list[str]:
                 f"({fmt_ratio(ratio(adapter.get(BATCHED), headers))} x raw with headers), and "
                 f"`publish_many` adds building and encoding each `Event` (id, time, JSON body, "
                 f"attributes, size check): {1e6 / ours[BATCHED]:.1f} µs per event in all. "
-                "A goal of 0.8 x header-less raw produce is out of reach for any CloudEvents "
-                "producer in Python; the meaningful comparison is the adapter against raw with "
-                "the same headers, and the core's per-event cost.",
+                f"So 0.8 x header-less raw produce is out of reach while every record carries the "
+                f"CloudEvents binding: the raw client itself, given those headers, reaches "
+                f"{headers / r[BATCHED]:.2f} x. The issue set the goal against raw produce at "
+                f'"about 87,000 messages/s", measured when it was filed; the raw loop of this '
+                f"run (produce in a loop, one flush at the end) is {r[BATCHED] / 87_000:.0f} x "
+                f"that, so the bar moved with the baseline. What eventbus can still improve "
+                f"is the core's per-event cost (the profile below).",
                 "",
             ]
         elif target == "kafka:consume" and r.get(CONSUME):
@@ -633,11 +638,12 @@ def render(report: dict[str, Any], out_md: Path, img_dir: Path) -> None:
         "The machine is shared with other engineers' test runs, so absolute figures move "
         "from run to run (±20 % is common). What is meant to hold is the ratios: each "
         "throughput script runs eventbus, the raw client and the peers back to back in one "
-        "process on one broker, alternating who goes first when it repeats, and keeps the best "
-        "run of each (noise only slows a run down). Payloads are 200-byte JSON objects "
-        '(60 bytes on SQS, as in its script). Publishing "one per call" waits for the '
-        "broker's confirmation of every event (publisher confirms, acks=all, a `SendMessage` "
-        'answer); "batched" sends many and waits once (pipelined confirms, a flush, batch '
+        "process on one broker (those that repeat alternate who goes first) and keeps the best "
+        "run of each (noise only slows a run down). Payloads are 200-byte JSON objects (the "
+        "embedded brokers: the demo's ~40-byte order; SQS: 60 bytes, as in their scripts). "
+        'Publishing "one per call" waits for the broker\'s confirmation of every event '
+        "(publisher confirms, acks=all, the answer to an SNS `Publish` or a Service Bus send); "
+        '"batched" sends many and waits once (pipelined confirms, a flush, batch '
         "calls). Consume + ack starts from a full queue and ends with the last ack. Latency runs "
         "publish one event per call at a fixed rate to a consumer in another process "
         "(the worker; its peak RSS is reported) and measure send to handler on one clock.",
@@ -836,19 +842,29 @@ def broker_notes(report: dict[str, Any], broker: str) -> dict[str, list[str]]:
                 ]
                 if parts:
                     peers.append(f"eventbus / {peer}: " + ", ".join(parts))
-            n["throughput"] = ["; ".join(peers) + ".", ""] if peers else []
+            text = "; ".join(peers) + "." if peers else ""
+            alone = rows.get("eventbus adapter only", {}).get(BATCHED)
+            raw_b = rows.get(raw_name, {}).get(BATCHED)
+            if alone and raw_b and ours.get(BATCHED):
+                text += (
+                    f" Batched publishing: the adapter alone (pre-encoded messages) runs at "
+                    f"{alone / raw_b:.2f} x raw pika's pipelined confirms; `publish_many` adds "
+                    f"building and encoding each `Event` in the core "
+                    f"({1e6 / ours[BATCHED] - 1e6 / alone:.0f} µs per event here)."
+                )
+            n["throughput"] = [text.strip(), ""] if text else []
     elif broker == "kafka":
-        d, p = data(report, "kafka"), data(report, "kafka_peers")
+        d, peers_run = data(report, "kafka"), data(report, "kafka_peers")
         intro = []
         if d:
             intro.append(
                 f"`bench_kafka.py` ({d['events']:,} events; Tansu, acks=all, "
                 "idempotent producer, linger 5 ms)"
             )
-        if p:
+        if peers_run:
             intro.append(
                 f"`bench_kafka_peers.py` (FastStream's confluent broker against the "
-                f"same raw baselines, {p['events']:,} events, run right after)"
+                f"same raw baselines, {peers_run['events']:,} events, run right after)"
             )
         n["intro"] = (
             [
@@ -970,7 +986,7 @@ def make_charts(report: dict[str, Any], img_dir: Path) -> dict[str, str]:
                 bars.append((f"{TITLES[broker]}: {case}", r, goal_by.get((broker, case))))
     if bars:
         fig, ax = plt.subplots(figsize=(8, 0.32 * len(bars) + 1.5))
-        ys = range(len(bars))
+        ys = list(range(len(bars)))
         cols = ["#d95f02" if g and r < g else "#1b9e77" for _, r, g in bars]
         ax.barh(list(ys), [r for _, r, _ in bars], color=cols)
         for y, (_, r, g) in zip(ys, bars, strict=True):
