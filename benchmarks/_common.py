@@ -370,8 +370,19 @@ def machine() -> dict[str, Any]:
             text=True,
             timeout=10,
         ).stdout.strip()
+    dirty: list[str] = []
+    with contextlib.suppress(Exception):
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "eventbus", "adapters", "benchmarks"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        dirty = [line[3:] for line in status.splitlines() if line[:2].strip() in ("M", "A")]
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "uncommitted": dirty,
         "nproc": os.cpu_count(),
         "memory_gib": round(mem_kib / 2**20, 1),
         "cpu": cpu,
