@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import linecache
 import os
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import payload, write_json
+from _common import ROOT, payload, write_json
 
 SDK_PREFIXES = (
     "confluent_kafka",
@@ -147,7 +148,21 @@ def _layer(frame: str) -> str:
     return "stdlib/other"
 
 
+def _source(frame: str) -> str:
+    """The source text of a ``name (path/file.py:12)`` frame, found under the repository or
+    the interpreter's path (py-spy shortens paths)."""
+    where = frame.rpartition(" (")[2].rstrip(")")
+    path, _, line = where.rpartition(":")
+    roots = [ROOT, ROOT / "adapters", *(Path(p) for p in sys.path if p)]
+    for root in roots:
+        candidate = root / path
+        if line.isdigit() and candidate.is_file():
+            return linecache.getline(str(candidate), int(line)).strip()
+    return ""
+
+
 def summarise(raw: str, marker: str) -> dict[str, Any]:
+    lines: collections.Counter[str] = collections.Counter()
     selfs: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     layers: collections.Counter[str] = collections.Counter()
@@ -162,6 +177,7 @@ def summarise(raw: str, marker: str) -> dict[str, Any]:
         frames = frames[cut:]  # from the measured function down
         total += count
         leaf = _function(frames[-1])
+        lines[frames[-1]] += count
         selfs[leaf] += count
         layers[_layer(leaf)] += count
         for f in {_function(f) for f in frames}:
@@ -179,6 +195,7 @@ def summarise(raw: str, marker: str) -> dict[str, Any]:
             if _layer(f) in ("eventbus core", "adapter")
         ][:14],
         "layers": {k: pct(v) for k, v in layers.most_common()},
+        "lines": [[f, pct(c), _source(f)] for f, c in lines.most_common(6)],
     }
 
 
@@ -238,6 +255,8 @@ def main() -> int:
         print(f"  self {p:5.1f}%  {f}")
     for f, p in result["inclusive"]:
         print(f"  incl {p:5.1f}%  {f}")
+    for f, p, text in result["lines"]:
+        print(f"  line {p:5.1f}%  {f}: {text}")
     if args.json:
         write_json(args.json, result)
     return 0

@@ -14,8 +14,8 @@ delivery (eventbus's layout, made by eventbus for eventbus and by hand for raw):
   raw: the body and a ``type`` and ``id`` attribute; eventbus: ``bus.publish_many``
   of 100 events at a time (encode to CloudEvents, pack the envelope, same calls);
 - publish single: N events, one ``sns.publish`` per event (raw) or one
-  ``bus.publish`` per event (eventbus); then drained (untimed), so the queues
-  stay shallow for the cases after it;
+  ``bus.publish`` per event (eventbus). Both publish cases are drained after
+  (untimed), so the queues stay shallow for the cases after them;
 - consume: from a queue holding N events until all are handled and deleted.
   raw: ``receive_message`` (10, attributes) + ``delete_message_batch``; eventbus: a
   worker (receive, exact pattern check, decode, handler, batched delete), and, for
@@ -241,7 +241,7 @@ def main() -> None:
                         if case.startswith("consume"):  # fill its queue first (untimed)
                             (raw if who == "raw" else ours).publish(args.n)
                         runs.setdefault(f"{case}|{who}", []).append(_timed(fn, args.n))
-                        if case == "publish single":  # drain what it sent (untimed)
+                        if case.startswith("publish"):  # drain what it sent (untimed)
                             (raw if who == "raw" else ours).consume(args.n)
                 # reference: the adapter's consumer without the worker
                 ours.publish(args.n)
