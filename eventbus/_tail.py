@@ -116,8 +116,11 @@ def tail(
                 pass
         removed = False
         if not reused:
-            adapter.delete_group(name)
-            removed = True
+            try:
+                adapter.delete_group(name)
+                removed = True
+            except NotImplementedError:  # e.g. Service Bus with entities it may not delete
+                pass
     return count, name, removed
 
 

@@ -353,6 +353,61 @@ class ServiceBusAdapter(Adapter):
                         seq = (batch[-1].sequence_number or seq) + 1
         return out
 
+    def _dead_receiver(self, client: Any, group: str, **kw: Any) -> Any:
+        return client.get_subscription_receiver(
+            self.settings.topic, self._spec(group, ()).name,
+            sub_queue=self._sb.ServiceBusSubQueue.DEAD_LETTER, max_wait_time=1, **kw,
+        )  # fmt: skip
+
+    def replay_dead_letters(self, group: str, limit: int | None = None) -> int:
+        """Send each dead letter again, addressed to the group's subscription (as a
+        retry is: ``eventbus_to``), then complete it in the dead-letter sub-queue."""
+        name = self._spec(group, ()).name
+        moved = 0
+        with _sdk_errors(f"replaying the dead letters of {group!r}"):
+            with self._new_client() as client, self._dead_receiver(client, group) as receiver, \
+                    client.get_topic_sender(self.settings.topic) as sender:  # fmt: skip
+                while limit is None or moved < limit:
+                    want = 100 if limit is None else min(100, limit - moved)
+                    batch = receiver.receive_messages(max_message_count=want, max_wait_time=1)
+                    if not batch:
+                        break
+                    for msg in batch:
+                        copy = to_service_bus(self._sb, from_service_bus(msg, None).message)
+                        copy.application_properties[RETRY_TO] = name  # no ATTEMPT: attempt 1
+                        sender.send_messages(copy)
+                        receiver.complete_message(msg)
+                        moved += 1
+        return moved
+
+    def purge_dead_letters(self, group: str) -> int:
+        purged = 0
+        mode = self._sb.ServiceBusReceiveMode.RECEIVE_AND_DELETE
+        with _sdk_errors(f"purging the dead letters of {group!r}"):
+            with self._new_client() as client, \
+                    self._dead_receiver(client, group, receive_mode=mode) as receiver:  # fmt: skip
+                while batch := receiver.receive_messages(max_message_count=100, max_wait_time=1):
+                    purged += len(batch)
+        return purged
+
+    def delete_group(self, group: str) -> None:
+        """Delete the group's subscription (its messages and dead letters go with it).
+
+        Needs entities that can delete (``entities="create"`` or the test broker);
+        with ``entities="existing"`` eventbus removes nothing.
+        """
+        delete = getattr(self._entities, "delete_subscription", None)
+        if delete is None:
+            raise NotImplementedError(
+                f"{type(self._entities).__name__} does not delete subscriptions "
+                "(entities='existing': remove it with your own tools)"
+            )
+        name = self._spec(group, ()).name
+        with self._lock:
+            self._declared.pop(group, None)
+        with _sdk_errors(f"deleting subscription {name!r} of group {group!r}"):
+            delete(self.settings.topic, name)
+
     # -- lock renewal --------------------------------------------------------------------
     def _renew_loop(self) -> None:
         period = max(0.2, min(self.settings.lock_duration / 4, 5.0))

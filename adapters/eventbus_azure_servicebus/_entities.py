@@ -254,6 +254,15 @@ class AdministrationEntities:
             if name not in wanted:
                 self._client.delete_rule(spec.topic, spec.name, name)
 
+    def delete_subscription(self, topic: str, name: str) -> None:
+        """Delete a subscription; a missing one is not an error."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._client.delete_subscription(topic, name)
+        except ResourceNotFoundError:
+            pass
+
     def close(self) -> None:
         self._client.close()
 

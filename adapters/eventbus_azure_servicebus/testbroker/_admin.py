@@ -108,6 +108,13 @@ class TestBrokerEntities:
             },
         )
 
+    def delete_subscription(self, topic: str, name: str) -> None:
+        try:
+            self.request("delete-subscription", {"Topic": topic, "Name": name})
+        except RuntimeError as exc:
+            if "(404)" not in str(exc):
+                raise
+
     def close(self) -> None:
         with self._lock:
             self._drop()
