@@ -39,7 +39,11 @@ def parse(junit: Path) -> tuple[dict[str, dict[str, tuple[str, str]]], list[str]
         m = re.search(r"Test(\w+?)Conformance\w*$", case.get("classname", ""))
         if not m:
             continue
-        row = re.sub(r"(?<!^)(?=[A-Z])", "_", m.group(1)).lower()
+        row = (
+            re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", m.group(1))
+            .lower()
+            .replace("rabbit_mq", "rabbitmq")
+        )
         name = case.get("name", "").split("[")[0].removeprefix("test_")
         outcome, why = "passed", ""
         for tag in ("failure", "error", "skipped"):
@@ -63,7 +67,9 @@ def capabilities_table() -> list[str]:
         cells = []
         for spec in specs.values():
             v = spec.capabilities.as_dict()[f]
-            cells.append("yes" if v is True else "no" if v is False else "-" if v is None else str(v))
+            cells.append(
+                "yes" if v is True else "no" if v is False else "-" if v is None else str(v)
+            )
         out.append(f"| {f} | " + " | ".join(cells) + " |")
     return out
 
