@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     import eventbus
 
-    docs = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
+    docs = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
     text = "\n".join(p.read_text() for p in docs)
     problems: list[str] = []
     for name in eventbus.__all__:

@@ -35,7 +35,7 @@ def run(junit: Path) -> int:
 def parse(junit: Path) -> tuple[dict[str, dict[str, tuple[str, str]]], list[str]]:
     rows: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
     tests: list[str] = []
-    for case in ET.parse(junit).getroot().iter("testcase"):
+    for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314 - our own pytest run
         m = re.search(r"Test(\w+?)Conformance\w*$", case.get("classname", ""))
         if not m:
             continue
