@@ -322,34 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _number(
+    kind: Callable[[str], Any], noun: str, ok: Callable[[Any], bool], rule: str
+) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses with ``kind`` and checks ``ok`` (one message shape)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
+_positive_int = _number(int, "a whole number", lambda v: v >= 1, "at least 1")
+_non_negative_int = _number(int, "a whole number", lambda v: v >= 0, "0 or more")
+_positive_float = _number(float, "a number", lambda v: v > 0, "more than 0")
 
 
 # -- shared helpers --------------------------------------------------------------------------
