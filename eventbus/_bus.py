@@ -16,7 +16,7 @@ from typing import Any, TypeVar, overload
 from ._adapter import Adapter
 from ._breaker import CircuitBreaker
 from ._config import BusConfig, load_config, redact
-from ._envelope import Event, Message, default_source, encode, new_event_id
+from ._envelope import Event, Message, default_source, encode, make_event, new_event_id
 from ._errors import BrokerError, ClosedError, ConfigError, MessageTooLarge
 from ._hooks import Hooks, Middleware, Outcome
 from ._inbox import Inbox, open_inbox
@@ -139,21 +139,11 @@ class EventBus:
         extensions: Mapping[str, str] | None = None,
     ) -> Event:
         """Build an event with this bus's ``source`` (for :meth:`publish_many`)."""
-        return Event(
-            type=type,
-            data=data,
-            id=id or new_event_id(),
-            source=self.source,
-            time=time or datetime.now(timezone.utc),
-            datacontenttype=datacontenttype,
-            dataschema=dataschema,
-            subject=subject,
-            correlationid=correlationid,
-            causationid=causationid,
-            traceparent=traceparent,
-            key=key,
-            extensions=dict(extensions or {}),
-        )
+        return make_event(
+            type, data, id or new_event_id(), self.source, time or datetime.now(timezone.utc),
+            datacontenttype, dataschema, subject, correlationid, causationid, traceparent, key,
+            dict(extensions) if extensions else None,
+        )  # fmt: skip
 
     def publish(self, type: str, data: Any = None, **attributes: Any) -> PublishResult:
         """Publish one event; returns once the broker has it.
@@ -172,7 +162,7 @@ class EventBus:
         cannot be serialised means none of them is sent.
         """
         hooks = self.hooks
-        events = [hooks.prepare(e) for e in events]
+        events = [hooks.prepare(e) for e in events] if hooks.publish else list(events)
         messages = hooks.encoding(events, self._encode)
         outcome = hooks.sending(events, self._send, messages)
         return [PublishResult(e, outcome) for e in events]
@@ -183,7 +173,7 @@ class EventBus:
         message = encode(event)
         if self.content_mode == "structured":
             message = to_structured(message)
-        if self._max_size is not None and message.size > self._max_size:
+        if self._max_size is not None and not message.fits(self._max_size):
             raise MessageTooLarge(
                 f"event {event.id} of type {event.type!r} is {message.size} bytes encoded; "
                 f"this broker takes at most {self._max_size}"

@@ -28,9 +28,10 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 from ._errors import DecodeError, EncodeError
@@ -56,24 +57,49 @@ _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+\Z")  # CloudEvents attribute naming
 
 _json_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
+
+def _not_json(obj: object) -> None:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _json_dumps() -> Callable[[Any], str]:
+    """The strict encoder above without its per-call set-up (the C encoder, made once).
+
+    No circular-reference bookkeeping (it would be shared between threads): a
+    cycle ends in RecursionError instead, which ``encode`` reports like any
+    other unserialisable payload.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return _json_encoder.encode
+    c = make(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    join = "".join
+    return lambda obj: join(c(obj, 0))
+
+
+_dumps = _json_dumps()
+
 # Unique ids without a syscall per event: a random 64-bit prefix per process
-# (re-drawn after fork) and a counter. Same shape as a UUID for readability.
+# (re-drawn in a forked child) and a counter. Same shape as a UUID for readability.
 _id_prefix = ""
-_id_pid = -1
 _id_counter = itertools.count()
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix, _id_counter
+    p = uuid.uuid4().hex
+    _id_prefix = f"{p[:8]}-{p[8:12]}-{p[12:16]}-{p[16:20]}-"
+    _id_counter = itertools.count()
+
+
+_new_id_prefix()
+if hasattr(os, "register_at_fork"):  # a child must never repeat its parent's ids
+    os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def new_event_id() -> str:
     """A new unique event id (random per process, then a counter)."""
-    global _id_prefix, _id_pid, _id_counter
-    pid = os.getpid()
-    if pid != _id_pid:
-        _id_prefix = uuid.uuid4().hex[:20]
-        _id_pid = pid
-        _id_counter = itertools.count()
-    n = next(_id_counter)
-    p = _id_prefix
-    return f"{p[:8]}-{p[8:12]}-{p[12:16]}-{p[16:20]}-{n:012x}"
+    return f"{_id_prefix}{next(_id_counter):012x}"
 
 
 def default_source() -> str:
@@ -120,6 +146,47 @@ class Event:
         return _attributes(self, self.datacontenttype or _content_type_of(self.data))
 
 
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_new = object.__new__
+(_s_type, _s_data, _s_id, _s_source, _s_specversion, _s_time, _s_datacontenttype,
+ _s_dataschema, _s_subject, _s_correlationid, _s_causationid, _s_traceparent, _s_key,
+ _s_extensions, _s_attempt) = (
+    getattr(Event, f.name).__set__ for f in dataclasses.fields(Event))  # fmt: skip
+
+
+def make_event(
+    type: str, data: Any, id: str, source: str, time: datetime | None,
+    datacontenttype: str | None = None, dataschema: str | None = None,
+    subject: str | None = None, correlationid: str | None = None,
+    causationid: str | None = None, traceparent: str | None = None, key: str | None = None,
+    extensions: Mapping[str, str] | None = None, attempt: int = 1,
+) -> Event:  # fmt: skip
+    """``Event(...)`` for the hot paths (building and decoding), without the checks.
+
+    The same object the dataclass constructor makes, at about a third of its
+    cost: a frozen dataclass sets each of its 15 fields through
+    ``object.__setattr__``; this sets the slots directly. Callers pass values
+    of the right types (``bus.event`` and ``decode`` do).
+    """
+    e = _new(Event)
+    _s_type(e, type)
+    _s_data(e, data)
+    _s_id(e, id)
+    _s_source(e, source)
+    _s_specversion(e, SPECVERSION)
+    _s_time(e, time)
+    _s_datacontenttype(e, datacontenttype)
+    _s_dataschema(e, dataschema)
+    _s_subject(e, subject)
+    _s_correlationid(e, correlationid)
+    _s_causationid(e, causationid)
+    _s_traceparent(e, traceparent)
+    _s_key(e, key)
+    _s_extensions(e, _EMPTY if extensions is None else extensions)
+    _s_attempt(e, attempt)
+    return e
+
+
 @dataclass(slots=True)
 class Message:
     """An encoded event as adapters move it.
@@ -137,7 +204,14 @@ class Message:
     @property
     def size(self) -> int:
         """Bytes on the wire, roughly: body plus header names and values."""
-        return len(self.body) + sum(len(k) + len(v.encode()) for k, v in self.headers.items())
+        h = self.headers
+        return len(self.body) + len("".join(h).encode()) + len("".join(h.values()).encode())
+
+    def fits(self, limit: int) -> bool:
+        """``size <= limit``, without encoding the headers when they are clearly small."""
+        h = self.headers
+        chars = len("".join(h)) + len("".join(h.values()))
+        return len(self.body) + 4 * chars <= limit or self.size <= limit  # UTF-8: <= 4 bytes
 
 
 @dataclass(slots=True)
@@ -172,16 +246,23 @@ def _attributes(event: Event, content_type: str) -> dict[str, str]:
     }
     if event.time is not None:
         h["time"] = _format_time(event.time)
-    for name in ("dataschema", "subject", "correlationid", "causationid", "traceparent"):
-        value = getattr(event, name)
-        if value is not None:
-            h[name] = value
+    if event.dataschema is not None:
+        h["dataschema"] = event.dataschema
+    if event.subject is not None:
+        h["subject"] = event.subject
+    if event.correlationid is not None:
+        h["correlationid"] = event.correlationid
+    if event.causationid is not None:
+        h["causationid"] = event.causationid
+    if event.traceparent is not None:
+        h["traceparent"] = event.traceparent
     if event.key is not None:
         h["partitionkey"] = event.key
-    for name, value in event.extensions.items():
-        if name in KNOWN:
-            raise EncodeError(f"extension {name!r} shadows a CloudEvents attribute")
-        h[name] = value
+    if event.extensions:
+        for name, value in event.extensions.items():
+            if name in KNOWN:
+                raise EncodeError(f"extension {name!r} shadows a CloudEvents attribute")
+            h[name] = value
     return h
 
 
@@ -193,9 +274,14 @@ def _format_time(t: datetime) -> str:
 
 def _parse_time(s: str) -> datetime:
     try:
-        t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+        t = datetime.fromisoformat(s)  # 3.11 reads the "Z" suffix
     except ValueError:
-        raise DecodeError(f"attribute 'time' is not an RFC 3339 timestamp: {s[:64]!r}") from None
+        try:  # a lower-case "z", which RFC 3339 allows too
+            t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+        except ValueError:
+            raise DecodeError(
+                f"attribute 'time' is not an RFC 3339 timestamp: {s[:64]!r}"
+            ) from None
     if t.tzinfo is None:
         raise DecodeError(f"attribute 'time' has no time zone: {s[:64]!r}")
     return t
@@ -209,14 +295,24 @@ def _check_str(name: str, value: object) -> str:
     return value
 
 
-def encode(event: Event) -> Message:
-    """Serialise ``event`` for the wire; raises :class:`EncodeError` and sends nothing."""
+_valid_types: dict[str, None] = {}  # event types that passed _check_type (bounded)
+
+
+def _check_type(event_type: str) -> None:
     try:
-        validate_topic(event.type)
+        validate_topic(event_type)
     except (TypeError, ValueError) as exc:
         raise EncodeError(str(exc)) from None
-    if not event.type:
+    if not event_type:
         raise EncodeError("event type must not be empty")
+    if len(_valid_types) < 10_000:
+        _valid_types[event_type] = None
+
+
+def encode(event: Event) -> Message:
+    """Serialise ``event`` for the wire; raises :class:`EncodeError` and sends nothing."""
+    if event.type.__class__ is not str or event.type not in _valid_types:
+        _check_type(event.type)
     data = event.data
     if isinstance(data, (bytes, bytearray, memoryview)):
         body = bytes(data)
@@ -227,8 +323,8 @@ def encode(event: Event) -> Message:
             raise EncodeError("str payload is not valid Unicode (lone surrogate)") from None
     else:
         try:
-            body = _json_encoder.encode(data).encode("utf-8")
-        except (TypeError, ValueError, UnicodeEncodeError) as exc:
+            body = _dumps(data).encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
             raise EncodeError(
                 f"payload of {event.type!r} is not JSON-serialisable: {exc}; "
                 "pass bytes, str, or JSON values (dict, list, str, int, float, bool, None)"
@@ -242,19 +338,29 @@ def encode(event: Event) -> Message:
     if bad:
         for name, value in headers.items():
             _check_str(name, value)
-    for name in event.extensions:  # known names are valid by construction
-        if not _ATTRIBUTE_NAME.match(name):
-            raise EncodeError(
-                f"attribute name {name!r}: CloudEvents names are lower-case a-z and 0-9 only"
-            )
+    if event.extensions:
+        for name in event.extensions:  # known names are valid by construction
+            if not _ATTRIBUTE_NAME.match(name):
+                raise EncodeError(
+                    f"attribute name {name!r}: CloudEvents names are lower-case a-z and 0-9 only"
+                )
     if not event.id or not event.source:
         raise EncodeError("attributes 'id' and 'source' must not be empty")
     return Message(topic=event.type, body=body, headers=headers, key=event.key)
 
 
+_json_types: dict[str, bool] = {}  # content type -> is JSON (bounded)
+
+
 def _is_json(content_type: str) -> bool:
+    known = _json_types.get(content_type)
+    if known is not None:
+        return known
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == JSON or media.endswith("+json") or media == "text/json"
+    answer = media == JSON or media.endswith("+json") or media == "text/json"
+    if len(_json_types) < 1000:
+        _json_types[content_type] = answer
+    return answer
 
 
 def decode(message: Message, attempt: int = 1) -> Event:
@@ -268,18 +374,21 @@ def decode(message: Message, attempt: int = 1) -> Event:
 
         message = from_structured(message)
         headers = message.headers
+    try:  # every name and value a str: one check here instead of one per attribute
+        "".join(headers)
+        "".join(headers.values())
+    except TypeError:
+        _not_strings(headers)
+    get = headers.get
     for name in REQUIRED:
-        value = headers.get(name)
-        if not isinstance(value, str) or not value:
+        if not get(name):
             raise DecodeError(f"missing required CloudEvents attribute {name!r}")
     if headers["specversion"] != SPECVERSION:
         raise DecodeError(f"unsupported CloudEvents specversion {headers['specversion'][:16]!r}")
     body = message.body
     if not isinstance(body, (bytes, bytearray)):
         raise DecodeError(f"message body is {type(body).__name__}, not bytes")
-    content_type = headers.get("datacontenttype") or JSON
-    if not isinstance(content_type, str):
-        raise DecodeError("attribute 'datacontenttype' is not a string")
+    content_type = get("datacontenttype") or JSON
     data: Any
     if _is_json(content_type):
         try:
@@ -287,7 +396,7 @@ def decode(message: Message, attempt: int = 1) -> Event:
         except UnicodeDecodeError as exc:
             raise DecodeError(f"JSON payload is not UTF-8: {exc}") from None
         try:
-            data = json.loads(text) if text else None
+            data = _json_decode(text) if text else None
         except (ValueError, RecursionError) as exc:
             raise DecodeError(f"payload is not valid JSON: {str(exc)[:200]}") from None
     elif content_type.lower().startswith("text/"):
@@ -297,37 +406,23 @@ def decode(message: Message, attempt: int = 1) -> Event:
             raise DecodeError(f"text payload is not UTF-8: {exc}") from None
     else:
         data = bytes(body)
-    extensions: dict[str, str] = {}
-    for name, value in headers.items():
-        if name not in KNOWN:
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise DecodeError(f"attribute {str(name)[:40]!r} is not a string")
-            extensions[name] = value
-    time_s = headers.get("time")
-    key = headers.get("partitionkey", message.key)
-    return Event(
-        type=headers["type"],
-        data=data,
-        id=headers["id"],
-        source=headers["source"],
-        specversion=SPECVERSION,
-        time=_parse_time(time_s) if isinstance(time_s, str) and time_s else None,
-        datacontenttype=content_type,
-        dataschema=_opt(headers, "dataschema"),
-        subject=_opt(headers, "subject"),
-        correlationid=_opt(headers, "correlationid"),
-        causationid=_opt(headers, "causationid"),
-        traceparent=_opt(headers, "traceparent"),
-        key=key if isinstance(key, str) else None,
-        extensions=extensions,
-        attempt=attempt,
+    extensions = (
+        None if KNOWN.issuperset(headers) else {n: v for n, v in headers.items() if n not in KNOWN}
     )
+    time_s = get("time")
+    key = get("partitionkey", message.key)
+    return make_event(
+        headers["type"], data, headers["id"], headers["source"],
+        _parse_time(time_s) if time_s else None, content_type, get("dataschema"),
+        get("subject"), get("correlationid"), get("causationid"), get("traceparent"),
+        key if isinstance(key, str) else None, extensions, attempt,
+    )  # fmt: skip
 
 
-def _opt(headers: Mapping[str, Any], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise DecodeError(f"attribute {name!r} is not a string")
-    return value
+_json_decode = json.JSONDecoder().decode
+
+
+def _not_strings(headers: Mapping[Any, Any]) -> None:
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise DecodeError(f"attribute {str(name)[:40]!r} is not a string")

@@ -85,6 +85,20 @@ class HandlerInfo:
     event: Event
 
 
+_new = object.__new__
+_set_group, _set_handler, _set_event = (
+    getattr(HandlerInfo, name).__set__ for name in ("group", "handler", "event"))  # fmt: skip
+
+
+def _info(group: str, handler: str, event: Event) -> HandlerInfo:
+    """``HandlerInfo(group, handler, event)`` at a third of the frozen dataclass's cost."""
+    info = _new(HandlerInfo)
+    _set_group(info, group)
+    _set_handler(info, handler)
+    _set_event(info, event)
+    return info
+
+
 _current: contextvars.ContextVar[HandlerInfo | None] = contextvars.ContextVar(
     "eventbus_handler", default=None
 )
@@ -169,7 +183,7 @@ class Hooks:
         self, group: str, event: Event, dispatch: Callable[[], tuple[str, str]]
     ) -> tuple[str, str]:
         """Run ``dispatch()`` (the group's handlers) for ``event``, reporting its outcome."""
-        token = _current.set(HandlerInfo(group, "", event))  # worker log lines name the event
+        token = _current.set(_info(group, "", event))  # worker log lines name the event
         try:
             if not self.outcome:
                 return dispatch()
@@ -196,7 +210,7 @@ class Hooks:
 
     def call(self, group: str, handler: str, event: Event, run: Callable[[Event], None]) -> None:
         """``run(event)`` inside every middleware (the first registered is outermost)."""
-        token = _current.set(HandlerInfo(group, handler, event))
+        token = _current.set(_info(group, handler, event))
         try:
             if not self.middleware:
                 run(event)

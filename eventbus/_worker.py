@@ -81,7 +81,17 @@ class _Group:
 
     def __init__(self, name: str, subs: Sequence[Subscription]) -> None:
         self.name = name
-        self.subs = [(Matcher(s.patterns), s) for s in subs]
+        #: (matcher, subscription, its name, a direct callable for a plain ``def``
+        #: handler without a timeout, else None), worked out once, not per event.
+        self.subs = [
+            (
+                Matcher(s.patterns),
+                s,
+                s.name,
+                None if s.is_async or s.timeout is not None else s.handler,
+            )
+            for s in subs
+        ]
         self.patterns = tuple(dict.fromkeys(p for s in subs for p in s.patterns))
         self.retry = subs[0].retry
         self.concurrency = max(s.concurrency for s in subs)
@@ -134,7 +144,7 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        needs_loop = any(s.is_async for g in self._groups for _, s in g.subs)
+        needs_loop = any(s.is_async for g in self._groups for _, s, _, _ in g.subs)
         if needs_loop and self._loop is None:
             self._own_loop = asyncio.new_event_loop()
             t = threading.Thread(
@@ -296,12 +306,12 @@ class Worker:
 
     def _dispatch(self, g: _Group, event: Event, delivery: Delivery) -> tuple[str, str]:
         handled = False
-        for matcher, sub in g.subs:
+        for matcher, sub, name, direct in g.subs:
             if not matcher(event.type):
                 continue
             handled = True
             try:
-                self._hooks.call(g.name, sub.name, event, functools.partial(self._call, sub))
+                self._hooks.call(g.name, name, event, direct or functools.partial(self._call, sub))
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if g.retry.should_retry(exc, delivery.attempt):
