@@ -80,6 +80,7 @@ class KafkaAdapter(Adapter):
         self._producer: Any = None
         self._admin: Any = None
         self._known: set[str] = set()
+        self._topic_names: dict[str, str] = {}
         self._declared: dict[str, tuple[str, ...]] = {}
         self._consumers: weakref.WeakSet[KafkaConsumer] = weakref.WeakSet()
         self._closed = False
@@ -152,8 +153,8 @@ class KafkaAdapter(Adapter):
         if not messages:
             return
         s = self.settings
-        prefix = s.prefix
-        topics = [topic_for(m.topic, prefix) for m in messages]
+        names = self._topic_names  # event type -> Kafka topic, worked out once per type
+        topics = [names.get(m.topic) or self._topic_name(m.topic) for m in messages]
         if s.create_topics:
             known = self._known
             missing = {t for t in topics if t not in known}
@@ -191,6 +192,12 @@ class KafkaAdapter(Adapter):
             raise BrokerUnavailable(
                 f"kafka: {left} event(s) not acknowledged within {s.publish_timeout}s"
             )
+
+    def _topic_name(self, event_type: str) -> str:
+        name = topic_for(event_type, self.settings.prefix)
+        if len(self._topic_names) < 10_000:
+            self._topic_names[event_type] = name
+        return name
 
     @staticmethod
     def _publish_error(err: Any, total: int, failed: int = 0) -> Exception:

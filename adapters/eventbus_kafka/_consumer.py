@@ -170,6 +170,7 @@ class KafkaConsumer(Consumer):
             "max.poll.interval.ms": int(s.max_poll_interval * 1000),
             "partition.assignment.strategy": s.assignment,
             "topic.metadata.refresh.interval.ms": int(s.metadata_refresh * 1000),
+            "fetch.wait.max.ms": s.client.get("fetch.wait.max.ms", int(s.fetch_wait * 1000)),
             "on_commit": self._on_commit,
             "error_cb": self._on_client_error,
         }))  # fmt: skip
@@ -270,7 +271,7 @@ class KafkaConsumer(Consumer):
             raw = m.headers()
             attrs, own = in_headers(raw)
             kb = m.key()
-            key = kb.decode("utf-8", "replace") if kb is not None else None
+            key = None if kb is None else kb.decode("utf-8", "replace")
             if part.retry:
                 event_type = own.get(H_TOPIC) or attrs.get("type", "")
                 attempt = to_int(own.get(H_ATTEMPT), 2) + (offset < part.inherited)

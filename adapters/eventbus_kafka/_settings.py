@@ -65,6 +65,11 @@ class KafkaSettings:
       (a whole batch of handlers must fit) before it is put out of the group.
     - ``commit_interval``: seconds between offset commits while consuming;
       revoke and close always commit synchronously.
+    - ``fetch_wait``: seconds the broker may hold a fetch while it has no new
+      records (librdkafka's ``fetch.wait.max.ms``, 0.5 s by its default). Apache
+      Kafka answers as soon as a record arrives, so this only sets how often an
+      idle member asks (10 times a second at 0.1); brokers that answer only when
+      the wait runs out (Tansu) add up to this much latency, so use 0.01 there.
     - ``metadata_refresh``: seconds between checks for new topics matching a
       wildcard (topics created through this process are seen at once).
     - ``local_retries`` / ``local_retry_max_delay``: a failed event is retried in
@@ -98,6 +103,7 @@ class KafkaSettings:
     session_timeout: float = 10.0
     max_poll_interval: float = 300.0
     commit_interval: float = 1.0
+    fetch_wait: float = 0.1
     metadata_refresh: float = 5.0
     local_retries: int = 3
     local_retry_max_delay: float = 5.0
@@ -128,7 +134,8 @@ class KafkaSettings:
                 raise ConfigError(f"kafka: {name} must be > 0 seconds")
         if self.max_poll_interval < self.session_timeout:
             raise ConfigError("kafka: max_poll_interval must be >= session_timeout")
-        for name in ("commit_interval", "local_retry_max_delay", "linger", "leave_grace"):
+        for name in ("commit_interval", "local_retry_max_delay", "linger", "leave_grace",
+                     "fetch_wait"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"kafka: {name} must be >= 0 seconds")
         if self.local_retries < 0 or self.max_held < 1:
