@@ -380,15 +380,17 @@ def decode(message: Message, attempt: int = 1) -> Event:
     except TypeError:
         _not_strings(headers)
     get = headers.get
-    for name in REQUIRED:
-        if not get(name):
-            raise DecodeError(f"missing required CloudEvents attribute {name!r}")
-    if headers["specversion"] != SPECVERSION:
-        raise DecodeError(f"unsupported CloudEvents specversion {headers['specversion'][:16]!r}")
+    id_, source, type_, spec = get("id"), get("source"), get("type"), get("specversion")
+    if not (id_ and source and type_ and spec):
+        missing = next(name for name in REQUIRED if not get(name))
+        raise DecodeError(f"missing required CloudEvents attribute {missing!r}")
+    if spec != SPECVERSION:
+        raise DecodeError(f"unsupported CloudEvents specversion {spec[:16]!r}")
     body = message.body
     if not isinstance(body, (bytes, bytearray)):
         raise DecodeError(f"message body is {type(body).__name__}, not bytes")
-    content_type = get("datacontenttype") or JSON
+    ct = get("datacontenttype")  # (again: structured mode replaced the headers)
+    content_type = ct or JSON
     data: Any
     if _is_json(content_type):
         try:
@@ -406,16 +408,18 @@ def decode(message: Message, attempt: int = 1) -> Event:
             raise DecodeError(f"text payload is not UTF-8: {exc}") from None
     else:
         data = bytes(body)
+    time_s = get("time")
+    t = _parse_time(time_s) if time_s else None
+    key = message.key if isinstance(message.key, str) else None
+    if len(headers) == 4 + (ct is not None) + (time_s is not None):  # nothing optional
+        return make_event(type_, data, id_, source, t, content_type, key=key, attempt=attempt)
     extensions = (
         None if KNOWN.issuperset(headers) else {n: v for n, v in headers.items() if n not in KNOWN}
     )
-    time_s = get("time")
-    key = get("partitionkey", message.key)
     return make_event(
-        headers["type"], data, headers["id"], headers["source"],
-        _parse_time(time_s) if time_s else None, content_type, get("dataschema"),
-        get("subject"), get("correlationid"), get("causationid"), get("traceparent"),
-        key if isinstance(key, str) else None, extensions, attempt,
+        type_, data, id_, source, t, content_type, get("dataschema"), get("subject"),
+        get("correlationid"), get("causationid"), get("traceparent"),
+        get("partitionkey", key), extensions, attempt,
     )  # fmt: skip
 
 
