@@ -10,6 +10,9 @@ Publishing
 - ``raw produce``: ``Producer.produce`` in a loop, one flush at the end;
 - ``raw produce + ce headers``: the same with the CloudEvents headers our records
   carry (what the binding itself costs in confluent-kafka);
+- ``raw produce + cloudevents SDK``: the same records without eventbus: a
+  ``CloudEvent`` of the official SDK per payload, its Kafka ``to_binary``,
+  ``produce`` (what a team pays for CloudEvents on raw confluent-kafka);
 - ``adapter publish``: ``KafkaAdapter.publish`` of already-encoded messages,
   1,000 per call (the adapter's own cost);
 - ``publish_many``: ``EventBus.publish_many``, 1,000 events per call, building
@@ -21,6 +24,8 @@ Consuming (all read the same N records, written by ``publish_many`` so they carr
 CloudEvents headers; timed from the first record to the last)
 - ``raw consume``: ``consume(500, 0)`` (else ``poll(1)``), ``json.loads`` of each
   value, a trivial callback, auto-commit;
+- ``raw consume + cloudevents SDK``: the same with the SDK's ``from_binary``
+  making a ``CloudEvent`` of each record for the callback;
 - ``adapter receive``: ``KafkaConsumer.receive(100)``, ``json.loads`` of each
   body, ``ack`` per batch (the adapter's own cost);
 - ``consume``: an ``EventBus`` worker with a trivial handler (decode to an Event,
@@ -49,6 +54,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +153,40 @@ def raw_produce_headers(bootstrap: str, topic: str, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def raw_produce_sdk(bootstrap: str, topic: str, n: int) -> float | None:
+    """Raw produce of CloudEvents built and bound by the official ``cloudevents`` SDK.
+
+    What a team gets without eventbus when it wants the same records: a
+    ``CloudEvent`` per payload, ``to_binary`` (``ce_`` headers, JSON value),
+    ``produce``; one flush at the end.
+    """
+    try:
+        from cloudevents.core.bindings import kafka as ce_kafka
+        from cloudevents.core.formats.json import JSONFormat
+        from cloudevents.core.v1.event import CloudEvent
+    except ImportError:
+        return None
+    fmt = JSONFormat()
+    p = confluent_kafka.Producer(producer_config(bootstrap))
+    payloads = [payload(i) for i in range(n)]
+    p.produce(topic, b"{}")
+    p.flush()
+    start = time.perf_counter()
+    for data in payloads:
+        event = CloudEvent({"type": "bench.sdk", "source": "/bench", "id": str(uuid.uuid4()),
+                            "specversion": "1.0", "time": datetime.now(timezone.utc),
+                            "datacontenttype": "application/json"}, data)  # fmt: skip
+        m = ce_kafka.to_binary(event, fmt)
+        while True:
+            try:
+                p.produce(topic, m.value, m.key, headers=list(m.headers.items()))
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush()
+    return n / (time.perf_counter() - start)
+
+
 def raw_produce_flush(bootstrap: str, topic: str, n: int) -> float:
     p = confluent_kafka.Producer(producer_config(bootstrap))
     values = [json.dumps(payload(i), separators=(",", ":")).encode() for i in range(n)]
@@ -207,6 +247,39 @@ def raw_consume(bootstrap: str, topic: str, n: int) -> float:
                 if not start:
                     start = time.perf_counter()
                 callback(json.loads(m.value()))
+                count += 1
+        return n / (time.perf_counter() - start)
+    finally:
+        c.close()
+
+
+def raw_consume_sdk(bootstrap: str, topic: str, n: int) -> float | None:
+    """Raw consume (as ``raw_consume``) with the ``cloudevents`` SDK's ``from_binary``
+    turning each record into a ``CloudEvent`` for the callback."""
+    try:
+        from cloudevents.core.bindings import kafka as ce_kafka
+        from cloudevents.core.formats.json import JSONFormat
+    except ImportError:
+        return None
+    fmt = JSONFormat()
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap,
+                                  "group.id": "rawsdk-" + uuid.uuid4().hex,
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                                  "partition.assignment.strategy": "roundrobin"})  # fmt: skip
+    c.subscribe([topic])
+    count = 0
+    start = 0.0
+    try:
+        while count < n:
+            for m in c.consume(500, 0) or [c.poll(1.0)]:
+                if m is None or m.error() is not None:
+                    continue
+                if not start:
+                    start = time.perf_counter()
+                message = ce_kafka.KafkaMessage(headers=dict(m.headers() or ()), key=m.key(),
+                                                value=m.value())  # fmt: skip
+                ce_kafka.from_binary(message, fmt).get_data()
                 count += 1
         return n / (time.perf_counter() - start)
     finally:
@@ -302,11 +375,14 @@ def main() -> None:
         settings = KafkaSettings(bootstrap_servers=bootstrap, prefix=prefix, start="earliest",
                                  session_timeout=6.0, max_poll_interval=60.0)  # fmt: skip
         adapter = KafkaAdapter(settings)
-        for name in ("raw", "rawh", "rawflush", "adapter", "many", "one"):
+        for name in ("raw", "rawh", "rawsdk", "rawflush", "adapter", "many", "one"):
             adapter.ensure_topics([topic_for(f"bench.{name}", prefix)])
         r["raw produce"] = raw_produce(bootstrap, topic_for("bench.raw", prefix), n)
         r["raw produce + ce headers"] = raw_produce_headers(
             bootstrap, topic_for("bench.rawh", prefix), n)  # fmt: skip
+        sdk = raw_produce_sdk(bootstrap, topic_for("bench.rawsdk", prefix), n)
+        if sdk is not None:
+            r["raw produce + cloudevents SDK"] = sdk
         r["adapter publish"] = adapter_publish(adapter, "bench.adapter", n)
         bus = EventBus(KafkaAdapter(settings), source="/bench", config=BusConfig())
         r["publish_many"] = ours_publish_many(bus, "bench.many", n)
@@ -316,6 +392,9 @@ def main() -> None:
         bus.close()
         # every consumer reads what publish_many wrote (n + 1 with its warm-up event)
         r["raw consume"] = raw_consume(bootstrap, topic_for("bench.many", prefix), n + 1)
+        sdk = raw_consume_sdk(bootstrap, topic_for("bench.many", prefix), n + 1)
+        if sdk is not None:
+            r["raw consume + cloudevents SDK"] = sdk
         r["adapter receive"] = adapter_receive(settings, "bench.many", n + 1)
         r["consume"] = ours_consume(settings, "bench.many", n + 1)
         report = profile_consume(settings, "bench.many", n + 1) if args.profile else None
@@ -330,6 +409,11 @@ def main() -> None:
         / r["raw produce + ce headers"],
         "adapter receive / raw consume": r["adapter receive"] / r["raw consume"],
     }
+    against_sdk = {  # the same records without eventbus: confluent-kafka + cloudevents SDK
+        f"{ours} / raw {side} + cloudevents SDK": r[ours] / r[f"raw {side} + cloudevents SDK"]
+        for ours, side in (("publish_many", "produce"), ("consume", "consume"))
+        if f"raw {side} + cloudevents SDK" in r
+    }
     print(f"Kafka benchmark: {n} events of 200 bytes, Python {platform.python_version()}, "
           f"confluent-kafka {confluent_kafka.version()[0]}, "
           f"librdkafka {confluent_kafka.libversion()[0]}")  # fmt: skip
@@ -341,10 +425,15 @@ def main() -> None:
     print("where the time goes:")
     for name, value in parts.items():
         print(f"  {name:<44} {value:5.2f}")
+    if against_sdk:
+        print("against confluent-kafka with the cloudevents SDK (the same records, no eventbus):")
+        for name, value in against_sdk.items():
+            print(f"  {name:<44} {value:5.2f}")
     if report:
         print(report)
     if args.json:
-        out = {"events": n, "results": r, "ratios": ratios, "parts": parts}
+        out = {"events": n, "results": r, "ratios": ratios, "parts": parts,
+               "against_sdk": against_sdk}  # fmt: skip
         args.json.write_text(json.dumps(out, indent=2))
 
 
