@@ -36,23 +36,19 @@ from eventbus import (
     require,
 )
 
+from . import _tooling
 from ._consumer import KafkaConsumer
 from ._names import INTERNAL, dead_topic, is_wild, retry_topic, topic_for, unescape
 from ._settings import KafkaSettings
 from ._wire import (
-    H_ATTEMPT,
-    H_REASON,
-    H_TOPIC,
     TOO_LARGE,
     UNAVAILABLE,
     bump_epoch,
     client_log,
     error,
-    in_headers,
     is_event_topic,
     log,
     out_headers,
-    to_int,
 )
 
 __all__ = ["KafkaAdapter"]
@@ -357,47 +353,25 @@ class KafkaAdapter(Adapter):
         for c in consumers:
             c.crash()
 
-    # -- dead letters -----------------------------------------------------------------
+    # -- dead letters and group removal (the work is in ._tooling) -------------------
     def dead_letters(self, group: str, limit: int = 100) -> list[tuple[Delivery, str]]:
-        """The group's dead-letter topic, read from the start: (delivery, reason) pairs."""
-        ck, s = self.ck, self.settings
-        topic = dead_topic(s.prefix, group)
-        c = self._make(ck.Consumer, self.client_config(**{
-            "group.id": f"{s.prefix}{INTERNAL}reader", "enable.auto.commit": False,
-            "enable.partition.eof": True}))  # fmt: skip
-        out: list[tuple[Delivery, str]] = []
-        try:
-            meta = c.list_topics(topic, timeout=s.publish_timeout).topics.get(topic)
-            if meta is None or meta.error is not None or not meta.partitions:
-                return []
-            c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in meta.partitions])
-            done: set[int] = set()
-            deadline = time.monotonic() + s.publish_timeout
-            while len(done) < len(meta.partitions) and len(out) < limit:
-                if time.monotonic() > deadline:
-                    break
-                m = c.poll(0.5)
-                if m is None:
-                    continue
-                err = m.error()
-                if err is not None:
-                    if err.code() == ck.KafkaError._PARTITION_EOF:
-                        done.add(m.partition())
-                    else:
-                        log.debug("kafka: reading dead letters: %s", err)
-                    continue
-                attrs, own = in_headers(m.headers())
-                key = m.key()
-                message = Message(
-                    topic=own.get(H_TOPIC) or attrs.get("type", ""),
-                    body=m.value() or b"",
-                    headers=attrs,
-                    key=key.decode("utf-8", "replace") if key is not None else None,
-                )
-                attempt = to_int(own.get(H_ATTEMPT), 1)
-                out.append((Delivery(message, attempt), own.get(H_REASON, "")))
-        except ck.KafkaException as exc:
-            raise error(exc.args[0], f"reading the dead letters of {group!r}") from exc
-        finally:
-            c.close()
-        return out
+        """Up to ``limit`` dead letters of ``group`` not yet replayed or purged, oldest first."""
+        return _tooling.dead_letters(self, group, limit)
+
+    def replay_dead_letters(self, group: str, limit: int | None = None) -> int:
+        """Copy dead letters to the group's retry topic with ``attempt`` 1, oldest first.
+
+        The copies are acknowledged before the letters count as replayed: a crash
+        mid-replay may repeat letters, never lose one (see :mod:`._tooling`).
+        """
+        return _tooling.replay_dead_letters(self, group, limit)
+
+    def purge_dead_letters(self, group: str) -> int:
+        return _tooling.purge_dead_letters(self, group)
+
+    def delete_group(self, group: str) -> None:
+        """Delete the consumer group, its retry and dead-letter topics; idempotent.
+
+        Close the group's consumers first (:class:`BrokerError` while it has members).
+        """
+        _tooling.delete_group(self, group)
