@@ -107,7 +107,8 @@ class _Cursor:
         todo = set(starts) if cap != 0 else set()
         if not todo:
             return got, counts, ends
-        c.assign([ck.TopicPartition(self.topic, p, o) for p, o in starts.items()])
+        tps = [ck.TopicPartition(self.topic, p, o) for p, o in starts.items()]
+        c.assign(tps)
         deadline = time.monotonic() + s.publish_timeout
         try:
             while todo:
@@ -142,6 +143,7 @@ class _Cursor:
                         todo.discard(p)
                         c.pause([ck.TopicPartition(self.topic, p)])
         finally:
+            c.resume(tps)  # librdkafka keeps a partition's pause across assignments
             c.unassign()
         return got, counts, ends
 

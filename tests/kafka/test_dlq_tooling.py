@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventbus_kafka import KafkaAdapter, KafkaSettings
+from eventbus_kafka import KafkaAdapter, KafkaSettings, _tooling
 
 from eventbus import Consumer, Delivery, Event, encode
 from eventbus._cli import main
@@ -187,4 +187,23 @@ def test_cli_lists_replays_and_purges(cli: Any, make_adapter: Make, word: str) -
     assert code == 0 and "no dead letters" in out, out
     code, out = cli("dlq", "replay", group, "--yes")
     assert code == 0 and "nothing to replay" in out, out
+    c.close()
+
+
+def test_replay_in_several_rounds(
+    make_adapter: Make, word: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_tooling, "CHUNK", 2)  # 5 letters: rounds of 2, 2 and 1
+    a = make_adapter()
+    group, topic = f"{word}.g", f"{word}.paid"
+    c = a.consumer(group, [topic])
+    _publish(a, topic, 5)
+    order = _dead_letter(a, c, group, 5, "bad")
+    assert a.replay_dead_letters(group, 3) == 3
+    assert _ids(a.dead_letters(group)) == order[3:]
+    assert a.replay_dead_letters(group) == 2
+    assert a.dead_letters(group) == []
+    again = _take(c, 5, "the replayed letters")
+    assert [d.message.headers["id"] for d in again] == order
+    c.ack(again)
     c.close()
