@@ -92,9 +92,14 @@ class _Cursor:
                 for tp in committed}  # fmt: skip
 
     def scan(
-        self, starts: dict[int, int], cap: int | None = None, keep: bool = True
+        self,
+        starts: dict[int, int],
+        cap: int | None = None,
+        keep: bool = True,
+        until: dict[int, int] | None = None,
     ) -> tuple[dict[int, list[_Letter]], dict[int, int], dict[int, int]]:
-        """Read each partition from ``starts`` to its end, or ``cap`` letters of it.
+        """Read each partition from ``starts`` to its end (or to the offset in ``until``;
+        a partition missing there: none), or ``cap`` letters of it.
 
         Returns the letters (if ``keep``), how many were read and one past the
         last offset read, per partition. Raises :class:`BrokerUnavailable` if the
@@ -104,6 +109,8 @@ class _Cursor:
         got: dict[int, list[_Letter]] = {p: [] for p in starts}
         counts = dict.fromkeys(starts, 0)
         ends: dict[int, int] = {}
+        if until is not None:
+            starts = {p: o for p, o in starts.items() if p in until and o < until[p]}
         todo = set(starts) if cap != 0 else set()
         if not todo:
             return got, counts, ends
@@ -132,6 +139,10 @@ class _Cursor:
                             raise error(err, f"reading the dead letters of {self.group!r}")
                         else:
                             log.debug("kafka: reading dead letters: %s", err)
+                        continue
+                    if until is not None and m.offset() >= until[p]:
+                        todo.discard(p)
+                        c.pause([ck.TopicPartition(self.topic, p)])
                         continue
                     counts[p] += 1
                     ends[p] = m.offset() + 1
@@ -211,21 +222,17 @@ def replay_dead_letters(adapter: KafkaAdapter, group: str, limit: int | None = N
             return 0
         # "All there are now": letters dead-lettered while we replay (a handler failing
         # again) are left for the next replay, so this never chases its own tail.
-        _, _, stop = cursor.scan(starts, keep=False) if limit is None else ({}, {}, {})
-        adapter.ensure_topics([retry])
-        producer = adapter._make(ck.Producer, adapter.producer_config())
+        until = cursor.scan(starts, keep=False)[2] if limit is None else None
+        producer: Any = None
         try:
             while limit is None or moved < limit:
                 want = CHUNK if limit is None else min(CHUNK, limit - moved)
-                if limit is None:  # only up to where the letters ended when we began
-                    starts = {p: o for p, o in starts.items() if p in stop and (
-                        o < 0 or o < stop[p])}  # fmt: skip
-                got, _, _ = cursor.scan(starts, cap=want)
-                if limit is None:
-                    got = {p: [x for x in xs if x.offset < stop[p]] for p, xs in got.items()}
-                batch = _oldest_first(got, want)
+                batch = _oldest_first(cursor.scan(starts, cap=want, until=until)[0], want)
                 if not batch:
                     break
+                if producer is None:
+                    adapter.ensure_topics([retry])
+                    producer = adapter._make(ck.Producer, adapter.producer_config())
                 _copy(adapter, producer, retry, batch)
                 ends = {x.partition: x.offset + 1 for x in batch}  # in offset order per partition
                 cursor.commit(ends)
@@ -234,7 +241,8 @@ def replay_dead_letters(adapter: KafkaAdapter, group: str, limit: int | None = N
                 if len(batch) < want:
                     break
         finally:
-            producer.flush(s.publish_timeout)
+            if producer is not None:
+                producer.flush(s.publish_timeout)
     log.info("kafka: replayed %d dead letter(s) of group %s", moved, group)
     return moved
 
