@@ -57,7 +57,6 @@ def lint(session: nox.Session) -> None:
         "adapters",
         "tests",
         "benchmarks",
-        "examples",
         "scripts",
         "noxfile.py",
     )

@@ -5,13 +5,14 @@ depend on billing. Billing is stopped while orders keeps publishing; the broker
 keeps the orders for billing's group; billing starts again and catches up with
 nothing lost. Notifications, in a group of its own, gets every order all along
 (fan-out). Every service is a real process started through the CLI
-(``eventbus worker examples.orders_billing.billing:bus``); the demo counts what
-each one printed and exits 0 only if every order was invoiced and notified.
+(``eventbus worker eventbus.examples.orders_billing.billing:bus``); the demo
+counts what each one printed and exits 0 only if every order was invoiced and
+notified. The example ships in the package (:mod:`eventbus.examples.orders_billing`),
+so the demo runs from any installation, not only from a source checkout.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -27,33 +28,32 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
 
-from ._errors import ConfigError, EventBusError
+from ._errors import EventBusError
 
 __all__ = ["run_demo"]
 
-EXAMPLE = "examples.orders_billing"
+EXAMPLE = "eventbus.examples.orders_billing"
+EXAMPLE_DIR = Path(__file__).resolve().parent / "examples" / "orders_billing"
 _PUBLISHED = re.compile(r"^published order (\d+)\b")
 _INVOICED = re.compile(r"^invoice \S+ for order (\d+)\b")
 _NOTIFIED = re.compile(r"^notified .* about order (\d+)\b")
 _COLOURS = {"orders": "36", "billing": "33", "notifications": "35", "demo": "1"}
 
 
-def example_root() -> Path:
-    """The directory holding ``examples/orders_billing`` (a source checkout)."""
-    try:
-        spec = importlib.util.find_spec(EXAMPLE)
-    except ImportError:
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations))).resolve().parent.parent
-    for candidate in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        if (candidate / "examples" / "orders_billing" / "billing.py").is_file():
-            return candidate
-    raise ConfigError(
-        "the demo runs examples/orders_billing from the eventbus source tree, which this "
-        "installation does not have; run it from a clone: "
-        "git clone <repo> && cd eventbus && pip install -e . && eventbus demo"
-    )
+def _child_pythonpath() -> str:
+    """PYTHONPATH for the services, so they import this same eventbus.
+
+    The directory eventbus was imported from is added only when a child would
+    not find it anyway: a source tree run with ``python -m eventbus`` from its
+    root, say. An installation's site-packages is on every child's path already,
+    and putting it on PYTHONPATH would put it ahead of the standard library.
+    """
+    here = str(Path(__file__).resolve().parent.parent)
+    given = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    inherited = {os.path.realpath(p) for p in sys.path[1:] if p}  # sys.path[0]: not inherited
+    if here not in inherited:
+        given.insert(0, here)
+    return os.pathsep.join(given)
 
 
 class _Tally:
@@ -181,7 +181,6 @@ def _tidy(line: str) -> str:
 def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None) -> int:
     """Run the demo; returns the exit code (0 only if nothing was lost)."""
     out = out or sys.stdout
-    root = example_root()
     screen = _Screen(out)
     tally = _Tally()
     tmp = Path(tempfile.mkdtemp(prefix="eventbus-demo-"))
@@ -201,7 +200,7 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
     }  # fmt: skip
     env.update(
         EVENTBUS_CONFIG=str(config),
-        PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p),
+        PYTHONPATH=_child_pythonpath(),
     )
     # Create the broker file here, once: then the services open an existing file
     # instead of racing to create it (a first open of a new SQLite file by two
@@ -213,7 +212,7 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
     services: list[_Service] = []
 
     def start(name: str, argv: list[str]) -> _Service:
-        service = _Service(name, argv, env, root, tally, screen)
+        service = _Service(name, argv, env, tmp, tally, screen)
         services.append(service)
         return service
 
@@ -296,8 +295,10 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
     if logged is not None:
         screen.say(f"the broker's event log holds {logged} order event(s) (eventbus log lists it)")
     screen.say(f"done in {time.monotonic() - started:.1f}s")
-    screen.say("the same services run on RabbitMQ, Kafka, SQS or Service Bus by changing one "
-               "line, url, in eventbus.toml (see examples/orders_billing/eventbus.toml)")
+    screen.say(
+        "the same services run on RabbitMQ, Kafka, SQS or Service Bus by changing one "
+        f"line, url, in eventbus.toml (see {EXAMPLE_DIR / 'eventbus.toml'})"
+    )
     if keep:
         screen.say(f"kept {tmp}; look at it with: eventbus --config {config} log")
     else:

@@ -584,9 +584,10 @@ class AdapterConformance:
     # -- 14. the orders/billing example, unchanged, on this adapter ---------------------------
     def test_orders_billing_example_makes_the_same_invoices(self, bus: Any, names: Names) -> None:
         try:
-            orders = importlib.import_module("examples.orders_billing.orders")
-            billing = importlib.import_module("examples.orders_billing.billing")
-            notifications = importlib.import_module("examples.orders_billing.notifications")
+            example = "eventbus.examples.orders_billing"
+            orders = importlib.import_module(f"{example}.orders")
+            billing = importlib.import_module(f"{example}.billing")
+            notifications = importlib.import_module(f"{example}.notifications")
         except ImportError as exc:
             pytest.skip(f"the orders/billing example is not importable here ({exc}); "
                         "run the suite from an eventbus checkout")  # fmt: skip

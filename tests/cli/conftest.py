@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,15 +15,6 @@ import pytest
 from eventbus._cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-
-# The example lives in the source tree, not in the installed package: make it
-# importable when the tests run from a non-editable install.
-try:
-    _found = importlib.util.find_spec("examples.orders_billing") is not None
-except ImportError:  # pragma: no cover
-    _found = False
-if not _found:  # pragma: no cover
-    sys.path.insert(0, str(REPO))
 
 
 @dataclass
@@ -179,5 +169,5 @@ def watch() -> Callable[[subprocess.Popen[str]], Lines]:
 
 @pytest.fixture
 def repo() -> Path:
-    """The repository root (holds examples/)."""
+    """The repository root."""
     return REPO

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eventbus import Event, EventBus, MemoryAdapter
-from examples.orders_billing import billing, notifications, orders
+from eventbus.examples.orders_billing import billing, notifications, orders
 
 pytestmark = pytest.mark.memory
 
@@ -86,30 +86,30 @@ def test_a_bad_order_goes_straight_to_the_dead_letter() -> None:
     try:
         EventBus(broker).publish("order.created", {"id": 99})  # no user, no total
         wait_until(lambda: broker.dead_letters("billing-dlq-test"))
-        (delivery, reason), = broker.dead_letters("billing-dlq-test")
+        ((delivery, reason),) = broker.dead_letters("billing-dlq-test")
         assert delivery.attempt == 1  # not retried: retrying cannot fix it
         assert reason.startswith("NotAnOrder: ")
     finally:
         worker.close()
 
 
-def test_importing_the_services_connects_to_nothing(tmp_path, repo) -> None:
+def test_importing_the_services_connects_to_nothing(tmp_path) -> None:
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
-    env["PYTHONPATH"] = str(repo)
     code = (
-        "import examples.orders_billing.billing as b, examples.orders_billing.notifications as n\n"
-        "import examples.orders_billing.orders\n"
+        "import eventbus.examples.orders_billing.billing as b\n"
+        "import eventbus.examples.orders_billing.notifications as n\n"
+        "import eventbus.examples.orders_billing.orders\n"
         "assert 'bus' not in vars(b) and 'bus' not in vars(n)\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, timeout=60)
     assert list(tmp_path.iterdir()) == []  # no eventbus.db appeared
 
 
-EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "orders_billing"
+EXAMPLE_DIR = Path(billing.__file__).resolve().parent
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def stop(proc, sig: int = signal.SIGTERM) -> int:
 def test_example_billing_worker_invoices_and_stops_on_sigterm(
     spawn, watch, repo, sqlite_config
 ) -> None:
-    proc = spawn("worker", "examples.orders_billing.billing:bus", PYTHONPATH=str(repo))
+    proc = spawn("worker", "eventbus.examples.orders_billing.billing:bus", PYTHONPATH=str(repo))
     out = watch(proc)
     lines = out.wait_for(ready)
     assert any("ready: billing <- order.created" in line for line in lines)
@@ -66,11 +66,11 @@ def test_example_billing_worker_invoices_and_stops_on_sigterm(
 def test_events_published_while_the_worker_is_down_wait_for_it(
     spawn, watch, repo, sqlite_config
 ) -> None:
-    proc = spawn("worker", "examples.orders_billing.billing", PYTHONPATH=str(repo))
+    proc = spawn("worker", "eventbus.examples.orders_billing.billing", PYTHONPATH=str(repo))
     watch(proc).wait_for(ready)  # the group exists now
     assert stop(proc) == 0
     publish_orders(4)  # nobody is running
-    proc = spawn("worker", "examples.orders_billing.billing", PYTHONPATH=str(repo))
+    proc = spawn("worker", "eventbus.examples.orders_billing.billing", PYTHONPATH=str(repo))
     out = watch(proc)
     out.wait_for(lambda ls: sum(line.startswith("invoice INV-") for line in ls) >= 4)
     assert stop(proc, signal.SIGINT) == 0
@@ -183,7 +183,7 @@ def test_the_example_moves_to_rabbitmq_by_config_only(spawn, watch, repo) -> Non
     import subprocess
     from urllib.parse import urlsplit
 
-    config = str(repo / "examples" / "orders_billing" / "eventbus.rabbitmq.toml")
+    config = str(repo / "eventbus" / "examples" / "orders_billing" / "eventbus.rabbitmq.toml")
     env = {"PYTHONPATH": str(repo)}
     given = os.environ.get("EVENTBUS_RABBITMQ_URL")
     if given:  # the example's file reads the broker's address from these
@@ -191,12 +191,13 @@ def test_the_example_moves_to_rabbitmq_by_config_only(spawn, watch, repo) -> Non
         env.update(RABBITMQ_USER=parts.username or "guest",
                    RABBITMQ_PASSWORD=parts.password or "guest",
                    RABBITMQ_HOST=parts.hostname or "localhost")  # fmt: skip
-    proc = spawn("worker", "examples.orders_billing.billing:bus", "--config", config, **env)
+    billing = "eventbus.examples.orders_billing.billing:bus"
+    proc = spawn("worker", billing, "--config", config, **env)
     out = watch(proc)
     out.wait_for(ready)
     first = random.randrange(10**6, 10**7)  # ids of this run only: the broker is shared
     subprocess.run(
-        [sys.executable, "-m", "examples.orders_billing.orders", "--count", "3",
+        [sys.executable, "-m", "eventbus.examples.orders_billing.orders", "--count", "3",
          "--first-id", str(first), "--interval", "0"],
         cwd=repo, env={**child_env(), **env, "EVENTBUS_CONFIG": config}, check=True, timeout=60,
     )  # fmt: skip

@@ -132,17 +132,18 @@ def test_the_document_is_valid_asyncapi_3(url: str, protocol: str, header: str,
 
 def test_the_asyncapi_command(tmp_path: Path, official_schema: dict[str, Any]) -> None:
     out = tmp_path / "asyncapi.json"
-    result = run_cli("--config", str(REPO / "examples" / "orders_billing" / "eventbus.toml"),
-                     "asyncapi", "examples.orders_billing.billing:bus", "--output", str(out),
+    config = REPO / "eventbus" / "examples" / "orders_billing" / "eventbus.toml"
+    result = run_cli("--config", str(config), "asyncapi",
+                     "eventbus.examples.orders_billing.billing:bus", "--output", str(out),
                      cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stderr and "1 operation(s)" in result.stderr
     doc = json.loads(out.read_text())
     _validate(doc, official_schema)
-    assert doc["info"]["title"] == "examples.orders_billing.billing"
+    assert doc["info"]["title"] == "eventbus.examples.orders_billing.billing"
     (server,) = doc["servers"].values()
     assert server["protocol"] == "sqlite"
-    to_stdout = run_cli("asyncapi", "examples.orders_billing.billing:bus", cwd=tmp_path,
+    to_stdout = run_cli("asyncapi", "eventbus.examples.orders_billing.billing:bus", cwd=tmp_path,
                         EVENTBUS_URL="memory://")  # fmt: skip
     assert to_stdout.returncode == 0 and json.loads(to_stdout.stdout)["asyncapi"] == "3.0.0"
     missing = run_cli("asyncapi", "no_such_module:bus", cwd=tmp_path)

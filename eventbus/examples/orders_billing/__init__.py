@@ -5,11 +5,11 @@
 - :mod:`.notifications` (group ``notifications``) tells the customer about every
   order event: its own group, so it gets every event too (fan-out).
 
-Each service is its own process. From the repository root::
+Each service is its own process; they ship with eventbus, so from any directory::
 
-    eventbus worker examples.orders_billing.billing:bus
-    eventbus worker examples.orders_billing.notifications:bus
-    python -m examples.orders_billing.orders --count 5
+    eventbus worker eventbus.examples.orders_billing.billing:bus
+    eventbus worker eventbus.examples.orders_billing.notifications:bus
+    python -m eventbus.examples.orders_billing.orders --count 5
 
 The broker comes from ``eventbus.toml`` (see the one in this folder); the
 handlers never name one. ``eventbus demo`` runs all of it for you.

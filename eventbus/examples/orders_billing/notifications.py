@@ -1,8 +1,8 @@
 """Notifications: tells the customer about every order event (group ``notifications``).
 
-Run it from the repository root::
+Run it with::
 
-    eventbus worker examples.orders_billing.notifications:bus
+    eventbus worker eventbus.examples.orders_billing.notifications:bus
 
 It subscribes with ``order.#`` in its own group, so it gets every order event
 that billing gets, and more (fan-out between groups). Its handler is

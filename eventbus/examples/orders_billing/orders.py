@@ -1,8 +1,8 @@
 """Orders: takes orders and publishes ``order.created``; it never waits for billing.
 
-Run it from the repository root (the broker comes from the config file)::
+Run it with (the broker comes from the config file)::
 
-    python -m examples.orders_billing.orders --count 5
+    python -m eventbus.examples.orders_billing.orders --count 5
 """
 
 from __future__ import annotations

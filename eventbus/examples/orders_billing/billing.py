@@ -1,8 +1,8 @@
 """Billing: makes an invoice for every new order (group ``billing``).
 
-Run it from the repository root::
+Run it with::
 
-    eventbus worker examples.orders_billing.billing:bus
+    eventbus worker eventbus.examples.orders_billing.billing:bus
 
 If billing is down, orders keep being published: the broker keeps them in the
 ``billing`` group until billing is back, then billing catches up.
@@ -79,7 +79,7 @@ def attach(bus: EventBus, *, group: str = GROUP) -> EventBus:
 def __getattr__(name: str) -> Any:
     # ``bus`` is made on first use, from the config file. Importing this module
     # (tests, the conformance suite) therefore connects to no broker;
-    # ``eventbus worker examples.orders_billing.billing:bus`` asks for it.
+    # ``eventbus worker eventbus.examples.orders_billing.billing:bus`` asks for it.
     if name == "bus":
         bus = attach(EventBus(source=SOURCE))
         globals()["bus"] = bus
