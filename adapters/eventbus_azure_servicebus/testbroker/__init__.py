@@ -6,10 +6,12 @@ be tested over the wire. It implements what the adapter uses, each behaviour
 checked through the SDK by ``tests/azure_servicebus``: CBS, queues, topics with
 subscriptions and SQL/correlation rules, peek-lock with complete / abandon /
 dead-letter / defer, delivery counts, lock expiry, ``$DeadLetterQueue``,
-scheduled messages, and the ``$management`` operations renew-lock, peek,
-update-disposition, schedule/cancel and receive-by-sequence-number. It keeps
-everything in memory, has no sessions, no TTL expiry, no duplicate detection,
-no transactions, no ATOM management API, and checks no credentials.
+scheduled messages, message sessions (``RequiresSession``: session
+receivers for a named or the next available session, session locks, renewal,
+state), and the ``$management`` operations renew-lock, peek,
+update-disposition, schedule/cancel, receive-by-sequence-number and the
+session ones. It keeps everything in memory, has no TTL expiry, no duplicate
+detection, no transactions, no ATOM management API, and checks no credentials.
 
 Entities come from an emulator-style ``Config.json`` (``--config``) or from
 the ``$eventbus-admin`` node (:class:`TestBrokerEntities`, which the adapter

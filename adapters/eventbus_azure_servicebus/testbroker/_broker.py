@@ -17,8 +17,16 @@ What the azure-servicebus SDK does on the wire, and what this answers:
   rejected outcome is how the service says "failed", e.g. a lost lock).
 - ``<entity>/$management`` request/response: renew-lock, peek-message,
   update-disposition, schedule-message, cancel-scheduled-message,
-  receive-by-sequence-number (``statusCode``/``statusDescription`` and
-  ``errorCondition`` application properties, as the service sends them).
+  receive-by-sequence-number, renew-session-lock, get-/set-session-state
+  (``statusCode``/``statusDescription`` and ``errorCondition`` application
+  properties, as the service sends them).
+- session receivers (``RequiresSession`` entities): the source filter
+  ``com.microsoft:session-filter`` names a session, or is null for the next
+  available one; the attach answer names the session in the same filter and
+  carries ``com.microsoft:locked-until-utc`` (.NET ticks) in its properties.
+  A next-available attach with no session free is answered when one is, or
+  refused with ``com.microsoft:timeout`` after the link's
+  ``com.microsoft:timeout`` property (ms). See ``_sessions``.
 - ``$eventbus-admin``: this broker's own entity administration (it has no
   ATOM/HTTPS management endpoint); see ``TestBrokerEntities``.
 """
@@ -46,12 +54,20 @@ from proton import (
 )
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
+from ._sessions import (
+    DEFAULT_ACCEPT_WAIT,
+    SESSION_LOCK_LOST,
+    TIMEOUT,
+    Session,
+    Waiter,
+)
 from ._store import (
     BrokerFault,
     Entity,
     Store,
     Topic,
     normalize,
+    now_ms,
 )
 
 log = logging.getLogger("eventbus.testbroker")
@@ -60,6 +76,10 @@ CBS = "$cbs"
 ADMIN = "$eventbus-admin"
 MANAGEMENT = "/$management"
 TICK = 0.05
+SESSION_FILTER = symbol("com.microsoft:session-filter")
+LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
+OPERATION_TIMEOUT = symbol("com.microsoft:timeout")
+DATETIMEOFFSET_EPOCH = 621355968000000000  # .NET ticks (100 ns) at the Unix epoch
 
 _DISPOSITIONS = {
     "completed": "complete",
@@ -99,6 +119,7 @@ class BrokerHandler:
         self.nodes: dict[tuple[int, str], list[Link]] = {}
         self.pending: dict[int, list[Message]] = {}  # id(link) -> responses waiting for credit
         store.on_ready = self._on_entity_ready
+        store.on_session_lost = self._on_session_lost
         self._dirty: set[int] = set()
         self._dirty_entities: list[Entity] = []
 
@@ -118,6 +139,7 @@ class BrokerHandler:
     def on_timer_task(self, event: Any) -> None:
         try:
             self.store.tick()
+            self._expire_waiters()
             self._flush()
         except Exception:
             log.exception("tick failed")
@@ -187,6 +209,12 @@ class BrokerHandler:
             e: Entity = link.sb_entity
             if link in e.links:
                 e.links.remove(link)
+            if getattr(link, "sb_session", None) is not None:
+                self.store.release_link(e, link)
+                self._on_entity_ready(e)
+        elif kind == "session-wait":
+            w: Entity = link.sb_entity
+            w.waiting = [x for x in w.waiting if x.link is not link]
         elif kind == "node-out":
             key = link.sb_node
             links = self.nodes.get(key, [])
@@ -226,13 +254,10 @@ class BrokerHandler:
                 if not isinstance(target, Entity):
                     raise BrokerFault("amqp:not-allowed", f"cannot receive from topic {node!r}; "
                                       "attach to one of its subscriptions")  # fmt: skip
-                filters = (
-                    link.remote_source.filter.get_object() if link.remote_source.filter else None
-                )
-                if filters and symbol("com.microsoft:session-filter") in dict(filters):
-                    raise BrokerFault(
-                        "com.microsoft:not-implemented", "sessions are not implemented"
-                    )
+                filters = _filter_map(link.remote_source.filter)
+                if SESSION_FILTER in filters or target.requires_session:
+                    self._attach_session(link, target, filters)
+                    return
                 link.sb_kind = "entity-out"
                 link.sb_entity = target
                 target.links.append(link)
@@ -247,13 +272,76 @@ class BrokerHandler:
                 link.flow(1000)
         except BrokerFault as fault:
             log.info("refusing attach to %r: %s", address, fault.description)
-            link.sb_kind = "refused"
-            if link.is_sender:
-                link.source.type = Terminus.UNSPECIFIED
-            else:
-                link.target.type = Terminus.UNSPECIFIED
-            link.open()
-            link.condition = _condition(fault.condition, fault.description)
+            self._refuse(link, fault)
+
+    @staticmethod
+    def _refuse(link: Link, fault: BrokerFault) -> None:
+        link.sb_kind = "refused"
+        if link.is_sender:
+            link.source.type = Terminus.UNSPECIFIED
+        else:
+            link.target.type = Terminus.UNSPECIFIED
+        link.open()
+        link.condition = _condition(fault.condition, fault.description)
+        link.close()
+
+    # -- sessions ----------------------------------------------------------------------
+    def _attach_session(self, link: Link, e: Entity, filters: dict[Any, Any]) -> None:
+        if not e.requires_session:
+            raise BrokerFault("amqp:not-allowed", f"{e.path} does not require sessions: "
+                              "receive from it without a session")  # fmt: skip
+        if SESSION_FILTER not in filters:
+            raise BrokerFault("amqp:not-allowed", f"{e.path} requires sessions: "
+                              "receive from it with a session receiver")  # fmt: skip
+        sid = _str(filters[SESSION_FILTER])
+        link.sb_entity = e
+        s = self.store.accept_session(e, link, sid, now_ms())
+        if s is not None:
+            self._open_session(link, e, s)
+            return
+        props = {str(k): v for k, v in dict(link.remote_properties or {}).items()}
+        wait = props.get(str(OPERATION_TIMEOUT))
+        wait_ms = int(wait) if wait is not None else DEFAULT_ACCEPT_WAIT
+        link.sb_kind = "session-wait"
+        e.waiting.append(Waiter(link, now_ms() + wait_ms))
+
+    def _open_session(self, link: Link, e: Entity, s: Session) -> None:
+        link.source.filter.clear()
+        link.source.filter.put_dict({SESSION_FILTER: s.id})
+        ticks = DATETIMEOFFSET_EPOCH + s.locked_until * 10_000
+        link.properties = {LOCKED_UNTIL_UTC: ticks}
+        link.sb_kind = "entity-out"
+        link.sb_session = s
+        e.links.append(link)
+        link.open()
+
+    def _serve_waiters(self, e: Entity) -> None:
+        while e.waiting:
+            w = e.waiting[0]
+            if not w.link.state & Endpoint.REMOTE_ACTIVE:
+                e.waiting.pop(0)
+                continue
+            s = self.store.accept_session(e, w.link, None, now_ms())
+            if s is None:
+                return
+            e.waiting.pop(0)
+            self._open_session(w.link, e, s)
+
+    def _expire_waiters(self) -> None:
+        now = now_ms()
+        for e in self.store.session_entities():
+            for w in [w for w in e.waiting if w.deadline <= now]:
+                e.waiting.remove(w)
+                why = "no session became available within the operation timeout"
+                self._refuse(w.link, BrokerFault(TIMEOUT, why, 408))
+
+    def _on_session_lost(self, link: Link) -> None:
+        e = getattr(link, "sb_entity", None)
+        if e is not None and link in e.links:
+            e.links.remove(link)
+        link.sb_kind = "closed"
+        if link.state & Endpoint.LOCAL_ACTIVE:
+            link.condition = _condition(SESSION_LOCK_LOST, "the session lock expired")
             link.close()
 
     # -- flow and delivery ------------------------------------------------------------
@@ -363,6 +451,10 @@ class BrokerHandler:
             self._dispatch(e)
 
     def _dispatch(self, e: Entity) -> None:
+        if e.requires_session:
+            self._serve_waiters(e)
+            self._dispatch_sessions(e)
+            return
         store = self.store
         while e.ready:
             live = [ln for ln in e.links if ln.credit > 0 and ln.state & Endpoint.LOCAL_ACTIVE]
@@ -386,6 +478,22 @@ class BrokerHandler:
             link.send(store.wire(e, m, locked=True))
             link.advance()
         for link in e.links:
+            if link.drain_mode and link.credit > 0:
+                link.drained()
+
+    def _dispatch_sessions(self, e: Entity) -> None:
+        store = self.store
+        for link in list(e.links):
+            s: Session = link.sb_session
+            while link.credit > 0 and link.state & Endpoint.LOCAL_ACTIVE and s.holder is link:
+                m = store.next_in_session(e, s)
+                if m is None:
+                    break
+                token = store.lock(e, m, until=s.locked_until)
+                dlv = link.delivery(token.bytes_le)
+                dlv.sb_token = token
+                link.send(store.wire(e, m, locked=True))
+                link.advance()
             if link.drain_mode and link.credit > 0:
                 link.drained()
 
@@ -460,6 +568,16 @@ class BrokerHandler:
             expirations = [timestamp(store.renew(_uuid(t))) for t in tokens]
             return 200, {"expirations": Array(None, Data.TIMESTAMP, *expirations)}
         target = store.resolve(entity_path)
+        if op in ("renew-session-lock", "get-session-state", "set-session-state"):
+            if not isinstance(target, Entity) or not target.requires_session:
+                raise BrokerFault("amqp:not-allowed", f"{entity_path} does not require sessions")
+            sid = _str(req.get("session-id")) or ""
+            if op == "renew-session-lock":
+                return 200, {"expiration": timestamp(store.renew_session(target, sid, now_ms()))}
+            if op == "get-session-state":
+                return 200, {"session-state": store.session_state(target, sid, now_ms())}
+            store.session_state(target, sid, now_ms(), req.get("session-state"))
+            return 200, {}
         if op == "peek-message":
             if not isinstance(target, Entity):
                 raise BrokerFault("amqp:not-allowed", "peek a queue or a subscription, not a topic")
@@ -522,6 +640,23 @@ class BrokerHandler:
 def _condition(name: str, description: str) -> Condition:
     """An error with all three fields, as the service sends them: pyamqp reads ``info`` by index."""
     return Condition(name, description, {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())})
+
+
+def _filter_map(data: Data | None) -> dict[Any, Any]:
+    """A source's filter set, null values kept (proton's ``get_object`` drops the map)."""
+    out: dict[Any, Any] = {}
+    if data is None:
+        return out
+    data.rewind()
+    if not data.next() or data.type() != Data.MAP:
+        return out
+    data.enter()
+    while data.next():
+        key = data.get_object()
+        out[key] = data.get_object() if data.next() else None
+    data.exit()
+    data.rewind()
+    return out
 
 
 def _uuid(value: Any) -> uuid.UUID:

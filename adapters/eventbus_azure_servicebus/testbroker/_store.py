@@ -16,7 +16,8 @@ tests in ``tests/azure_servicebus``):
   application properties; defer keeps it aside until received by sequence
   number; release (the SDK releases prefetched messages it won't hand out)
   puts it back without counting a delivery;
-- ``x-opt-scheduled-enqueue-time`` holds a message back until that time.
+- ``x-opt-scheduled-enqueue-time`` holds a message back until that time;
+- ``RequiresSession`` entities keep their messages in sessions (``_sessions``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from proton import symbol, timestamp, ubyte, uint
 from . import _codec
 from ._codec import Parsed
 from ._filters import FilterError, compile_sql, correlation_matches, system_properties
+from ._sessions import Session, SessionsMixin, Waiter, session_id_of
 
 SCHEDULED_ENQUEUE = symbol("x-opt-scheduled-enqueue-time")
 SEQUENCE_NUMBER = symbol("x-opt-sequence-number")
@@ -177,11 +179,15 @@ class Entity:
     lock_heap: list[tuple[int, uuid.UUID]] = field(default_factory=list)
     links: list[Any] = field(default_factory=list)  # the broker's sender links on this entity
     next_link: int = 0
+    requires_session: bool = False
+    sessions: dict[str, Session] = field(default_factory=dict)
+    waiting: list[Waiter] = field(default_factory=list)  # next-available-session attaches
 
     def properties(self) -> dict[str, Any]:
         return {
             "LockDuration": f"PT{self.lock_duration:g}S",
             "MaxDeliveryCount": self.max_delivery_count,
+            "RequiresSession": self.requires_session,
         }
 
     def counts(self) -> dict[str, int]:
@@ -202,7 +208,7 @@ class Topic:
     scheduled_heap: list[tuple[int, int]] = field(default_factory=list)
 
 
-class Store:
+class Store(SessionsMixin):
     """All entities of one namespace, and the operations on their messages."""
 
     def __init__(self, *, max_message_size: int = 256 * 1024) -> None:
@@ -213,6 +219,7 @@ class Store:
         self.locks: dict[uuid.UUID, tuple[Entity, int]] = {}
         #: called with an entity whenever it may have messages to hand out
         self.on_ready: Callable[[Entity], None] = lambda entity: None
+        self.on_session_lost: Callable[[Any], None] = lambda link: None
 
     # -- entities ---------------------------------------------------------------
     def ensure_queue(self, name: str, props: Mapping[str, Any] | None = None) -> Entity:
@@ -273,15 +280,16 @@ class Store:
         return True
 
     def _entity(self, path: str, kind: str, props: Mapping[str, Any]) -> Entity:
-        e = Entity(path, kind=kind)
+        e = Entity(path, kind=kind, requires_session=_flag(props.get("RequiresSession")))
         e.dead_letter = Entity(f"{path}/$DeadLetterQueue", kind="deadletter")
         self._configure(e, props)
         return e
 
     @staticmethod
     def _configure(e: Entity, props: Mapping[str, Any]) -> None:
-        if props.get("RequiresSession"):
-            raise BrokerFault("com.microsoft:not-implemented", "sessions are not implemented", 501)
+        if "RequiresSession" in props and _flag(props["RequiresSession"]) != e.requires_session:
+            raise BrokerFault(ARGUMENT_ERROR, f"{e.path}: RequiresSession cannot be changed "
+                              "after the entity is created", 400)  # fmt: skip
         if "LockDuration" in props:
             e.lock_duration = parse_duration(props["LockDuration"])
         if "MaxDeliveryCount" in props:
@@ -330,6 +338,10 @@ class Store:
             raise BrokerFault("amqp:decode-error", str(exc)) from None
         parts = _codec.batch_parts(parsed)
         messages = [parsed] if parts is None else [_codec.parse(p) for p in parts]
+        if isinstance(target, Entity) and target.requires_session:
+            if any(m.properties.get("group_id") is None for m in messages):
+                raise BrokerFault("amqp:not-allowed", f"{target.path} requires sessions: a message "
+                                  "sent to it must have a SessionId", 400)  # fmt: skip
         return [self.enqueue(target, m) for m in messages]
 
     def enqueue(self, target: Entity | Topic, parsed: Parsed, due: int | None = None) -> int:
@@ -363,7 +375,11 @@ class Store:
     def _put(self, e: Entity, m: Stored) -> None:
         m.state = ACTIVE
         e.messages[m.seq] = m
-        heapq.heappush(e.ready, m.seq)
+        if e.requires_session:
+            if not self._put_in_session(e, m):
+                return
+        else:
+            heapq.heappush(e.ready, m.seq)
         self.on_ready(e)
 
     # -- time ------------------------------------------------------------------------
@@ -406,6 +422,8 @@ class Store:
             self.locks.pop(token, None)
             m.lock = None
             self._failed_delivery(e, m, "lock expired")
+        if e.requires_session:
+            self._tick_sessions(e, now)
 
     def _failed_delivery(self, e: Entity, m: Stored, why: str) -> None:
         m.delivery_count += 1
@@ -426,10 +444,11 @@ class Store:
                 return m
         return None
 
-    def lock(self, e: Entity, m: Stored) -> uuid.UUID:
+    def lock(self, e: Entity, m: Stored, until: int | None = None) -> uuid.UUID:
+        """Lock ``m`` for the entity's lock duration, or ``until`` (its session's lock)."""
         token = uuid.uuid4()
         m.lock = token
-        m.locked_until = now_ms() + int(e.lock_duration * 1000)
+        m.locked_until = until if until is not None else now_ms() + int(e.lock_duration * 1000)
         self.locks[token] = (e, m.seq)
         heapq.heappush(e.lock_heap, (m.locked_until, token))
         return token
@@ -625,6 +644,10 @@ class Store:
         }
 
 
+def _flag(value: Any) -> bool:
+    return value is True or str(value).strip().lower() == "true"
+
+
 def normalize(address: str) -> str:
     """``amqps://host:port/a/b`` or ``/a/b`` -> ``a/b``."""
     if "://" in address:
@@ -634,6 +657,6 @@ def normalize(address: str) -> str:
 
 
 __all__ = [
-    "ACTIVE", "DEFERRED", "SCHEDULED", "BrokerFault", "Entity", "Rule", "Store", "Stored", "Topic",
-    "normalize", "parse_duration",
+    "ACTIVE", "DEFERRED", "SCHEDULED", "BrokerFault", "Entity", "Rule", "Session", "Store",
+    "Stored", "Topic", "normalize", "parse_duration", "session_id_of",
 ]  # fmt: skip
