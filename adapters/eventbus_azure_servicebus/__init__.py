@@ -10,7 +10,8 @@ URLs (schemes ``azure-servicebus``, ``servicebus``, ``sb``)::
 
 or options ``connection_string`` (wins over the URL's host and keys), ``topic``,
 ``entities`` (``create`` | ``existing``), ``lock_duration``,
-``max_delivery_count``, ``max_message_size``, ``lock_renewal``.
+``max_delivery_count``, ``max_message_size``, ``lock_renewal``, ``sessions``
+(``true``: per-key order through sessions), ``max_sessions``.
 See ``docs/adapters/azure_servicebus.md``.
 """
 
@@ -62,6 +63,8 @@ _OPTIONS = {
     "max_delivery_count",
     "max_message_size",
     "lock_renewal",
+    "sessions",
+    "max_sessions",
 }
 
 
@@ -110,9 +113,11 @@ def from_url(url: str, options: Mapping[str, Any]) -> ServiceBusAdapter:
         for key in ("lock_duration", "lock_renewal"):
             if key in opts:
                 opts[key] = float(opts[key])
-        for key in ("max_delivery_count", "max_message_size"):
+        for key in ("max_delivery_count", "max_message_size", "max_sessions"):
             if key in opts:
                 opts[key] = int(opts[key])
+        if isinstance(opts.get("sessions"), str):
+            opts["sessions"] = _flag(opts["sessions"])
         return ServiceBusAdapter(conn, **opts)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"azure_servicebus: {exc}") from None
@@ -134,6 +139,15 @@ def eventbus_adapters() -> list[Any]:
             description="Azure Service Bus: a topic per bus, a subscription per group",
         )
     ]
+
+
+def _flag(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"sessions must be true or false, not {text!r}")
 
 
 def _version() -> str:

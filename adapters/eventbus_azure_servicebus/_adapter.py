@@ -17,7 +17,11 @@ Mapping (details and reasons in ``docs/adapters/azure_servicebus.md``):
   dead letter (``DeadLetterReason`` / ``DeadLetterErrorDescription``);
 - locks of deliveries in hand are renewed in the background, up to
   ``lock_renewal`` seconds per delivery; a consumer that dies (its process
-  ends) stops renewing, so its deliveries come back after ``lock_duration``.
+  ends) stops renewing, so its deliveries come back after ``lock_duration``;
+- ``sessions=True``: per-key order through Service Bus sessions (the session
+  id is the event key; see ``_sessions``): subscriptions require sessions, a
+  consumer holds up to ``max_sessions`` sessions, and ``nack`` abandons (the
+  retried event keeps its place in its session) instead of scheduling a copy.
 
 Threading: ``publish`` and ``declare`` may be called from any thread (one
 sender behind a lock). Each consumer has its own client and connection, used
@@ -34,7 +38,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventbus import (
     Adapter,
@@ -57,8 +61,12 @@ from ._entities import (
     AdministrationEntities,
     Entities,
     ExistingEntities,
+    session_for_key,
     subscription_spec,
 )
+
+if TYPE_CHECKING:
+    from ._sessions import SessionConsumer
 
 __all__ = ["CAPABILITIES", "PREFIX", "ServiceBusAdapter"]
 
@@ -133,6 +141,8 @@ class _Settings:
     max_delivery_count: int
     max_message_size: int
     lock_renewal: float
+    sessions: bool = False
+    max_sessions: int = 8
 
 
 class ServiceBusAdapter(Adapter):
@@ -144,7 +154,10 @@ class ServiceBusAdapter(Adapter):
     ``"existing"``, or an :class:`~eventbus_azure_servicebus.Entities` object.
     ``lock_duration`` and ``max_delivery_count`` apply to subscriptions this
     adapter creates. ``lock_renewal``: renew a delivery's lock for at most this
-    many seconds while its handler runs (0: never).
+    many seconds while its handler runs (0: never). ``sessions``: per-key
+    order through sessions (subscriptions are created with ``requires_session``;
+    existing ones must have it); ``max_sessions``: sessions one consumer holds
+    at a time.
     """
 
     capabilities = CAPABILITIES
@@ -159,6 +172,8 @@ class ServiceBusAdapter(Adapter):
         max_delivery_count: int = 10,
         max_message_size: int = STANDARD_MAX_MESSAGE,
         lock_renewal: float = 300.0,
+        sessions: bool = False,
+        max_sessions: int = 8,
         client_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self._sb = require("azure.servicebus", "azure_servicebus", "azure-servicebus")
@@ -166,11 +181,14 @@ class ServiceBusAdapter(Adapter):
             raise ValueError(
                 "lock_duration must be between 0 and 300 seconds (Service Bus: 5 min max)"
             )
+        if int(max_sessions) < 1:
+            raise ValueError("max_sessions must be at least 1")
         self.settings = _Settings(
             connection_string, topic, float(lock_duration), int(max_delivery_count),
-            int(max_message_size), float(lock_renewal),
+            int(max_message_size), float(lock_renewal), bool(sessions), int(max_sessions),
         )  # fmt: skip
         self.capabilities = CAPABILITIES.replace(
+            ordering_per_key=bool(sessions),
             lease_seconds=float(lock_duration),
             max_message_size=int(max_message_size) - ENCODING_MARGIN,
         )
@@ -193,7 +211,7 @@ class ServiceBusAdapter(Adapter):
         self._sender: Any = None
         self._topic_ready = False
         self._declared: dict[str, tuple[str, ...]] = {}
-        self._consumers: weakref.WeakSet[_ServiceBusConsumer] = weakref.WeakSet()
+        self._consumers: weakref.WeakSet[_ServiceBusConsumer | SessionConsumer] = weakref.WeakSet()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -239,7 +257,7 @@ class ServiceBusAdapter(Adapter):
                 raise MessageTooLarge(
                     f"event {m.headers.get('id')!r} is {m.size} bytes; the limit is {limit}"
                 )
-            out = to_service_bus(self._sb, m)
+            out = to_service_bus(self._sb, m, self.settings.sessions)
             try:
                 batches[-1].add_message(out)
             except sbx.MessageSizeExceededError:
@@ -286,12 +304,19 @@ class ServiceBusAdapter(Adapter):
             patterns,
             lock_duration=s.lock_duration,
             max_delivery_count=s.max_delivery_count,
+            requires_session=s.sessions,
         )
 
     def consumer(self, group: str, patterns: Sequence[str]) -> Consumer:
         self.declare(group, patterns)
         spec = self._spec(group, patterns)
-        c = _ServiceBusConsumer(self, spec.name, Matcher(tuple(patterns)))
+        c: _ServiceBusConsumer | SessionConsumer
+        if self.settings.sessions:
+            from ._sessions import SessionConsumer
+
+            c = SessionConsumer(self, spec.name, Matcher(tuple(patterns)))
+        else:
+            c = _ServiceBusConsumer(self, spec.name, Matcher(tuple(patterns)))
         with self._lock:
             if self._closed:
                 c.close()
@@ -373,7 +398,8 @@ class ServiceBusAdapter(Adapter):
                     if not batch:
                         break
                     for msg in batch:
-                        copy = to_service_bus(self._sb, from_service_bus(msg, None).message)
+                        copy = to_service_bus(self._sb, from_service_bus(msg, None).message,
+                                              self.settings.sessions)  # fmt: skip
                         copy.application_properties[RETRY_TO] = name  # no ATTEMPT: attempt 1
                         sender.send_messages(copy)
                         receiver.complete_message(msg)
@@ -419,8 +445,8 @@ class ServiceBusAdapter(Adapter):
                     log.debug("lock renewal failed: %s", exc)
 
 
-def to_service_bus(sb: Any, m: Message) -> Any:
-    """Our message as a ``ServiceBusMessage``."""
+def to_service_bus(sb: Any, m: Message, sessions: bool = False) -> Any:
+    """Our message as a ``ServiceBusMessage`` (with ``sessions``: in its key's session)."""
     props: dict[str, Any] = {PREFIX + k: v for k, v in m.headers.items()}
     event_id = m.headers.get("id")
     return sb.ServiceBusMessage(
@@ -429,6 +455,7 @@ def to_service_bus(sb: Any, m: Message) -> Any:
         subject=m.topic,
         message_id=event_id if event_id and len(event_id) <= 128 else None,
         content_type=m.headers.get("datacontenttype"),
+        session_id=session_for_key(m.key) if sessions else None,
     )
 
 

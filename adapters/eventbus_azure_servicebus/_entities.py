@@ -36,6 +36,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 __all__ = [
+    "DEFAULT_SESSION",
     "RETRY_TO",
     "AdministrationEntities",
     "Entities",
@@ -43,6 +44,7 @@ __all__ = [
     "RuleSpec",
     "SubscriptionSpec",
     "pattern_sql",
+    "session_for_key",
     "subscription_name",
     "subscription_spec",
 ]
@@ -51,6 +53,9 @@ __all__ = [
 RETRY_TO = "eventbus_to"
 #: Application property carrying the attempt number of a scheduled retry copy.
 ATTEMPT = "eventbus_attempt"
+#: The session of events without a key when ``sessions=True``.
+DEFAULT_SESSION = "eventbus-no-key"
+_MAX_SESSION_ID = 128
 
 _NAME_OK = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,48}[a-z0-9])?\Z")
 
@@ -91,6 +96,7 @@ class SubscriptionSpec:
     lock_duration: float = 30.0
     max_delivery_count: int = 10
     extra: Mapping[str, Any] = field(default_factory=dict)
+    requires_session: bool = False
 
 
 class Entities(Protocol):
@@ -115,6 +121,19 @@ def subscription_name(group: str) -> str:
     digest = hashlib.sha1(group.encode("utf-8")).hexdigest()[:10]  # noqa: S324 - a name, not security
     readable = re.sub(r"[^a-z0-9._-]+", "-", group.lower()).strip("-._")[:38]
     return f"{readable}-{digest}" if readable else f"g-{digest}"
+
+
+def session_for_key(key: str | None) -> str:
+    """The session id of events with ``key``: the key itself when it fits (1-128 chars).
+
+    No key: :data:`DEFAULT_SESSION`. A longer key: a readable prefix plus a
+    SHA-256 digest of the whole key (keys that differ stay apart).
+    """
+    if not key:
+        return DEFAULT_SESSION
+    if len(key) <= _MAX_SESSION_ID:
+        return key
+    return key[:63] + "#" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def _quote(text: str) -> str:
@@ -156,6 +175,7 @@ def subscription_spec(
     *,
     lock_duration: float,
     max_delivery_count: int,
+    requires_session: bool = False,
 ) -> SubscriptionSpec:
     name = subscription_name(group)
     tests = [pattern_sql(p) for p in dict.fromkeys(patterns)]
@@ -167,7 +187,9 @@ def subscription_spec(
         RuleSpec("eventbus", sql=sql),
         RuleSpec("eventbus-retry", correlation={"properties": {RETRY_TO: name}}),
     )
-    return SubscriptionSpec(topic, name, rules, lock_duration, max_delivery_count)
+    return SubscriptionSpec(
+        topic, name, rules, lock_duration, max_delivery_count, requires_session=requires_session
+    )
 
 
 class ExistingEntities:
@@ -187,9 +209,11 @@ class AdministrationEntities:
     """Creates and updates entities with the SDK's ``ServiceBusAdministrationClient``.
 
     Needs the Manage right on the namespace. Subscriptions are created with the
-    spec's lock duration and max delivery count; their rules are replaced by
-    the spec's (``$Default`` is removed). Existing subscriptions keep their
-    settings except the rules.
+    spec's lock duration, max delivery count and ``requires_session``; their
+    rules are replaced by the spec's (``$Default`` is removed). Existing
+    subscriptions keep their settings except the rules; one whose
+    ``requires_session`` differs from the spec's is an error (Service Bus
+    cannot change it: delete the subscription, or use another group name).
     """
 
     def __init__(self, connection_string: str, **client_kwargs: Any) -> None:
@@ -219,7 +243,7 @@ class AdministrationEntities:
         from azure.servicebus.management import CorrelationRuleFilter, SqlRuleFilter
 
         try:
-            self._client.get_subscription(spec.topic, spec.name)
+            current = self._client.get_subscription(spec.topic, spec.name)
         except ResourceNotFoundError:
             try:
                 self._client.create_subscription(
@@ -227,10 +251,18 @@ class AdministrationEntities:
                     spec.name,
                     lock_duration=timedelta(seconds=spec.lock_duration),
                     max_delivery_count=spec.max_delivery_count,
+                    requires_session=spec.requires_session,
                     **dict(spec.extra),
                 )
             except ResourceExistsError:
                 pass
+        else:
+            if bool(getattr(current, "requires_session", False)) != spec.requires_session:
+                raise ValueError(
+                    f"subscription {spec.topic}/{spec.name} has requires_session="
+                    f"{not spec.requires_session}; the adapter's sessions setting needs "
+                    f"{spec.requires_session} (Service Bus cannot change it: delete it first)"
+                )
         wanted = {r.name: r for r in spec.rules}
         existing = {r.name: r for r in self._client.list_rules(spec.topic, spec.name)}
         for rule in spec.rules:

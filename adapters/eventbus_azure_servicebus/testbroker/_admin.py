@@ -103,6 +103,7 @@ class TestBrokerEntities:
                 "Properties": {
                     "LockDuration": f"PT{spec.lock_duration:g}S",
                     "MaxDeliveryCount": spec.max_delivery_count,
+                    "RequiresSession": spec.requires_session,
                 },
                 "Rules": [r.as_config() for r in spec.rules],
             },
