@@ -11,7 +11,9 @@ receivers for a named or the next available session, session locks, renewal,
 state), and the ``$management`` operations renew-lock, peek,
 update-disposition, schedule/cancel, receive-by-sequence-number and the
 session ones. It keeps everything in memory, has no TTL expiry, no duplicate
-detection, no transactions, no ATOM management API, and checks no credentials.
+detection, no transactions, and checks no credentials. ``TestBroker(atom=True)``
+adds an HTTPS ATOM endpoint for what the adapter's ``AdministrationEntities``
+calls (``_atom``).
 
 Entities come from an emulator-style ``Config.json`` (``--config``) or from
 the ``$eventbus-admin`` node (:class:`TestBrokerEntities`, which the adapter

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         "--config", help="entities, in the Service Bus emulator's Config.json shape"
     )
     parser.add_argument("--max-message-size", type=int, default=256 * 1024)
+    parser.add_argument(
+        "--atom", action="store_true", help="also serve the ATOM management API (HTTPS)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
@@ -32,13 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         with open(args.config, encoding="utf-8") as f:
             config = json.load(f)
-    broker = TestBroker(args.host, args.port, config=config, max_message_size=args.max_message_size)
+    broker = TestBroker(args.host, args.port, config=config,
+                        max_message_size=args.max_message_size, atom=args.atom)  # fmt: skip
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     broker.start()
     print(f"listening on {args.host}:{broker.port}", flush=True)
     print(broker.connection_string, flush=True)
+    if broker.atom is not None:
+        print(f"atom on {args.host}:{broker.atom.port} (CA file {broker.atom.ca_file})", flush=True)
+        print(broker.admin_connection_string, flush=True)
     done.wait()
     broker.stop()
     return 0

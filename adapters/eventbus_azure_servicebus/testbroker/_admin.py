@@ -1,7 +1,8 @@
 """``TestBrokerEntities``: the adapter's entity manager for the test broker.
 
-The test broker has no ATOM/HTTPS management endpoint (the SDK's
-``ServiceBusAdministrationClient`` only speaks HTTPS), so it takes entity
+The SDK's ``ServiceBusAdministrationClient`` only speaks HTTPS (the broker's
+optional ATOM endpoint, ``TestBroker(atom=True)``, serves it on a port of its
+own with a self-signed certificate). Simpler for tests, the broker takes entity
 definitions on an AMQP request/response node, ``$eventbus-admin``: the
 request's ``operation`` application property is ``ensure-topic``,
 ``ensure-subscription``, ``ensure-queue``, ``get-subscription``, ``get-queue``

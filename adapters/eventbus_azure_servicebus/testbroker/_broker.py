@@ -27,8 +27,9 @@ What the azure-servicebus SDK does on the wire, and what this answers:
   A next-available attach with no session free is answered when one is, or
   refused with ``com.microsoft:timeout`` after the link's
   ``com.microsoft:timeout`` property (ms). See ``_sessions``.
-- ``$eventbus-admin``: this broker's own entity administration (it has no
-  ATOM/HTTPS management endpoint); see ``TestBrokerEntities``.
+- ``$eventbus-admin``: this broker's own entity administration on AMQP; see
+  ``TestBrokerEntities``. With ``atom=True`` an HTTPS ATOM endpoint serves the
+  SDK's administration client too (``_atom``).
 """
 
 from __future__ import annotations
@@ -148,6 +149,27 @@ class BrokerHandler:
     def on_stop(self, event: Any) -> None:
         assert self.container is not None
         self.container.stop()
+
+    def on_store_call(self, event: Any) -> None:
+        fn, box, done = event.subject
+        try:
+            box.append((True, fn(self.store)))
+            self._flush()
+        except BaseException as exc:  # handed back to the calling thread
+            box.append((False, exc))
+        done.set()
+
+    def call(self, fn: Any, timeout: float = 10.0) -> Any:
+        """Run ``fn(store)`` on the reactor thread and return its result (from another thread)."""
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        self.injector.trigger(ApplicationEvent("store_call", subject=(fn, box, done)))
+        if not done.wait(timeout):
+            raise TimeoutError("the test broker did not answer")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
 
     # -- connections and sessions ---------------------------------------------------
     def on_connection_bound(self, event: Any) -> None:
@@ -685,12 +707,15 @@ class TestBroker:
         *,
         config: dict[str, Any] | None = None,
         max_message_size: int = 256 * 1024,
+        atom: bool = False,
     ) -> None:
         self.store = Store(max_message_size=max_message_size)
         if config:
             self.store.load_config(config)
         self.handler = BrokerHandler(self.store, host, port)
         self._thread: threading.Thread | None = None
+        self._atom_wanted = atom
+        self.atom: Any = None  # the ATOM management endpoint (``atom=True``), once started
 
     @property
     def port(self) -> int:
@@ -709,9 +734,26 @@ class TestBroker:
         self._thread.start()
         if not self.handler.ready.wait(10):
             raise RuntimeError("the test broker did not start")
+        if self._atom_wanted:
+            from ._atom import AtomEndpoint
+
+            self.atom = AtomEndpoint(self.handler.call, self.handler.host)
         return self
 
+    @property
+    def admin_connection_string(self) -> str:
+        """For ``ServiceBusAdministrationClient`` (``atom=True``): the ATOM endpoint's port.
+
+        Pass ``connection_verify=broker.atom.ca_file`` too: its certificate is self-signed.
+        """
+        if self.atom is None:
+            raise RuntimeError("start the broker with atom=True for an ATOM endpoint")
+        return connection_string(self.handler.host, self.atom.port)
+
     def stop(self) -> None:
+        if self.atom is not None:
+            self.atom.stop()
+            self.atom = None
         self.handler.injector.trigger(ApplicationEvent("stop"))
         if self._thread is not None:
             self._thread.join(10)
