@@ -243,7 +243,7 @@ class AdministrationEntities:
         from azure.servicebus.management import CorrelationRuleFilter, SqlRuleFilter
 
         try:
-            current = self._client.get_subscription(spec.topic, spec.name)
+            props = self._client.get_subscription(spec.topic, spec.name)
         except ResourceNotFoundError:
             try:
                 self._client.create_subscription(
@@ -257,7 +257,7 @@ class AdministrationEntities:
             except ResourceExistsError:
                 pass
         else:
-            if bool(getattr(current, "requires_session", False)) != spec.requires_session:
+            if bool(getattr(props, "requires_session", False)) != spec.requires_session:
                 raise ValueError(
                     f"subscription {spec.topic}/{spec.name} has requires_session="
                     f"{not spec.requires_session}; the adapter's sessions setting needs "

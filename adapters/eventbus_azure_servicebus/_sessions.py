@@ -196,7 +196,9 @@ class SessionConsumer(Consumer):
     def _receive_from(self, s: _Session, limit: int) -> list[Any]:
         sbx = self._a._sb.exceptions
         try:
-            got = s.receiver.receive_messages(max_message_count=limit, max_wait_time=POLL_WAIT)
+            got: list[Any] = s.receiver.receive_messages(
+                max_message_count=limit, max_wait_time=POLL_WAIT
+            )
         except (sbx.SessionLockLostError, sbx.ServiceBusError) as exc:
             log.warning("%s: lost session %r (%s); its events come back", self._sub, s.id, exc)
             self._drop(s)
