@@ -507,8 +507,8 @@ def from_service_bus(msg: Any, handle: Any) -> Delivery:
     return Delivery(message, attempt, handle)
 
 
-class _ServiceBusConsumer(Consumer):
-    """A member of a group: one receiver on the group's subscription."""
+class Member(Consumer):
+    """What both kinds of consumer share: their adapter, subscription, matcher and lock."""
 
     def __init__(self, adapter: ServiceBusAdapter, subscription: str, matcher: Matcher) -> None:
         self._a = adapter
@@ -517,6 +517,23 @@ class _ServiceBusConsumer(Consumer):
         self._lock = threading.Lock()  # SDK calls: this consumer's thread and the renewer
         self._closed = False
         self._crashed = False
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedError("consumer is closed")
+
+    @staticmethod
+    def _dead_letter_args(reason: str) -> dict[str, str]:
+        """``DeadLetterReason`` (first line, 1 KiB) and ``DeadLetterErrorDescription`` (4 KiB)."""
+        first_line = reason.splitlines()[0] if reason else "dead-lettered"
+        return {"reason": first_line[:1024], "error_description": reason[:4096]}
+
+
+class _ServiceBusConsumer(Member):
+    """A member of a group: one receiver on the group's subscription."""
+
+    def __init__(self, adapter: ServiceBusAdapter, subscription: str, matcher: Matcher) -> None:
+        super().__init__(adapter, subscription, matcher)
         self._held: dict[int, tuple[Any, float]] = {}  # id(msg) -> (msg, received at)
         with _sdk_errors(f"opening a receiver on subscription {subscription!r}", BrokerUnavailable):
             self._client = adapter._new_client()
@@ -602,14 +619,8 @@ class _ServiceBusConsumer(Consumer):
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         with self._lock:
             self._check()
-            first_line = reason.splitlines()[0] if reason else "dead-lettered"
             with _sdk_errors(f"dead-lettering a message of {self._sub!r}"):
-                self._settle(delivery.handle, "dead_letter", reason=first_line[:1024],
-                             error_description=reason[:4096])  # fmt: skip
-
-    def _check(self) -> None:
-        if self._closed:
-            raise ClosedError("consumer is closed")
+                self._settle(delivery.handle, "dead_letter", **self._dead_letter_args(reason))
 
     # -- lock renewal ----------------------------------------------------------------------
     def _renew_due(self) -> None:

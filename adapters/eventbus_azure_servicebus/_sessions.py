@@ -33,16 +33,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from eventbus import BrokerUnavailable, ClosedError, Consumer, Delivery, Matcher
+from eventbus import BrokerUnavailable, Delivery, Matcher
 
-from ._adapter import _sdk_errors, from_service_bus
+from ._adapter import Member, _sdk_errors, from_service_bus
 
 if TYPE_CHECKING:
     from ._adapter import ServiceBusAdapter
@@ -83,16 +82,11 @@ class _Handle:
     key: str | None
 
 
-class SessionConsumer(Consumer):
+class SessionConsumer(Member):
     """A member of a group on a session-enabled subscription."""
 
     def __init__(self, adapter: ServiceBusAdapter, subscription: str, matcher: Matcher) -> None:
-        self._a = adapter
-        self._sub = subscription
-        self._matcher = matcher
-        self._lock = threading.Lock()  # SDK calls: this consumer's thread and the renewer
-        self._closed = False
-        self._crashed = False
+        super().__init__(adapter, subscription, matcher)
         self._sessions: list[_Session] = []
         self._next_accept = 0.0
         self._turn = 0
@@ -268,13 +262,7 @@ class SessionConsumer(Consumer):
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         with self._lock:
             self._check()
-            first_line = reason.splitlines()[0] if reason else "dead-lettered"
-            self._settle(delivery, "dead_letter", reason=first_line[:1024],
-                         error_description=reason[:4096])  # fmt: skip
-
-    def _check(self) -> None:
-        if self._closed:
-            raise ClosedError("consumer is closed")
+            self._settle(delivery, "dead_letter", **self._dead_letter_args(reason))
 
     # -- session locks ---------------------------------------------------------------------
     def _renew_due(self) -> None:
