@@ -1,9 +1,8 @@
 """Fixtures for the observability and tooling tests.
 
-Broker fixtures come from ``tests/kafka/conftest.py`` and
-``tests/rabbitmq/conftest.py`` (loaded from those files: one copy of the start-up
-and clean-up logic). OpenTelemetry fixtures use the SDK's in-memory exporter
-and metric reader on providers of their own (the global ones are untouched).
+Broker fixtures come from ``tests/_brokers`` (shared by every test directory).
+OpenTelemetry fixtures use the SDK's in-memory exporter and metric reader on providers
+of their own (the global ones are untouched).
 """
 
 from __future__ import annotations
@@ -32,17 +31,6 @@ def _load(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
-
-
-_kafka = _load("eventbus_obs_kafka_fixtures", HERE.parent / "kafka" / "conftest.py")
-_rabbit = _load("eventbus_obs_rabbitmq_fixtures", HERE.parent / "rabbitmq" / "conftest.py")
-
-kafka_bootstrap = _kafka.kafka_bootstrap
-kafka_settings = _kafka.kafka_settings
-rabbitmq_url = _rabbit.rabbitmq_url
-topology = _rabbit.topology
-exchange = _rabbit.exchange
-raw_channel = _rabbit.raw_channel
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
