@@ -3,10 +3,11 @@
     python benchmarks/fault_table.py                  # all adapters, issue-8 sizes
     python benchmarks/fault_table.py --adapters sqlite --events 1000 --output -
 
-The scenarios (tests/resilience/fault_harness.py) are the ones the tests run,
-with real faults: the SQLite broker file locked by another connection, RabbitMQ
-behind a TCP proxy that drops every connection (the shared broker keeps
-running), worker processes killed with SIGKILL. Every event is counted: sent,
+The scenarios (tests/resilience/fault_harness.py, rigs in rigs.py) are the ones
+the tests run, with real faults: the SQLite broker file locked by another
+connection; RabbitMQ, Kafka (Tansu), SQS (moto) and Service Bus (the test broker)
+behind a TCP proxy that drops every connection (the brokers keep running); worker
+processes killed with SIGKILL. Every event is counted: sent,
 handled (distinct ids), lost, handled twice, dead-lettered.
 """
 
@@ -35,7 +36,7 @@ from fault_harness import (  # noqa: E402
     worker_killed,
 )
 
-ADAPTERS = ("memory", "sqlite", "rabbitmq")
+ADAPTERS = ("memory", "sqlite", "rabbitmq", "kafka", "sqs", "azure_servicebus")
 
 
 def run(adapters: list[str], events: int) -> list[Tally]:
@@ -77,11 +78,19 @@ def render(tallies: list[Tally], events: int, took: float) -> str:
         "",
         "- **broker down**: SQLite: another connection holds the database's write lock "
         "(`BEGIN EXCLUSIVE`), so every publish and receive fails with `BrokerUnavailable`; "
-        "RabbitMQ: the clients reach the broker through a TCP proxy that drops every "
-        "connection and refuses new ones (the shared broker itself keeps running). "
+        "RabbitMQ, Kafka (Tansu), SQS (moto) and Service Bus (our AMQP test broker): the "
+        "clients reach the broker through a TCP proxy that drops every connection and "
+        "refuses new ones: a **connection cut**, as in a network partition or a broker "
+        "failover (the broker process keeps running: Tansu, moto and the Service Bus test "
+        "broker keep data in memory, so restarting their process would lose it by design; "
+        "a real RabbitMQ restart is tested in `tests/rabbitmq/test_restart.py`). For Kafka "
+        "the rig's own Tansu advertises the proxy's port, so reconnects go through it too. "
         f"{events:,} events are published while it is down, then it comes back.",
-        "- **broker restart mid-stream**: a producer publishes steadily while a worker "
-        "consumes; after a third of the events the broker goes away for 1.5 s and returns.",
+        "- **broker unreachable mid-stream**: a producer publishes steadily while a worker "
+        "consumes; after a third of the events the broker goes away for 1.5 s and returns "
+        "(the notes say how). The Kafka client (librdkafka) and the Service Bus SDK "
+        "reconnect and resend within a publish themselves, so a short cut may send "
+        "nothing to the outbox there.",
         "- **worker SIGKILLed mid-batch**: a worker process (prefetch 100) is killed with "
         "SIGKILL after a third of the events; a second worker process finishes the rest and "
         "stops on SIGTERM.",
@@ -136,6 +145,7 @@ def main() -> None:
                     help="file to write, or - for stdout")  # fmt: skip
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the expected faults log warnings by design
+    logging.getLogger("eventbus.kafka.client").setLevel(logging.CRITICAL)  # librdkafka: same
     t0 = time.monotonic()
     tallies = run(args.adapters.split(","), args.events)
     text = render(tallies, args.events, time.monotonic() - t0)

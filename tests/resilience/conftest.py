@@ -2,7 +2,9 @@
 PostgreSQL and Redis connections, and a working directory per test.
 
 RabbitMQ, PostgreSQL and Redis are expected on 127.0.0.1 (CI starts them); an
-unreachable one fails its tests with the reason instead of skipping them.
+unreachable one fails its tests with the reason instead of skipping them. The
+Kafka, SQS and Service Bus rigs start a broker of their own (Tansu, moto, the
+Service Bus test broker) behind the rig's TCP proxy; see ``rigs.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture(params=["memory", "sqlite", "rabbitmq"])
+PROXIED = ["rabbitmq", "kafka", "sqs", "azure_servicebus"]
+
+
+@pytest.fixture(params=["memory", "sqlite", *PROXIED])
 def any_rig(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Rig]:
     """Each adapter kind in turn; the test gets that kind's marker."""
     name = request.param
@@ -65,7 +70,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(getattr(pytest.mark, callspec.params[key]))
 
 
-@pytest.fixture(params=["sqlite", "rabbitmq"])
+@pytest.fixture(params=["sqlite", *PROXIED])
 def down_rig(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Rig]:
     """Adapter kinds whose broker can really be made unavailable here."""
     if request.param == "rabbitmq" and not _reachable("127.0.0.1", 5672):

@@ -1,11 +1,12 @@
 """Fault scenarios that count every event, shared by the tests and ``benchmarks/fault_table.py``.
 
-A *rig* is one adapter kind with a way to make its broker unavailable for
-real: the SQLite file locked by another connection (writers get "database is
-locked" → ``BrokerUnavailable``), RabbitMQ behind a TCP proxy that drops every
-connection and refuses new ones (what clients see when a broker restarts or
-the network fails; the shared broker itself keeps running). The in-memory
-broker lives inside the process and cannot go down: those rows say so.
+A *rig* (``rigs.py``) is one adapter kind with a way to make its broker
+unavailable for real: the SQLite file locked by another connection (writers get
+"database is locked" → ``BrokerUnavailable``); RabbitMQ, Kafka (Tansu), SQS
+(moto) and Service Bus (the test broker) behind a TCP proxy that drops every
+connection and refuses new ones (what clients see in a network partition or a
+broker failover). The in-memory broker lives inside the process and cannot go
+down: those rows say so.
 
 Each scenario returns a :class:`Tally`: events sent, events handled
 (distinct ids), lost (sent, never handled, not dead-lettered), duplicated
@@ -19,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,17 +27,34 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventbus import Adapter, BusConfig, EventBus, MemoryAdapter, RetryPolicy
+from eventbus import Adapter, BusConfig, EventBus, RetryPolicy
 from eventbus._inbox import SqliteInbox
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # loaded by path from other test directories
+    sys.path.insert(0, str(HERE))
+
+from rigs import (  # noqa: E402  # re-exported: the tests import them from here
+    RIGS,
+    MemoryRig,
+    Rig,
+    SqliteRig,
+    TcpProxy,
+    rig,
+)
+
+__all__ = [
+    "FAST_RETRY", "RIGS", "SCENARIOS", "Ledger", "MemoryRig", "Rig", "SqliteRig", "Tally",
+    "TcpProxy", "broker_down", "consumer", "finish", "hanging", "outage_mid_stream", "poison",
+    "producer", "rig", "wait_for", "worker_killed",
+]  # fmt: skip
+
 WORKER_SCRIPT = str(HERE / "worker_proc.py")
-RABBITMQ_URL = os.environ.get("EVENTBUS_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 
 
 # -- counting --
@@ -145,297 +162,6 @@ def describe(p: EventBus, c: EventBus) -> Callable[[], str]:
     return state
 
 
-# -- a TCP proxy that can cut the line --
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; :meth:`cut` drops every connection.
-
-    While cut, new connections are accepted and closed at once (the client sees
-    the broker go away, as in a broker restart); :meth:`restore` lets them through.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._up = True
-        self._lock = threading.Lock()
-        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
-        self._closed = False
-        self._threads: list[threading.Thread] = []
-        self.cuts = 0
-        t = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not self._up:
-                _reset(client)
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                _reset(client)
-                continue
-            for s in (upstream, client):
-                s.settimeout(None)
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delays
-            pair = (client, upstream)
-            with self._lock:
-                if not self._up or self._closed:
-                    _reset(client)
-                    upstream.close()
-                    continue
-                self._pairs.add(pair)
-            for a, b in ((client, upstream), (upstream, client)):
-                t = threading.Thread(target=self._pump, args=(a, b, pair), daemon=True)
-                t.start()
-            self._threads = [t for t in self._threads if t.is_alive()]
-
-    def _pump(
-        self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]
-    ) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self._drop(pair)
-
-    def _drop(self, pair: tuple[socket.socket, socket.socket]) -> None:
-        with self._lock:
-            self._pairs.discard(pair)
-        for s in pair:
-            _reset(s)
-
-    def cut(self) -> None:
-        """Drop every connection now and refuse new ones."""
-        with self._lock:
-            self._up = False
-            pairs = list(self._pairs)
-            self._pairs.clear()
-            self.cuts += 1
-        for pair in pairs:
-            for s in pair:
-                _reset(s)
-
-    def restore(self) -> None:
-        with self._lock:
-            self._up = True
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    def close(self) -> None:
-        self._closed = True
-        self.cut()
-        with contextlib.suppress(OSError):
-            self._listener.close()
-        for t in self._threads:
-            t.join(2)
-
-
-def _reset(s: socket.socket) -> None:
-    """Close with RST, so the peer notices at once."""
-    with contextlib.suppress(OSError):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    with contextlib.suppress(OSError):
-        s.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        s.close()
-
-
-# -- rigs: one per adapter kind --
-class Rig:
-    """An adapter kind plus a real way to take its broker away (if there is one)."""
-
-    name = ""
-    can_go_down = False
-    cross_process = False
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.run = uuid.uuid4().hex[:6]
-        self._n = 0
-        self._adapters: list[Adapter] = []
-
-    def names(self, what: str) -> tuple[str, str]:
-        """A fresh (topic, group) pair for one scenario."""
-        self._n += 1
-        base = f"r{self.run}{self._n}"
-        return f"{base}.{what}.created", f"{base}-{what}"
-
-    def adapter(self) -> Adapter:
-        raise NotImplementedError
-
-    def url(self) -> str:
-        """A URL another process can open (cross-process rigs)."""
-        raise NotImplementedError
-
-    def down(self) -> None:
-        raise NotImplementedError
-
-    def up(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        for a in self._adapters:
-            with contextlib.suppress(Exception):
-                a.close()
-
-
-class MemoryRig(Rig):
-    name = "memory"
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        self.broker = MemoryAdapter(lease=3.0)
-
-    def adapter(self) -> Adapter:
-        return self.broker.client()
-
-
-class SqliteRig(Rig):
-    name = "sqlite"
-    can_go_down = True
-    cross_process = True
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        self.path = workdir / "broker.db"
-        self._locker: sqlite3.Connection | None = None
-
-    def url(self) -> str:
-        return f"sqlite:///{self.path}?lease=2&busy_timeout=0.2"
-
-    def adapter(self) -> Adapter:
-        from eventbus._sqlite import SqliteAdapter
-
-        a = SqliteAdapter(str(self.path), lease=2.0, busy_timeout=0.2)
-        self._adapters.append(a)
-        return a
-
-    def down(self) -> None:
-        """Another connection takes the write lock and keeps it: the file is unusable."""
-        db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
-        db.execute("BEGIN EXCLUSIVE")
-        self._locker = db
-
-    def up(self) -> None:
-        db, self._locker = self._locker, None
-        if db is not None:
-            db.execute("ROLLBACK")
-            db.close()
-
-    def close(self) -> None:
-        self.up()
-        super().close()
-
-
-class RabbitRig(Rig):
-    name = "rabbitmq"
-    can_go_down = True
-    cross_process = True
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        from urllib.parse import urlsplit
-
-        target = urlsplit(RABBITMQ_URL)
-        self.proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
-        self.exchange = f"eventbus-res-{self.run}"
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "exchange": self.exchange,
-            "lease": 5.0,
-            "heartbeat": 2,
-            "connect_timeout": 2.0,
-            "confirm_timeout": 5.0,
-        }
-
-    def url(self) -> str:
-        q = "&".join(f"{k}={v}" for k, v in self.options().items())
-        return f"{self.proxy.url}?{q}"
-
-    def adapter(self) -> Adapter:
-        from eventbus_rabbitmq import RabbitMQAdapter
-
-        a = RabbitMQAdapter(self.proxy.url, **self.options())
-        self._adapters.append(a)
-        return a
-
-    def down(self) -> None:
-        self.proxy.cut()
-
-    def up(self) -> None:
-        self.proxy.restore()
-
-    def close(self) -> None:
-        self.up()
-        super().close()
-        self.proxy.close()
-        delete_rabbitmq_names(self.exchange)
-
-
-def delete_rabbitmq_names(prefix: str) -> None:
-    """Delete the queues and exchanges whose names start with ``prefix`` (this run's only)."""
-    import pika
-
-    names: dict[str, list[str]] = {}
-    for kind in ("queues", "exchanges"):
-        out = subprocess.run(
-            ["rabbitmqctl", "-q", f"list_{kind}", "name"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        names[kind] = [n for n in out.stdout.split() if n.startswith(prefix)]
-    if not names["queues"] and not names["exchanges"]:
-        return
-    conn = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
-    try:
-        for kind, items in names.items():
-            for name in items:
-                ch = conn.channel()
-                try:
-                    if kind == "queues":
-                        ch.queue_delete(name)
-                    else:
-                        ch.exchange_delete(name)
-                except pika.exceptions.ChannelClosedByBroker:
-                    pass
-                finally:
-                    if ch.is_open:
-                        ch.close()
-    finally:
-        conn.close()
-
-
-RIGS: dict[str, type[Rig]] = {"memory": MemoryRig, "sqlite": SqliteRig, "rabbitmq": RabbitRig}
-
-
-@contextlib.contextmanager
-def rig(name: str, workdir: Path) -> Iterator[Rig]:
-    r = RIGS[name](workdir)
-    try:
-        yield r
-    finally:
-        r.close()
-
-
 # -- the buses a scenario uses --
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.2, jitter=0.2)
 
@@ -520,6 +246,7 @@ def broker_down(r: Rig, workdir: Path, n: int) -> Tally:
         dropped=drops,
         via_outbox=outcomes["outbox"],
         seconds=seconds,
+        note=r.outage,
     )
     ledger.close()
     return t
@@ -527,7 +254,7 @@ def broker_down(r: Rig, workdir: Path, n: int) -> Tally:
 
 # -- 2. the broker goes away mid-stream and comes back --------------------------------------------
 def outage_mid_stream(r: Rig, workdir: Path, n: int, outage: float = 1.5) -> Tally:
-    name = "broker restart mid-stream"
+    name = "broker unreachable mid-stream"
     if not r.can_go_down:
         return Tally(name, r.name, note="n/a: in-process broker cannot go down")
     topic, group = r.names("blip")
@@ -572,7 +299,14 @@ def outage_mid_stream(r: Rig, workdir: Path, n: int, outage: float = 1.5) -> Tal
     drops = dropped(c)
     finish(p, c)
     t = Tally.count(
-        name, r.name, sent, ledger, dropped=drops, via_outbox=outcomes["outbox"], seconds=seconds
+        name,
+        r.name,
+        sent,
+        ledger,
+        dropped=drops,
+        via_outbox=outcomes["outbox"],
+        seconds=seconds,
+        note=f"{r.outage} for {outage:g} s",
     )
     ledger.close()
     return t

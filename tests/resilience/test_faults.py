@@ -1,7 +1,8 @@
 """Fault tests that count every event (issue 8), on every adapter where the fault can
-be made here. The default tier sends 1,000 events where the issue says 10,000; the
-full tier (EVENTBUS_TIER=full) sends 10,000. ``benchmarks/fault_table.py`` runs the
-same scenarios and writes docs/reliability.md."""
+be made here (memory, SQLite, RabbitMQ, Kafka/Tansu, SQS/moto, Service Bus/test broker;
+see ``rigs.py``). The default tier sends 1,000 events where the issue says 10,000; the
+full tier (EVENTBUS_TIER=full) sends 10,000 (the ``_10000`` cases).
+``benchmarks/fault_table.py`` runs the same scenarios and writes docs/reliability.md."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ def test_broker_down_then_up_10000(down_rig: Rig, workdir: Path) -> None:
 def test_broker_restart_mid_stream(down_rig: Rig, workdir: Path) -> None:
     t = outage_mid_stream(down_rig, workdir, 1000)
     _check(t)
-    assert 0 < t.via_outbox < 1000  # some went straight, some waited in the outbox
+    assert t.via_outbox < 1000  # some went straight
+    if not down_rig.client_rides_out:
+        assert t.via_outbox > 0  # and some waited in the outbox
     assert t.duplicated == 0
 
 
