@@ -29,6 +29,8 @@ FAST_RETRY = RetryPolicy(max_attempts=2, initial_delay=0.05, max_delay=0.05, jit
     pytest.param("sqlite", marks=pytest.mark.sqlite),
     pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
     pytest.param("kafka", marks=pytest.mark.kafka),
+    pytest.param("sqs", marks=pytest.mark.sqs),
+    pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
 ])  # fmt: skip
 def make_adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Adapter]]:
     kind = request.param
@@ -37,7 +39,24 @@ def make_adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
         factory: Callable[[], Adapter] = request.getfixturevalue("make_rabbitmq")
     elif kind == "kafka":
         factory = request.getfixturevalue("make_kafka")
+    elif kind == "sqs":
+        from eventbus_sqs import SqsAdapter
+
+        names = request.getfixturevalue("sqs_names")
+
+        def factory() -> Adapter:
+            a = SqsAdapter(names.settings(long_poll=1))
+            made.append(a)
+            return a
+    elif kind == "azure_servicebus":
+        target = request.getfixturevalue("servicebus")
+
+        def factory() -> Adapter:
+            a = target.adapter(lock_duration=4.0)
+            made.append(a)
+            return a
     elif kind == "sqlite":
+
         def factory() -> Adapter:
             a = SqliteAdapter(tmp_path / "bus.db", poll_max=0.05)
             made.append(a)
@@ -48,6 +67,7 @@ def make_adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
 
         def factory() -> Adapter:
             return shared
+
     yield factory
     for a in made:
         a.close()
@@ -99,7 +119,7 @@ def test_publish_and_process_spans_are_linked(make_adapter: Callable[[], Adapter
     # the handler's own span is a child of the process span
     assert inner.parent.span_id == process.context.span_id
     system = publish.attributes["messaging.system"]
-    assert system in ("memory", "sqlite", "rabbitmq", "kafka")
+    assert system in ("memory", "sqlite", "rabbitmq", "kafka", "aws_sqs", "servicebus")
     for span, operation in ((publish, "publish"), (process, "process")):
         a = span.attributes
         assert a["messaging.operation.name"] == operation
