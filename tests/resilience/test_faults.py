@@ -30,31 +30,31 @@ def _check(t: Tally, *, dead: int = 0) -> None:
     assert t.received == t.sent - dead, t
 
 
-def test_broker_down_then_up(down_rig: Rig, workdir: Path) -> None:
-    t = broker_down(down_rig, workdir, 1000)
+def test_broker_down_then_up(outage_rig: Rig, workdir: Path) -> None:
+    t = broker_down(outage_rig, workdir, 1000)
     _check(t)
     assert t.via_outbox == 1000  # every publish returned "outbox", none raised
     assert t.duplicated == 0
 
 
 @pytest.mark.full
-def test_broker_down_then_up_10000(down_rig: Rig, workdir: Path) -> None:
-    t = broker_down(down_rig, workdir, 10_000)
+def test_broker_down_then_up_10000(outage_rig: Rig, workdir: Path) -> None:
+    t = broker_down(outage_rig, workdir, 10_000)
     _check(t)
     assert t.duplicated == 0
 
 
-def test_broker_restart_mid_stream(down_rig: Rig, workdir: Path) -> None:
-    t = outage_mid_stream(down_rig, workdir, 1000)
+def test_broker_restart_mid_stream(outage_rig: Rig, workdir: Path) -> None:
+    t = outage_mid_stream(outage_rig, workdir, 1000)
     _check(t)
     assert t.via_outbox < 1000  # some went straight
-    if not down_rig.client_rides_out:
+    if not outage_rig.client_rides_out:
         assert t.via_outbox > 0  # and some waited in the outbox
     assert t.duplicated == 0
 
 
-def test_worker_killed_mid_batch(down_rig: Rig, workdir: Path) -> None:
-    t = worker_killed(down_rig, workdir, 600)
+def test_worker_killed_mid_batch(outage_rig: Rig, workdir: Path) -> None:
+    t = worker_killed(outage_rig, workdir, 600)
     _check(t)
     # a kill between a handler's side effect and the inbox mark can repeat that one event
     assert t.duplicated <= 1, t
