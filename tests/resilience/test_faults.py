@@ -39,6 +39,11 @@ def test_broker_down_then_up(outage_rig: Rig, workdir: Path) -> None:
 
 @pytest.mark.full
 def test_broker_down_then_up_10000(outage_rig: Rig, workdir: Path) -> None:
+    if outage_rig.name == "sqs":
+        pytest.skip(
+            "moto slows down as a queue grows: 2,000 events take ~100 s here, "
+            "10,000 far longer; the fault table runs SQS with --limit sqs=2000"
+        )
     t = broker_down(outage_rig, workdir, 10_000)
     _check(t)
     assert t.duplicated == 0
