@@ -56,7 +56,10 @@ def run(adapters: list[str], events: int, limits: dict[str, int]) -> list[Tally]
                     (hanging, 400, {"hangs": 4, "use_async": True}),
                 ]
                 for scenario, n, kw in plan:
-                    t = scenario(r, work, min(n, cap or n), **kw)
+                    try:
+                        t = scenario(r, work, min(n, cap or n), **kw)
+                    except Exception as exc:  # a row that says so, and the run goes on
+                        t = Tally(scenario.__name__, name, note=f"error: {exc!r}"[:300])
                     if cap is not None and n > cap and not t.note.startswith("n/a"):
                         t.note += f"; {cap:,} events, not {n:,} (--limit {name}={cap})"
                     print(f"{t.adapter:9} {t.fault:34} sent={t.sent} received={t.received} "
@@ -116,7 +119,7 @@ def render(tallies: list[Tally], events: int, took: float) -> str:
     order = {name: i for i, name in enumerate(ADAPTERS)}
     faults = list(dict.fromkeys(t.fault for t in tallies))
     for t in sorted(tallies, key=lambda t: (faults.index(t.fault), order.get(t.adapter, 9))):
-        if t.note.startswith("n/a"):
+        if t.note.startswith(("n/a", "error")):
             lines.append(f"| {t.fault} | {t.adapter} | - | - | - | - | - | - | - | - | {t.note} |")
             continue
         lines.append(
@@ -176,7 +179,7 @@ def main() -> None:
     else:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")
-    if any(t.lost for t in tallies):
+    if any(t.lost or t.note.startswith("error") for t in tallies):
         sys.exit(1)
 
 
