@@ -53,7 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -226,7 +226,10 @@ def ours_publish(bus: EventBus, event_type: str, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+def raw_consume(
+    bootstrap: str, topic: str, n: int, turn: Callable[[Any], object] | None = None
+) -> float:
+    """``json.loads`` of each value and a no-op callback, or ``turn(record)`` if given."""
     c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap,
                                   "group.id": "raw-" + uuid.uuid4().hex,
                                   "auto.offset.reset": "earliest", "enable.auto.commit": True,
@@ -246,7 +249,10 @@ def raw_consume(bootstrap: str, topic: str, n: int) -> float:
                     continue
                 if not start:
                     start = time.perf_counter()
-                callback(json.loads(m.value()))
+                if turn is None:
+                    callback(json.loads(m.value()))
+                else:
+                    turn(m)
                 count += 1
         return n / (time.perf_counter() - start)
     finally:
@@ -262,28 +268,13 @@ def raw_consume_sdk(bootstrap: str, topic: str, n: int) -> float | None:
     except ImportError:
         return None
     fmt = JSONFormat()
-    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap,
-                                  "group.id": "rawsdk-" + uuid.uuid4().hex,
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
-                                  "partition.assignment.strategy": "roundrobin"})  # fmt: skip
-    c.subscribe([topic])
-    count = 0
-    start = 0.0
-    try:
-        while count < n:
-            for m in c.consume(500, 0) or [c.poll(1.0)]:
-                if m is None or m.error() is not None:
-                    continue
-                if not start:
-                    start = time.perf_counter()
-                message = ce_kafka.KafkaMessage(headers=dict(m.headers() or ()), key=m.key(),
-                                                value=m.value())  # fmt: skip
-                ce_kafka.from_binary(message, fmt).get_data()
-                count += 1
-        return n / (time.perf_counter() - start)
-    finally:
-        c.close()
+
+    def turn(m: Any) -> object:
+        message = ce_kafka.KafkaMessage(headers=dict(m.headers() or ()), key=m.key(),
+                                        value=m.value())  # fmt: skip
+        return ce_kafka.from_binary(message, fmt).get_data()
+
+    return raw_consume(bootstrap, topic, n, turn)
 
 
 def adapter_receive(settings: KafkaSettings, event_type: str, n: int) -> float:
