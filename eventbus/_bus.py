@@ -387,14 +387,25 @@ class EventBus:
 
     def run(self, *, install_signal_handlers: bool = True) -> None:
         """Run the handlers until :meth:`stop`, SIGINT or SIGTERM; then stop gracefully."""
-        self.start()
-        worker = self._worker
-        assert worker is not None
+        asked = threading.Event()
+
+        def on_signal(*_: Any) -> None:
+            asked.set()
+            if self._worker is not None:
+                self._worker.request_stop()
+
+        # Installed before the workers start: a signal that comes while the
+        # first events are handled must stop them gracefully, not kill the process.
         restore: dict[signal.Signals, Any] = {}
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                restore[sig] = signal.signal(sig, lambda *_: worker.request_stop())
+                restore[sig] = signal.signal(sig, on_signal)
         try:
+            self.start()
+            worker = self._worker
+            assert worker is not None
+            if asked.is_set():
+                worker.request_stop()
             while not worker.wait(0.5):
                 pass
         finally:
