@@ -16,8 +16,16 @@ from typing import Any, TypeVar, overload
 from ._adapter import Adapter
 from ._breaker import CircuitBreaker
 from ._config import BusConfig, load_config, redact
-from ._envelope import Event, Message, default_source, encode, make_event, new_event_id
-from ._errors import BrokerError, ClosedError, ConfigError, MessageTooLarge
+from ._envelope import (
+    Event,
+    Message,
+    default_source,
+    encode,
+    make_event,
+    new_event_id,
+    too_large,
+)
+from ._errors import BrokerError, ClosedError, ConfigError
 from ._hooks import Hooks, Middleware, Outcome
 from ._inbox import Inbox, open_inbox
 from ._plugins import create_adapter
@@ -170,14 +178,12 @@ class EventBus:
     def _encode(self, event: Event) -> Message:
         if not event.source:
             event = event.replace(source=self.source)
-        message = encode(event)
-        if self.content_mode == "structured":
-            message = to_structured(message)
-        if self._max_size is not None and not message.fits(self._max_size):
-            raise MessageTooLarge(
-                f"event {event.id} of type {event.type!r} is {message.size} bytes encoded; "
-                f"this broker takes at most {self._max_size}"
-            )
+        limit = self._max_size
+        if self.content_mode != "structured":
+            return encode(event, max_size=limit)
+        message: Message = to_structured(encode(event))
+        if limit is not None and not message.fits(limit):
+            raise too_large(event, message, limit)
         return message
 
     def _send(self, messages: Sequence[Message]) -> str:

@@ -32,9 +32,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
-from ._errors import DecodeError, EncodeError
+from ._errors import DecodeError, EncodeError, MessageTooLarge
 from ._routing import validate_topic
 
 __all__ = ["Delivery", "Event", "Message", "decode", "encode", "new_event_id"]
@@ -147,44 +147,49 @@ class Event:
 
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-_new = object.__new__
-(_s_type, _s_data, _s_id, _s_source, _s_specversion, _s_time, _s_datacontenttype,
- _s_dataschema, _s_subject, _s_correlationid, _s_causationid, _s_traceparent, _s_key,
- _s_extensions, _s_attempt) = (
-    getattr(Event, f.name).__set__ for f in dataclasses.fields(Event))  # fmt: skip
 
 
-def make_event(
-    type: str, data: Any, id: str, source: str, time: datetime | None,
-    datacontenttype: str | None = None, dataschema: str | None = None,
-    subject: str | None = None, correlationid: str | None = None,
-    causationid: str | None = None, traceparent: str | None = None, key: str | None = None,
-    extensions: Mapping[str, str] | None = None, attempt: int = 1,
-) -> Event:  # fmt: skip
-    """``Event(...)`` for the hot paths (building and decoding), without the checks.
+class _NewEvent:
+    """Makes an :class:`Event` for the hot paths (building and decoding), without the checks.
 
-    The same object the dataclass constructor makes, at about a third of its
-    cost: a frozen dataclass sets each of its 15 fields through
-    ``object.__setattr__``; this sets the slots directly. Callers pass values
-    of the right types (``bus.event`` and ``decode`` do).
+    The same object the dataclass constructor makes, at a sixth of its cost. A
+    frozen dataclass sets each of its 15 fields through ``object.__setattr__``;
+    this class has the very same slots but no frozen ``__setattr__``, so its
+    ``__init__`` stores them directly and then turns the instance into an
+    ``Event`` (``__class__`` assignment, allowed between identical slot layouts;
+    a change to ``Event``'s fields that broke the match would fail every test
+    at once). Callers pass values of the right types (``bus.event`` and
+    ``decode`` do).
     """
-    e = _new(Event)
-    _s_type(e, type)
-    _s_data(e, data)
-    _s_id(e, id)
-    _s_source(e, source)
-    _s_specversion(e, SPECVERSION)
-    _s_time(e, time)
-    _s_datacontenttype(e, datacontenttype)
-    _s_dataschema(e, dataschema)
-    _s_subject(e, subject)
-    _s_correlationid(e, correlationid)
-    _s_causationid(e, causationid)
-    _s_traceparent(e, traceparent)
-    _s_key(e, key)
-    _s_extensions(e, _EMPTY if extensions is None else extensions)
-    _s_attempt(e, attempt)
-    return e
+
+    __slots__ = Event.__slots__
+
+    def __init__(
+        self, type: str, data: Any, id: str, source: str, time: datetime | None,
+        datacontenttype: str | None = None, dataschema: str | None = None,
+        subject: str | None = None, correlationid: str | None = None,
+        causationid: str | None = None, traceparent: str | None = None, key: str | None = None,
+        extensions: Mapping[str, str] | None = None, attempt: int = 1,
+    ) -> None:  # fmt: skip
+        self.type = type
+        self.data = data
+        self.id = id
+        self.source = source
+        self.specversion = SPECVERSION
+        self.time = time
+        self.datacontenttype = datacontenttype
+        self.dataschema = dataschema
+        self.subject = subject
+        self.correlationid = correlationid
+        self.causationid = causationid
+        self.traceparent = traceparent
+        self.key = key
+        self.extensions = _EMPTY if extensions is None else extensions
+        self.attempt = attempt
+        self.__class__ = Event  # type: ignore[assignment]
+
+
+make_event = cast("Callable[..., Event]", _NewEvent)
 
 
 @dataclass(slots=True)
@@ -266,10 +271,31 @@ def _attributes(event: Event, content_type: str) -> dict[str, str]:
     return h
 
 
+_UTC = timezone.utc
+# The RFC 3339 text of the last whole second formatted, keyed by its fields
+# (swapped as one tuple, so threads never see a key with another's text).
+_last_second: tuple[tuple[int, ...], str] = ((), "")
+
+
 def _format_time(t: datetime) -> str:
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.isoformat().replace("+00:00", "Z")
+    """RFC 3339 with ``Z`` for UTC: ``isoformat``'s text at half its cost for UTC times.
+
+    Events of one second share their date and time up to the second, so that
+    part is formatted once per second and only the microseconds per event.
+    """
+    global _last_second
+    tz = t.tzinfo
+    if tz is not _UTC and tz is not None:
+        return t.isoformat().replace("+00:00", "Z")
+    key = (t.second, t.minute, t.hour, t.day, t.month, t.year)
+    last = _last_second
+    if last[0] == key:
+        prefix = last[1]
+    else:
+        prefix = t.replace(microsecond=0, tzinfo=None).isoformat()
+        _last_second = (key, prefix)
+    us = t.microsecond
+    return f"{prefix}.{us:06d}Z" if us else prefix + "Z"
 
 
 def _parse_time(s: str) -> datetime:
@@ -309,8 +335,15 @@ def _check_type(event_type: str) -> None:
         _valid_types[event_type] = None
 
 
-def encode(event: Event) -> Message:
-    """Serialise ``event`` for the wire; raises :class:`EncodeError` and sends nothing."""
+_KNOWN_NAME_CHARS = sum(map(len, KNOWN))  # header names of an event without extensions, at most
+
+
+def encode(event: Event, *, max_size: int | None = None) -> Message:
+    """Serialise ``event`` for the wire; raises :class:`EncodeError` and sends nothing.
+
+    With ``max_size``, an event over that many bytes encoded (body, header
+    names and values) raises :class:`MessageTooLarge`.
+    """
     if event.type.__class__ is not str or event.type not in _valid_types:
         _check_type(event.type)
     data = event.data
@@ -332,9 +365,10 @@ def encode(event: Event) -> Message:
     content_type = event.datacontenttype or _content_type_of(data)
     headers = _attributes(event, content_type)
     try:  # the fast path: every value a str, none with a NUL
-        bad = "\x00" in "".join(headers.values())
+        values = "".join(headers.values())
+        bad = "\x00" in values
     except TypeError:
-        bad = True
+        values, bad = "", True
     if bad:
         for name, value in headers.items():
             _check_str(name, value)
@@ -346,72 +380,117 @@ def encode(event: Event) -> Message:
                 )
     if not event.id or not event.source:
         raise EncodeError("attributes 'id' and 'source' must not be empty")
-    return Message(topic=event.type, body=body, headers=headers, key=event.key)
+    message = Message(event.type, body, headers, event.key)
+    if max_size is not None:
+        names = len("".join(headers)) if event.extensions else _KNOWN_NAME_CHARS
+        # UTF-8 takes at most 4 bytes a character: the exact size only when it may matter
+        if len(body) + 4 * (len(values) + names) > max_size and message.size > max_size:
+            raise too_large(event, message, max_size)
+    return message
 
 
-_json_types: dict[str, bool] = {}  # content type -> is JSON (bounded)
+def too_large(event: Event, message: Message, limit: int) -> MessageTooLarge:
+    return MessageTooLarge(
+        f"event {event.id} of type {event.type!r} is {message.size} bytes encoded; "
+        f"this broker takes at most {limit}"
+    )
+
+
+_STRUCTURED, _JSON_DATA, _TEXT_DATA, _BYTES_DATA = range(4)
+_kinds: dict[str, int] = {}  # content type -> one of the four above (bounded)
+
+
+def _kind(content_type: str) -> int:
+    """How a body of ``content_type`` is read: structured event, JSON, text or bytes."""
+    kind = _kinds.get(content_type)
+    if kind is not None:
+        return kind
+    if content_type[:23].lower() == "application/cloudevents":
+        kind = _STRUCTURED
+    elif _is_json(content_type):
+        kind = _JSON_DATA
+    elif content_type.lower().startswith("text/"):
+        kind = _TEXT_DATA
+    else:
+        kind = _BYTES_DATA
+    if len(_kinds) < 1000:
+        _kinds[content_type] = kind
+    return kind
 
 
 def _is_json(content_type: str) -> bool:
-    known = _json_types.get(content_type)
-    if known is not None:
-        return known
     media = content_type.split(";", 1)[0].strip().lower()
-    answer = media == JSON or media.endswith("+json") or media == "text/json"
-    if len(_json_types) < 1000:
-        _json_types[content_type] = answer
-    return answer
+    return media == JSON or media.endswith("+json") or media == "text/json"
 
 
 def decode(message: Message, attempt: int = 1) -> Event:
     """Turn a message from the broker into an :class:`Event`, or raise :class:`DecodeError`."""
     headers = message.headers
-    if not isinstance(headers, Mapping):
+    if headers.__class__ is not dict and not isinstance(headers, Mapping):
         raise DecodeError("message headers are not a mapping")
-    ct = headers.get("datacontenttype")
-    if isinstance(ct, str) and ct[:23].lower() == "application/cloudevents":
-        from ._structured import from_structured  # structured mode: the event is the body
-
-        message = from_structured(message)
-        headers = message.headers
-    try:  # every name and value a str: one check here instead of one per attribute
-        "".join(headers)
-        "".join(headers.values())
-    except TypeError:
-        _not_strings(headers)
     get = headers.get
+    ct = get("datacontenttype")
+    if not ct:
+        kind = _JSON_DATA
+    elif isinstance(ct, str):
+        kind = _kind(ct)
+        if kind == _STRUCTURED:
+            from ._structured import from_structured  # structured mode: the event is the body
+
+            message = from_structured(message)
+            headers = message.headers
+            get = headers.get
+            ct = get("datacontenttype")
+            kind = _kind(ct) if ct else _JSON_DATA
+            if kind == _STRUCTURED:  # data that is itself an event: JSON, as it says
+                kind = _JSON_DATA
+    else:
+        kind = _BYTES_DATA  # not a str: the strings check below names it
     id_, source, type_, spec = get("id"), get("source"), get("type"), get("specversion")
+    time_s = get("time")
+    # Nothing optional: the four required attributes, maybe datacontenttype and time.
+    simple = len(headers) == 4 + (ct is not None) + (time_s is not None)
+    if not (
+        simple and id_.__class__ is str and source.__class__ is str
+        and type_.__class__ is str and spec.__class__ is str
+        and (time_s is None or time_s.__class__ is str) and (ct is None or ct.__class__ is str)
+    ):  # fmt: skip
+        try:  # every name and value a str: one check instead of one per attribute
+            "".join(headers)
+            "".join(headers.values())
+        except TypeError:
+            _not_strings(headers)
     if not (id_ and source and type_ and spec):
         missing = next(name for name in REQUIRED if not get(name))
         raise DecodeError(f"missing required CloudEvents attribute {missing!r}")
     if spec != SPECVERSION:
         raise DecodeError(f"unsupported CloudEvents specversion {spec[:16]!r}")
     body = message.body
-    if not isinstance(body, (bytes, bytearray)):
-        raise DecodeError(f"message body is {type(body).__name__}, not bytes")
-    ct = get("datacontenttype")  # (again: structured mode replaced the headers)
-    content_type = ct or JSON
+    if body.__class__ is not bytes:
+        if not isinstance(body, (bytes, bytearray)):
+            raise DecodeError(f"message body is {type(body).__name__}, not bytes")
+        body = bytes(body)
     data: Any
-    if _is_json(content_type):
+    if kind == _JSON_DATA:
         try:
-            text = bytes(body).decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError(f"JSON payload is not UTF-8: {exc}") from None
         try:
             data = _json_decode(text) if text else None
         except (ValueError, RecursionError) as exc:
             raise DecodeError(f"payload is not valid JSON: {str(exc)[:200]}") from None
-    elif content_type.lower().startswith("text/"):
+    elif kind == _TEXT_DATA:
         try:
-            data = bytes(body).decode("utf-8")
+            data = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError(f"text payload is not UTF-8: {exc}") from None
     else:
-        data = bytes(body)
-    time_s = get("time")
+        data = body
     t = _parse_time(time_s) if time_s else None
     key = message.key if isinstance(message.key, str) else None
-    if len(headers) == 4 + (ct is not None) + (time_s is not None):  # nothing optional
+    content_type = ct or JSON
+    if simple:
         return make_event(type_, data, id_, source, t, content_type, key=key, attempt=attempt)
     extensions = (
         None if KNOWN.issuperset(headers) else {n: v for n, v in headers.items() if n not in KNOWN}
@@ -423,7 +502,23 @@ def decode(message: Message, attempt: int = 1) -> Event:
     )  # fmt: skip
 
 
-_json_decode = json.JSONDecoder().decode
+_json_decoder = json.JSONDecoder()
+_scan_once = _json_decoder.scan_once  # type: ignore[attr-defined]  # the C scanner
+
+
+def _json_decode(text: str) -> Any:
+    """``json.loads(text)`` for a str, through the C scanner when it can take it whole.
+
+    Anything it cannot (leading whitespace, trailing data, invalid JSON) goes to
+    the full decoder, so errors and results are exactly ``json.loads``'s.
+    """
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return _json_decoder.decode(text)
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        return _json_decoder.decode(text)
+    return value
 
 
 def _not_strings(headers: Mapping[Any, Any]) -> None:
