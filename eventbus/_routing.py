@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ._errors import ConfigError
 
@@ -114,6 +114,13 @@ class Matcher:
         self._exact = frozenset(p for p in self.patterns if "*" not in p and "#" not in p)
         self._wild = tuple(_compile(p) for p in self.patterns if p not in self._exact)
         self._cache: dict[str, bool] = {}  # topic -> answer; topics are few, events many
+
+    @property
+    def test(self) -> Callable[[str], bool]:
+        """``self`` as the cheapest callable: the set's own lookup when no pattern is wild."""
+        if self._match_all or self._wild:
+            return self
+        return self._exact.__contains__
 
     def __call__(self, topic: str) -> bool:
         if self._match_all or topic in self._exact:

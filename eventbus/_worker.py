@@ -41,7 +41,7 @@ from typing import Any
 from ._adapter import Adapter, Consumer
 from ._envelope import Delivery, Event, decode
 from ._errors import BrokerError, ClosedError, DecodeError, HandlerTimeout
-from ._hooks import Hooks
+from ._hooks import Hooks, _current, _info
 from ._inbox import Inbox, InboxError
 from ._retry import RetryPolicy
 from ._routing import Matcher
@@ -76,6 +76,10 @@ class Subscription:
         return f"{getattr(h, '__module__', '?')}.{getattr(h, '__qualname__', repr(h))}"
 
 
+def _unmatched(g: _Group, event: Event) -> str:
+    return f"no handler in group {g.name!r} matches event type {event.type!r}"
+
+
 class _Group:
     """The subscriptions of one group and how to dispatch to them."""
 
@@ -85,7 +89,7 @@ class _Group:
         #: handler without a timeout, else None), worked out once, not per event.
         self.subs = [
             (
-                Matcher(s.patterns),
+                Matcher(s.patterns).test,
                 s,
                 s.name,
                 None if s.is_async or s.timeout is not None else s.handler,
@@ -252,9 +256,14 @@ class Worker:
             log.debug("consumer close failed: %s", exc)
 
     def _process(self, g: _Group, consumer: Consumer, batch: list[Delivery]) -> None:
+        hooks = self._hooks
+        if self._inbox is None and not hooks.outcome and not hooks.middleware:
+            self._process_plain(g, consumer, batch)
+            return
+        stop = self._stop
         acks: list[Delivery] = []
         for i, delivery in enumerate(batch):
-            if self._stop.is_set() and i:
+            if i and stop.is_set():
                 break  # the rest go back to the group on close
             outcome, reason, delay = self._handle(g, delivery)
             if outcome == "ack":
@@ -266,14 +275,61 @@ class Worker:
         if acks:
             consumer.ack(acks)
 
+    def _process_plain(self, g: _Group, consumer: Consumer, batch: list[Delivery]) -> None:
+        """:meth:`_process` for a bus with no inbox, outcome callbacks or middleware.
+
+        The same steps and results in one frame, since this is the per-event
+        cost of the common case. The handler context (:func:`current_handler`)
+        is set for each handler call and stays until the next one or the end
+        of the batch, so the worker's own log lines about an event still name it.
+        """
+        stop = self._stop
+        group = g.name
+        acks: list[Delivery] = []
+        token = None
+        try:
+            for i, delivery in enumerate(batch):
+                if i and stop.is_set():
+                    break  # the rest go back to the group on close
+                try:
+                    event = decode(delivery.message, delivery.attempt)
+                except DecodeError as exc:
+                    consumer.dead_letter(delivery, self._undecodable(g, delivery, exc))
+                    continue
+                outcome = reason = ""
+                for test, sub, name, direct in g.subs:
+                    if not test(event.type):
+                        continue
+                    set_token = _current.set(_info(group, name, event))
+                    if token is None:
+                        token = set_token
+                    try:
+                        if direct is None:
+                            self._call(sub, event)
+                        else:
+                            direct(event)
+                    except Exception as exc:
+                        outcome, reason = self._failed(g, sub, event, delivery, exc)
+                        break
+                    outcome = "ack"
+                if outcome == "ack":
+                    acks.append(delivery)
+                elif outcome == "retry":
+                    consumer.nack(delivery, g.retry.delay(delivery.attempt))
+                else:
+                    consumer.dead_letter(delivery, reason or _unmatched(g, event))
+        finally:
+            if token is not None:
+                _current.reset(token)
+        if acks:
+            consumer.ack(acks)
+
     def _handle(self, g: _Group, delivery: Delivery) -> tuple[str, str, float]:
         """``(outcome, reason, delay)``; outcome: ``ack``, ``retry`` (after ``delay``), ``dead``."""
         try:
             event = decode(delivery.message, delivery.attempt)
         except DecodeError as exc:
-            log.warning("group %s: dead-lettering an undecodable message: %s", g.name, exc)
-            self._hooks.undecodable(g.name, delivery, f"undecodable: {exc}")
-            return "dead", f"undecodable: {exc}", 0.0
+            return "dead", self._undecodable(g, delivery, exc), 0.0
         inbox = self._inbox
         if inbox is None:
             outcome, reason = self._hooks.handle(
@@ -304,6 +360,12 @@ class Worker:
             log.warning("group %s: inbox could not record %s (%s)", g.name, event.id, exc)
         return outcome, reason, g.retry.delay(delivery.attempt) if outcome == "retry" else 0.0
 
+    def _undecodable(self, g: _Group, delivery: Delivery, exc: DecodeError) -> str:
+        """Report an undecodable delivery; the reason to dead-letter it with."""
+        log.warning("group %s: dead-lettering an undecodable message: %s", g.name, exc)
+        self._hooks.undecodable(g.name, delivery, f"undecodable: {exc}")
+        return f"undecodable: {exc}"
+
     def _dispatch(self, g: _Group, event: Event, delivery: Delivery) -> tuple[str, str]:
         handled = False
         for matcher, sub, name, direct in g.subs:
@@ -313,21 +375,28 @@ class Worker:
             try:
                 self._hooks.call(g.name, name, event, direct or functools.partial(self._call, sub))
             except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                if g.retry.should_retry(exc, delivery.attempt):
-                    log.info(
-                        "group %s: %s failed on %s (attempt %d): %s; retrying",
-                        g.name, sub.name, event.id, delivery.attempt, reason,
-                    )  # fmt: skip
-                    return "retry", reason
-                log.warning(
-                    "group %s: %s failed on %s after %d attempt(s): %s; dead-lettering",
-                    g.name, sub.name, event.id, delivery.attempt, reason,
-                )  # fmt: skip
-                return "dead", f"{reason} (attempt {delivery.attempt} of {g.retry.max_attempts})"
+                return self._failed(g, sub, event, delivery, exc)
         if not handled:
-            return "dead", f"no handler in group {g.name!r} matches event type {event.type!r}"
+            return "dead", _unmatched(g, event)
         return "ack", ""
+
+    @staticmethod
+    def _failed(
+        g: _Group, sub: Subscription, event: Event, delivery: Delivery, exc: Exception
+    ) -> tuple[str, str]:
+        """``("retry" | "dead", reason)`` for a handler that raised ``exc``."""
+        reason = f"{type(exc).__name__}: {exc}"
+        if g.retry.should_retry(exc, delivery.attempt):
+            log.info(
+                "group %s: %s failed on %s (attempt %d): %s; retrying",
+                g.name, sub.name, event.id, delivery.attempt, reason,
+            )  # fmt: skip
+            return "retry", reason
+        log.warning(
+            "group %s: %s failed on %s after %d attempt(s): %s; dead-lettering",
+            g.name, sub.name, event.id, delivery.attempt, reason,
+        )  # fmt: skip
+        return "dead", f"{reason} (attempt {delivery.attempt} of {g.retry.max_attempts})"
 
     def _call(self, sub: Subscription, event: Event) -> None:
         if sub.is_async:
