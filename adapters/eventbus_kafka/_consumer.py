@@ -52,6 +52,7 @@ from ._wire import (
     OWN,
     TopicEpoch,
     error,
+    in_attributes,
     in_headers,
     log,
     to_int,
@@ -254,7 +255,7 @@ class KafkaConsumer(Consumer):
     _backlog_limit = 5000
 
     def _ingest(self, msgs: Iterable[Any]) -> None:
-        parts = self._parts
+        parts = self._parts.get
         types = self._types
         ready = self._ready
         for m in msgs:
@@ -263,45 +264,58 @@ class KafkaConsumer(Consumer):
                 self._on_message_error(err)
                 continue
             topic = m.topic()
-            part = parts.get((topic, m.partition()))
+            part = parts((topic, m.partition()))
             if part is None:
                 continue  # from a partition no longer assigned
             offset = m.offset()
             part.pending.append(offset)
+            if part.retry:
+                self._ingest_retry(m, part, offset)
+                continue
+            event_type = types.get(topic, _UNKNOWN)
+            if event_type is _UNKNOWN:
+                event_type = self._type_of(topic)
+            if event_type is None:  # not for this group: skip it
+                part.settle(offset)
+                continue
             raw = m.headers()
-            attrs, own = in_headers(raw)
             kb = m.key()
             key = None if kb is None else kb.decode("utf-8", "replace")
-            if part.retry:
-                event_type = own.get(H_TOPIC) or attrs.get("type", "")
-                attempt = to_int(own.get(H_ATTEMPT), 2) + (offset < part.inherited)
-                d = Delivery(Message(event_type, m.value() or b"", attrs, key), attempt,
-                             _Handle(part, offset, raw, kb))  # fmt: skip
-                delay = to_int(own.get(H_DUE), 0) / 1000 - time.time()
-                if delay > 0:
-                    due = time.monotonic() + delay
-                    heapq.heappush(self._held, (due, next(self._seq), d, False))
-                    if len(self._held) > self._s.max_held and not self._paused_retry:
-                        self._pause(self._c, retry=True, on=True)
-                    continue
-            else:
-                found = types.get(topic, _UNKNOWN)
-                if found is _UNKNOWN:
-                    found = self._a.event_type_of(topic)
-                    if found is not None and not self._matcher(found):
-                        found = None
-                    types[topic] = found
-                if found is None:  # not for this group: skip it
-                    part.settle(offset)
-                    continue
-                event_type = found
-                attempt = 1 + (offset < part.inherited)
-                d = Delivery(Message(event_type, m.value() or b"", attrs, key), attempt,
-                             _Handle(part, offset, raw, kb))  # fmt: skip
+            d = Delivery(Message(event_type, m.value() or b"", in_attributes(raw), key),
+                         1 + (offset < part.inherited), _Handle(part, offset, raw, kb))  # fmt: skip
             if key is None:
                 ready.append(d)
             else:
                 self._enqueue(d)
+
+    def _type_of(self, topic: str) -> str | None:
+        """The event type this group takes from ``topic``, or None (worked out once)."""
+        found = self._a.event_type_of(topic)
+        if found is not None and not self._matcher(found):
+            found = None
+        self._types[topic] = found
+        return found
+
+    def _ingest_retry(self, m: Any, part: _Part, offset: int) -> None:
+        """A record of the group's retry topic: held until its due time, then handed out."""
+        raw = m.headers()
+        attrs, own = in_headers(raw)
+        kb = m.key()
+        key = None if kb is None else kb.decode("utf-8", "replace")
+        event_type = own.get(H_TOPIC) or attrs.get("type", "")
+        attempt = to_int(own.get(H_ATTEMPT), 2) + (offset < part.inherited)
+        d = Delivery(Message(event_type, m.value() or b"", attrs, key), attempt,
+                     _Handle(part, offset, raw, kb))  # fmt: skip
+        delay = to_int(own.get(H_DUE), 0) / 1000 - time.time()
+        if delay > 0:
+            due = time.monotonic() + delay
+            heapq.heappush(self._held, (due, next(self._seq), d, False))
+            if len(self._held) > self._s.max_held and not self._paused_retry:
+                self._pause(self._c, retry=True, on=True)
+        elif key is None:
+            self._ready.append(d)
+        else:
+            self._enqueue(d)
 
     def _enqueue(self, d: Delivery, front: bool = False) -> None:
         key = d.message.key
@@ -373,7 +387,8 @@ class KafkaConsumer(Consumer):
                 h = d.handle
                 if h.part.live:
                     h.part.settle(h.offset)
-                self._release(d)
+                if d.message.key is not None:
+                    self._release(d)
             if self._c is not None:
                 self._maybe_commit(self._c, time.monotonic())
 
