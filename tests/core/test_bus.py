@@ -18,6 +18,7 @@ from eventbus import (
     BusConfig,
     ConfigError,
     EncodeError,
+    Event,
     EventBus,
     MemoryAdapter,
     RetryPolicy,
@@ -258,3 +259,27 @@ def test_a_bus_declares_its_own_groups_before_its_first_publish(broker) -> None:
     bus.start()
     assert got.wait(1)[0].data == {"id": 1}
     bus.close()
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["plain path", "with outcome hooks"])
+def test_current_handler_names_the_group_handler_and_event(observed: bool) -> None:
+    from eventbus import current_handler
+
+    bus = EventBus(MemoryAdapter(), source="/t", config=BusConfig(poll_interval=0.05))
+    seen: list[object] = []
+    if observed:
+        bus.on_outcome(lambda outcome: None)
+
+    @bus.subscribe("tick", group="g")
+    def tick(event: Event) -> None:
+        seen.append((current_handler(), event))
+
+    bus.start()
+    try:
+        sent = [bus.publish("tick", {"n": i}).event for i in range(3)]
+        eventually(lambda: len(seen) == 3, timeout=10)
+    finally:
+        bus.close()
+    for (info, event), published in zip(seen, sent, strict=True):
+        assert info is not None and info.group == "g" and info.handler.endswith(".tick")
+        assert info.event is event and event.id == published.id

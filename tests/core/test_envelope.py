@@ -139,3 +139,65 @@ def test_fuzz_decoder_returns_event_or_decode_error(body: bytes, headers: dict) 
        max_leaves=20))  # fmt: skip
 def test_any_json_value_round_trips(value) -> None:
     assert decode(encode(ev(value))).data == value
+
+
+# -- the fast paths give exactly what the plain ones give ------------------------
+
+
+def test_events_built_on_the_fast_path_are_plain_frozen_events() -> None:
+    import dataclasses
+
+    from eventbus import EventBus
+
+    bus = EventBus("memory://", source="/orders")
+    fast = bus.event("order.created", {"n": 1}, key="k1", subject="s")
+    assert type(fast) is Event
+    slow = Event(**{f.name: getattr(fast, f.name) for f in dataclasses.fields(Event)})
+    assert fast == slow and repr(fast) == repr(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.type = "other"  # type: ignore[misc]
+    decoded = decode(encode(fast))
+    assert type(decoded) is Event and decoded == fast.replace(datacontenttype="application/json")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a":1}', ' {"a": [1, 2]} ', '{"a":1}\n', "  3", '"s"', "null", '{"a":1}x', "1 2",
+     "[1,", "nul", " ", '{"a":NaN}', '{"a":1} {"b":2}'],
+)  # fmt: skip
+def test_json_payloads_decode_exactly_as_json_loads(text: str) -> None:
+    import json
+
+    message = encode(ev(b""))
+    message.body = text.encode()
+    message.headers["datacontenttype"] = "application/json"
+    try:
+        expected = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(DecodeError, match="not valid JSON") as got:
+            decode(message)
+        assert str(exc)[:60] in str(got.value)
+    else:
+        assert decode(message).data == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(timezones=st.sampled_from([timezone.utc, None]))
+    | st.datetimes(timezones=st.timezones())
+)
+def test_time_text_is_isoformat_with_z(t: datetime) -> None:
+    reference = (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).isoformat()
+    assert encode(ev(None, time=t)).headers["time"] == reference.replace("+00:00", "Z")
+
+
+def test_max_size_counts_header_values_not_only_the_body() -> None:
+    from eventbus import MessageTooLarge
+
+    event = ev({"n": 1}, subject="x" * 5000)
+    size = encode(event).size
+    assert encode(event, max_size=size).size == size
+    with pytest.raises(MessageTooLarge, match=f"is {size} bytes"):
+        encode(event, max_size=size - 1)
+    small = ev({"n": 1})
+    assert encode(small, max_size=encode(small).size).body == b'{"n":1}'
