@@ -287,12 +287,22 @@ def ours_publish(bus: EventBus, event_type: str, n: int) -> float:
 
 
 def raw_consume(
-    bootstrap: str, topic: str, n: int, turn: Callable[[Any], object] | None = None
+    bootstrap: str,
+    topic: str,
+    n: int,
+    turn: Callable[[Any], object] | None = None,
+    *,
+    store: bool = False,
 ) -> float:
-    """``json.loads`` of each value and a no-op callback, or ``turn(record)`` if given."""
+    """``json.loads`` of each value and a no-op callback, or ``turn(record)`` if given.
+
+    With ``store``, offsets are auto-committed only once stored after ``turn``
+    (at least once) instead of as soon as a record is handed out.
+    """
     c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap,
                                   "group.id": "raw-" + uuid.uuid4().hex,
                                   "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                                  "enable.auto.offset.store": not store,
                                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
                                   "partition.assignment.strategy": "roundrobin"})  # fmt: skip
     c.subscribe([topic])
@@ -313,6 +323,8 @@ def raw_consume(
                     callback(json.loads(m.value()))
                 else:
                     turn(m)
+                    if store:
+                        c.store_offsets(m)
                 count += 1
         return n / (time.perf_counter() - start)
     finally:
@@ -339,35 +351,17 @@ def raw_consume_sdk(bootstrap: str, topic: str, n: int) -> float | None:
 
 def raw_consume_by_hand(bootstrap: str, topic: str, n: int) -> float:
     """The same job as ``consume`` on raw confluent-kafka, at least once (see the docstring)."""
-    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap,
-                                  "group.id": "hand-" + uuid.uuid4().hex,
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                                  "enable.auto.offset.store": False,
-                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
-                                  "partition.assignment.strategy": "roundrobin"})  # fmt: skip
-    c.subscribe([topic])
-    loads, store = json.loads, c.store_offsets
-    count, start = 0, 0.0
+    loads = json.loads
 
     def callback(attributes: dict[str, str], data: Any) -> None:
         return None
 
-    try:
-        while count < n:
-            for m in c.consume(500, 0) or [c.poll(1.0)]:
-                if m is None or m.error() is not None:
-                    continue
-                if not start:
-                    start = time.perf_counter()
-                attributes = {k: v.decode() for k, v in m.headers() or () if v is not None}
-                if not CE_REQUIRED <= attributes.keys():
-                    continue  # not a CloudEvent (a real consumer would dead-letter it)
-                callback(attributes, loads(m.value()))
-                store(m)
-                count += 1
-        return n / (time.perf_counter() - start)
-    finally:
-        c.close()
+    def turn(m: Any) -> None:
+        attributes = {k: v.decode() for k, v in m.headers() or () if v is not None}
+        if CE_REQUIRED <= attributes.keys():  # else not a CloudEvent: a real one dead-letters it
+            callback(attributes, loads(m.value()))
+
+    return raw_consume(bootstrap, topic, n, turn, store=True)
 
 
 def adapter_receive(settings: KafkaSettings, event_type: str, n: int) -> float:
