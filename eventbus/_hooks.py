@@ -105,7 +105,9 @@ class _NewInfo:
 _info = cast("Callable[[str, str, Event], HandlerInfo]", _NewInfo)
 
 
-_current: contextvars.ContextVar[HandlerInfo | None] = contextvars.ContextVar(
+# (group, handler, event) of the call in progress: a tuple is the cheapest thing to
+# set per event; current_handler() makes the HandlerInfo only when someone asks.
+_current: contextvars.ContextVar[tuple[str, str, Event] | None] = contextvars.ContextVar(
     "eventbus_handler", default=None
 )
 _publishing: contextvars.ContextVar[Sequence[Event] | None] = contextvars.ContextVar(
@@ -115,14 +117,15 @@ _publishing: contextvars.ContextVar[Sequence[Event] | None] = contextvars.Contex
 
 def current_handler() -> HandlerInfo | None:
     """The group, handler and event being handled on this thread, or None."""
-    return _current.get()
+    call = _current.get()
+    return None if call is None else _info(*call)
 
 
 def current_events() -> Sequence[Event]:
     """The event being handled, else the events being published, on this thread."""
-    info = _current.get()
-    if info is not None:
-        return (info.event,)
+    call = _current.get()
+    if call is not None:
+        return (call[2],)
     return _publishing.get() or ()
 
 
@@ -189,7 +192,7 @@ class Hooks:
         self, group: str, event: Event, dispatch: Callable[[], tuple[str, str]]
     ) -> tuple[str, str]:
         """Run ``dispatch()`` (the group's handlers) for ``event``, reporting its outcome."""
-        token = _current.set(_info(group, "", event))  # worker log lines name the event
+        token = _current.set((group, "", event))  # worker log lines name the event
         try:
             if not self.outcome:
                 return dispatch()
@@ -216,7 +219,7 @@ class Hooks:
 
     def call(self, group: str, handler: str, event: Event, run: Callable[[Event], None]) -> None:
         """``run(event)`` inside every middleware (the first registered is outermost)."""
-        token = _current.set(_info(group, handler, event))
+        token = _current.set((group, handler, event))
         try:
             if not self.middleware:
                 run(event)

@@ -41,7 +41,7 @@ from typing import Any
 from ._adapter import Adapter, Consumer
 from ._envelope import Delivery, Event, decode
 from ._errors import BrokerError, ClosedError, DecodeError, HandlerTimeout
-from ._hooks import Hooks, _current, _info
+from ._hooks import Hooks, _current
 from ._inbox import Inbox, InboxError
 from ._retry import RetryPolicy
 from ._routing import Matcher
@@ -300,7 +300,7 @@ class Worker:
                 for test, sub, name, direct in g.subs:
                     if not test(event.type):
                         continue
-                    set_token = _current.set(_info(group, name, event))
+                    set_token = _current.set((group, name, event))
                     if token is None:
                         token = set_token
                     try:

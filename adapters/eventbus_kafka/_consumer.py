@@ -106,16 +106,27 @@ class _Part:
         self.dirty = True
 
 
-class _Handle:
-    """Where a delivery came from, to settle it and to copy it byte for byte."""
+class _Record(Message):
+    """A record's message that also knows where it came from: the delivery's handle.
 
-    __slots__ = ("headers", "key", "offset", "part")
+    One object instead of a message and a handle per record: the offset and
+    partition to settle it, the raw headers and key to copy it byte for byte.
+    """
 
-    def __init__(self, part: _Part, offset: int, headers: Any, key: bytes | None) -> None:
-        self.part = part
-        self.offset = offset
+    __slots__ = ("offset", "part", "raw_headers", "raw_key")
+
+    def __init__(
+        self, topic: str, body: bytes, headers: dict[str, str], key: str | None,
+        part: _Part, offset: int, raw_headers: Any, raw_key: bytes | None,
+    ) -> None:  # fmt: skip
+        self.topic = topic
+        self.body = body
         self.headers = headers
         self.key = key
+        self.part = part
+        self.offset = offset
+        self.raw_headers = raw_headers
+        self.raw_key = raw_key
 
 
 class KafkaConsumer(Consumer):
@@ -281,8 +292,9 @@ class KafkaConsumer(Consumer):
             raw = m.headers()
             kb = m.key()
             key = None if kb is None else kb.decode("utf-8", "replace")
-            d = Delivery(Message(event_type, m.value() or b"", in_attributes(raw), key),
-                         1 + (offset < part.inherited), _Handle(part, offset, raw, kb))  # fmt: skip
+            rec = _Record(event_type, m.value() or b"", in_attributes(raw), key, part, offset, raw,
+                          kb)  # fmt: skip
+            d = Delivery(rec, 1 + (offset < part.inherited), rec)
             if key is None:
                 ready.append(d)
             else:
@@ -304,8 +316,8 @@ class KafkaConsumer(Consumer):
         key = None if kb is None else kb.decode("utf-8", "replace")
         event_type = own.get(H_TOPIC) or attrs.get("type", "")
         attempt = to_int(own.get(H_ATTEMPT), 2) + (offset < part.inherited)
-        d = Delivery(Message(event_type, m.value() or b"", attrs, key), attempt,
-                     _Handle(part, offset, raw, kb))  # fmt: skip
+        rec = _Record(event_type, m.value() or b"", attrs, key, part, offset, raw, kb)
+        d = Delivery(rec, attempt, rec)
         delay = to_int(own.get(H_DUE), 0) / 1000 - time.time()
         if delay > 0:
             due = time.monotonic() + delay
@@ -352,16 +364,17 @@ class KafkaConsumer(Consumer):
 
     def _take(self, n: int) -> list[Delivery]:
         ready = self._ready
+        pop = ready.popleft
         out: list[Delivery] = []
         while ready and len(out) < n:
-            d = ready.popleft()
-            h = d.handle
-            part = h.part
-            if not part.live:
-                continue
-            out.append(d)
-            if h.offset >= part.mark:
-                part.mark = h.offset + 1
+            batch = [pop() for _ in range(min(n - len(out), len(ready)))]
+            for d in batch:
+                h = d.handle
+                part = h.part
+                if part.live:
+                    out.append(d)
+                    if h.offset >= part.mark:
+                        part.mark = h.offset + 1
         return out
 
     def _pause(self, c: Any, retry: bool, on: bool) -> None:
@@ -385,8 +398,15 @@ class KafkaConsumer(Consumer):
             self._check()
             for d in deliveries:
                 h = d.handle
-                if h.part.live:
-                    h.part.settle(h.offset)
+                part = h.part
+                if part.live:
+                    pending = part.pending
+                    if pending and pending[0] == h.offset and not part.done:
+                        pending.popleft()  # settle() for the common case: the next in order
+                        part.position = h.offset + 1
+                        part.dirty = True
+                    else:
+                        part.settle(h.offset)
                 if d.message.key is not None:
                     self._release(d)
             if self._c is not None:
@@ -438,7 +458,7 @@ class KafkaConsumer(Consumer):
         if p is None:
             p = self._producer = self._a._make(self._ck.Producer, self._a.producer_config())
         h = d.handle
-        headers = [(k, v) for k, v in (h.headers or ()) if not k.startswith(OWN)] + own
+        headers = [(k, v) for k, v in (h.raw_headers or ()) if not k.startswith(OWN)] + own
         reports = self._reports
 
         def report(err: Any, _msg: Any) -> None:
@@ -447,7 +467,7 @@ class KafkaConsumer(Consumer):
         deadline = time.monotonic() + self._s.publish_timeout
         while True:
             try:
-                p.produce(topic, d.message.body, h.key, headers=headers, on_delivery=report)
+                p.produce(topic, d.message.body, h.raw_key, headers=headers, on_delivery=report)
                 break
             except BufferError:
                 if time.monotonic() > deadline:
