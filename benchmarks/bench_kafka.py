@@ -481,15 +481,18 @@ def main() -> None:
             best("publish", ours_publish(bus, "bench.one", args.single))
         bus.close()
         # every consumer reads the first n + 1 records publish_many wrote (with its warm-up event)
-        for _ in range(args.rounds):
-            best("raw consume", raw_consume(bootstrap, topic("many"), n + 1))
-            best(
-                "raw consume, CloudEvents by hand",
-                raw_consume_by_hand(bootstrap, topic("many"), n + 1),
-            )
-            best("raw consume + cloudevents SDK", raw_consume_sdk(bootstrap, topic("many"), n + 1))
-            best("adapter receive", adapter_receive(settings, "bench.many", n + 1))
-            best("consume", ours_consume(settings, "bench.many", n + 1))
+        consumers: list[tuple[str, Callable[[], float | None]]] = [
+            ("raw consume", lambda: raw_consume(bootstrap, topic("many"), n + 1)),
+            ("raw consume, CloudEvents by hand",
+             lambda: raw_consume_by_hand(bootstrap, topic("many"), n + 1)),
+            ("raw consume + cloudevents SDK",
+             lambda: raw_consume_sdk(bootstrap, topic("many"), n + 1)),
+            ("adapter receive", lambda: adapter_receive(settings, "bench.many", n + 1)),
+            ("consume", lambda: ours_consume(settings, "bench.many", n + 1)),
+        ]  # fmt: skip
+        for i in range(args.rounds):  # every other round in reverse: nobody always goes first
+            for name, run in consumers if i % 2 == 0 else consumers[::-1]:
+                best(name, run())
         report = profile_consume(settings, "bench.many", n + 1) if args.profile else None
         adapter.close()
     ratios = {
