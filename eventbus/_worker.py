@@ -294,6 +294,8 @@ class Worker:
                 try:
                     event = decode(delivery.message, delivery.attempt)
                 except DecodeError as exc:
+                    if token is not None:  # its log line must not name the event before it
+                        _current.set(None)
                     consumer.dead_letter(delivery, self._undecodable(g, delivery, exc))
                     continue
                 outcome = reason = ""
