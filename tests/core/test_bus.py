@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from eventbus import (
     MemoryAdapter,
     RetryPolicy,
 )
+from eventbus._bus import BULK
 from eventbus.testing import Collector, eventually
 
 pytestmark = pytest.mark.memory
@@ -205,6 +207,31 @@ def test_unserialisable_publish_sends_nothing(broker) -> None:
     with pytest.raises(EncodeError):
         bus.publish_many([bus.event("a.ok", {"fine": 1}), bus.event("a.bad", {"x": object()})])
     assert broker.depth("g") == 0
+
+
+@pytest.mark.parametrize("was_enabled", [True, False])
+def test_bulk_publish_pauses_the_gc_only_while_encoding(broker, was_enabled: bool) -> None:
+    """A big batch is encoded with the cyclic GC paused (docs/concepts.md), and the GC
+    is back as it was afterwards, even when encoding fails."""
+    bus = new_bus(broker)
+    seen: list[bool] = []
+    bus.on_outcome(lambda o: seen.append(gc.isenabled()))  # runs inside encoding on failure
+    small = [bus.event("a.bad", {"x": object()})]
+    big = [bus.event("a.ok", {"n": i}) for i in range(BULK)] + small
+    if not was_enabled:
+        gc.disable()
+    try:
+        for batch in (small, big):
+            with pytest.raises(EncodeError):
+                bus.publish_many(batch)
+            assert gc.isenabled() is was_enabled
+        results = bus.publish_many(big[:-1])
+        assert gc.isenabled() is was_enabled
+    finally:
+        gc.enable()
+    assert [r.outcome for r in results] == ["sent"] * BULK
+    # small batch: the GC as it was; big batch: paused (or still off)
+    assert seen[0] is was_enabled and seen[1] is False
 
 
 def test_subscribe_validates_patterns_and_start_needs_handlers(broker) -> None:
