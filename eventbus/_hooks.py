@@ -90,7 +90,7 @@ class _NewInfo:
     """``HandlerInfo(group, handler, event)`` without the frozen dataclass's cost.
 
     Same slots, plain stores, then ``__class__`` becomes HandlerInfo (the trick
-    and its reason are in ``eventbus._envelope._NewEvent``).
+    and its reason are in ``eventbus._envelope.make_event``).
     """
 
     __slots__ = HandlerInfo.__slots__

@@ -83,11 +83,24 @@ def test_wildcard_or_empty_type_cannot_be_published() -> None:
             b"1",
             "RFC 3339",
         ),
+        (
+            {"id": "1", "source": "/s", "type": "t", "specversion": "1.0", "time": "2026-11-28"},
+            b"1",
+            "no time zone",
+        ),
     ],
 )
 def test_malformed_messages_are_decode_errors_with_reason(headers, body, why) -> None:
     with pytest.raises(DecodeError, match=why):
         decode(Message(topic="t", body=body, headers=headers))
+
+
+@pytest.mark.parametrize("text", ["2026-11-28T10:00:00.5Z", "2026-11-28T10:00:00.5z",
+                                  "2026-11-28T11:00:00.5+01:00"])  # fmt: skip
+def test_time_reads_any_rfc3339_zone(text: str) -> None:
+    headers = {"id": "1", "source": "/s", "type": "t", "specversion": "1.0", "time": text}
+    t = decode(Message("t", b"1", headers)).time
+    assert t == datetime(2026, 11, 28, 10, 0, 0, 500000, tzinfo=timezone.utc)
 
 
 def test_decoder_never_evaluates_or_unpickles() -> None:
