@@ -115,18 +115,34 @@ class _Record(Message):
 
     __slots__ = ("offset", "part", "raw_headers", "raw_key")
 
-    def __init__(
-        self, topic: str, body: bytes, headers: dict[str, str], key: str | None,
-        part: _Part, offset: int, raw_headers: Any, raw_key: bytes | None,
-    ) -> None:  # fmt: skip
-        self.topic = topic
-        self.body = body
-        self.headers = headers
-        self.key = key
-        self.part = part
-        self.offset = offset
-        self.raw_headers = raw_headers
-        self.raw_key = raw_key
+
+_new = object.__new__
+
+
+def _delivery(
+    event_type: str, body: bytes, headers: dict[str, str], key: str | None, part: _Part,
+    offset: int, raw_headers: Any, raw_key: bytes | None, attempt: int,
+) -> Delivery:  # fmt: skip
+    """A record's :class:`Delivery`, whose message and handle are one :class:`_Record`.
+
+    Both objects are made empty and filled by plain slot stores: on CPython
+    3.11 that is a third cheaper than calling the two classes, and this runs
+    once per record.
+    """
+    rec: Any = _new(_Record)
+    rec.topic = event_type
+    rec.body = body
+    rec.headers = headers
+    rec.key = key
+    rec.part = part
+    rec.offset = offset
+    rec.raw_headers = raw_headers
+    rec.raw_key = raw_key
+    d = _new(Delivery)
+    d.message = rec
+    d.attempt = attempt
+    d.handle = rec
+    return d
 
 
 class KafkaConsumer(Consumer):
@@ -292,9 +308,8 @@ class KafkaConsumer(Consumer):
             raw = m.headers()
             kb = m.key()
             key = None if kb is None else kb.decode("utf-8", "replace")
-            rec = _Record(event_type, m.value() or b"", in_attributes(raw), key, part, offset, raw,
-                          kb)  # fmt: skip
-            d = Delivery(rec, 1 + (offset < part.inherited), rec)
+            d = _delivery(event_type, m.value() or b"", in_attributes(raw), key, part, offset, raw,
+                          kb, 1 + (offset < part.inherited))  # fmt: skip
             if key is None:
                 ready.append(d)
             else:
@@ -316,8 +331,7 @@ class KafkaConsumer(Consumer):
         key = None if kb is None else kb.decode("utf-8", "replace")
         event_type = own.get(H_TOPIC) or attrs.get("type", "")
         attempt = to_int(own.get(H_ATTEMPT), 2) + (offset < part.inherited)
-        rec = _Record(event_type, m.value() or b"", attrs, key, part, offset, raw, kb)
-        d = Delivery(rec, attempt, rec)
+        d = _delivery(event_type, m.value() or b"", attrs, key, part, offset, raw, kb, attempt)
         delay = to_int(own.get(H_DUE), 0) / 1000 - time.time()
         if delay > 0:
             due = time.monotonic() + delay
