@@ -81,6 +81,12 @@ class KafkaSettings:
       finishes its own pending join first. Apache Kafka and Redpanda need
       neither; Tansu 0.6 wedges a group for good when a member leaves
       mid-rebalance, so on Tansu set this to about ``session_timeout / 4``.
+    - ``marks_ahead``: after a crash, the next owner of a partition gives
+      ``attempt`` 2 to the events the dead member had handed out and to up to
+      this many after them ("may have been handed out before", as RabbitMQ's
+      redelivered flag is set on prefetched messages its consumer never saw). The
+      member records how far it got once per this many events instead of once
+      per batch; 0 records every batch and marks exactly the events handed out.
     - ``max_held``: retry-topic events waiting for their time in memory before
       the consumer stops reading its retry topic for a while.
     - ``assignment``: ``partition.assignment.strategy`` (``"roundrobin"``: spreads
@@ -108,6 +114,7 @@ class KafkaSettings:
     local_retries: int = 3
     local_retry_max_delay: float = 5.0
     leave_grace: float = 0.0
+    marks_ahead: int = 1_000
     max_held: int = 10_000
     assignment: str = "roundrobin"
     linger: float = 0.005
@@ -140,6 +147,8 @@ class KafkaSettings:
                 raise ConfigError(f"kafka: {name} must be >= 0 seconds")
         if self.local_retries < 0 or self.max_held < 1:
             raise ConfigError("kafka: local_retries must be >= 0 and max_held >= 1")
+        if self.marks_ahead < 0:
+            raise ConfigError("kafka: marks_ahead must be >= 0 (events)")
         if not 1024 <= self.max_message_size <= 1 << 30:
             raise ConfigError("kafka: max_message_size must be between 1 KiB and 1 GiB")
 

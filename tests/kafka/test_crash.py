@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from eventbus_kafka import KafkaAdapter, KafkaSettings
 
-from eventbus import BusConfig, Event, EventBus
+from eventbus import BusConfig, Delivery, Event, EventBus
 from eventbus.testing import Collector, eventually
 
 pytestmark = pytest.mark.kafka
@@ -139,5 +139,30 @@ def test_simulate_crash_leaves_nothing_committed(
     assert {d.message.headers["id"] for d in got} == ids
     held_ids = {d.message.headers["id"] for d in held}
     assert all(d.attempt == 2 for d in got if d.message.headers["id"] in held_ids)
+    second.ack(got)
+    second.close()
+
+
+@pytest.mark.parametrize("ahead", [0, 1000])
+def test_after_a_crash_attempt_2_covers_the_events_handed_out_and_marks_ahead(
+    make_adapter: Callable[..., KafkaAdapter], ahead: int
+) -> None:
+    """``marks_ahead``: 0 marks exactly what the dead member handed out; more marks
+    that many events after it too ("may have been handed out before")."""
+    word = "m" + uuid.uuid4().hex[:8]
+    group, topic = f"{word}-marks", f"{word}.x"
+    doomed, heir = (make_adapter(partitions=1, marks_ahead=ahead) for _ in range(2))
+    first = doomed.consumer(group, [topic])
+    publisher = bus_on(make_adapter(partitions=1))
+    ids = [r.id for r in publisher.publish_many(publisher.event(topic, {"i": i}) for i in range(6))]
+    held = eventually(lambda: first.receive(2, 0.5), what="deliveries")
+    doomed.simulate_crash()
+    second = heir.consumer(group, [topic])
+    got: list[Delivery] = []
+    eventually(lambda: got.extend(second.receive(10, 0.5)) or len(got) >= 6, timeout=30)
+    attempts = {d.message.headers["id"]: d.attempt for d in got}
+    held_ids = {d.message.headers["id"] for d in held}
+    assert sorted(attempts) == sorted(ids) and held_ids < set(ids)
+    assert [attempts[i] for i in ids] == [2 if i in held_ids or ahead else 1 for i in ids]
     second.ack(got)
     second.close()

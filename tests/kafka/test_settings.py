@@ -39,6 +39,7 @@ def test_options_win_over_the_query() -> None:
         ("kafka://h?prefix=a b", {}, "prefix"),
         ("kafka://h", {"session_timeout": 20, "max_poll_interval": 10}, "max_poll_interval"),
         ("kafka://h?create_topics=maybe", {}, "bool"),
+        ("kafka://h?marks_ahead=-1", {}, "marks_ahead must be >= 0"),
     ],
 )
 def test_bad_settings_say_what_to_fix(url: str, options: dict[str, object], message: str) -> None:
