@@ -167,7 +167,7 @@ def make_event(
 ) -> Event:  # fmt: skip
     """An :class:`Event` for the hot paths (building and decoding), without the checks.
 
-    The same object the dataclass constructor makes, at a fifth of its cost. A
+    The same object the dataclass constructor makes, at a sixth of its cost. A
     frozen dataclass sets each of its 15 fields through ``object.__setattr__``;
     this makes a ``_NewEvent`` (the very same slots, no frozen ``__setattr__``),
     stores the fields directly and then turns it into an ``Event`` (``__class__``
