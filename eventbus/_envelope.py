@@ -308,10 +308,10 @@ _fromisoformat = datetime.fromisoformat
 
 def _parse_time(s: str) -> datetime:
     try:
-        t = datetime.fromisoformat(s)  # 3.11 reads the "Z" suffix
+        t = _fromisoformat(s)  # 3.11 reads the "Z" suffix
     except ValueError:
         try:  # a lower-case "z", which RFC 3339 allows too
-            t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+            t = _fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
         except ValueError:
             raise DecodeError(
                 f"attribute 'time' is not an RFC 3339 timestamp: {s[:64]!r}"

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
 from ._envelope import Delivery, Event, Message
 
@@ -87,22 +87,20 @@ class HandlerInfo:
 
 
 class _NewInfo:
-    """``HandlerInfo(group, handler, event)`` without the frozen dataclass's cost.
-
-    Same slots, plain stores, then ``__class__`` becomes HandlerInfo (the trick
-    and its reason are in ``eventbus._envelope.make_event``).
-    """
+    """The very slots of :class:`HandlerInfo`, without its frozen ``__setattr__``."""
 
     __slots__ = HandlerInfo.__slots__
 
-    def __init__(self, group: str, handler: str, event: Event) -> None:
-        self.group = group
-        self.handler = handler
-        self.event = event
-        self.__class__ = HandlerInfo  # type: ignore[assignment]
 
-
-_info = cast("Callable[[str, str, Event], HandlerInfo]", _NewInfo)
+def _info(group: str, handler: str, event: Event) -> HandlerInfo:
+    """``HandlerInfo(group, handler, event)`` the way ``make_event`` makes an ``Event``:
+    plain slot stores, then ``__class__`` becomes HandlerInfo (the reason is there)."""
+    info: Any = object.__new__(_NewInfo)
+    info.group = group
+    info.handler = handler
+    info.event = event
+    info.__class__ = HandlerInfo
+    return info  # type: ignore[no-any-return]
 
 
 # (group, handler, event) of the call in progress: a tuple is the cheapest thing to
