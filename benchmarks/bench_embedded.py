@@ -47,8 +47,7 @@ PAYLOAD = {"id": 0, "user": "Ana", "total": 42.9}
 
 def _worker_main(path: str) -> None:
     """Child process: run one bus member until told to stop on stdin; print the count."""
-    from eventbus import EventBus
-    from eventbus._sqlite import SqliteAdapter
+    from eventbus import EventBus, SqliteAdapter
 
     bus = EventBus(SqliteAdapter(path))
     count = 0
@@ -142,8 +141,7 @@ def bench_memory(n: int, members: int = 1, batch: int = 1) -> float:
 
 
 def bench_sqlite_publish(n: int, directory: str, batch: int = 1) -> float:
-    from eventbus import EventBus
-    from eventbus._sqlite import SqliteAdapter
+    from eventbus import EventBus, SqliteAdapter
 
     adapter = SqliteAdapter(os.path.join(directory, "publish.db"))
     adapter.declare(GROUP, ["order.#"])
@@ -156,8 +154,7 @@ def bench_sqlite_publish(n: int, directory: str, batch: int = 1) -> float:
 
 
 def bench_sqlite_pipeline(n: int, workers: int, directory: str, backlog: bool) -> float:
-    from eventbus import EventBus
-    from eventbus._sqlite import SqliteAdapter
+    from eventbus import EventBus, SqliteAdapter
 
     name = f"{'backlog' if backlog else 'pipeline'}-{workers}.db"
     path = os.path.join(directory, name)

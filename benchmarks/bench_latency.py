@@ -81,7 +81,7 @@ Record = Callable[[Any], bool]  # takes a body (bytes) or decoded data (dict); T
 def make_adapter(spec: dict[str, Any]) -> Any:
     broker = spec["broker"]
     if broker == "sqlite":
-        from eventbus._sqlite import SqliteAdapter
+        from eventbus import SqliteAdapter
 
         return SqliteAdapter(spec["path"])
     if broker == "rabbitmq":

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._adapter import Adapter, Consumer
-from ._breaker import CircuitBreaker
 from ._bus import EventBus, PublishResult
-from ._capabilities import Capabilities
 from ._config import BusConfig, load_config
 from ._envelope import Delivery, Event, Message, decode, encode
 from ._errors import (
@@ -36,16 +33,25 @@ from ._errors import (
     PublishError,
 )
 from ._hooks import Outcome, current_handler
-from ._inbox import Inbox, InboxError, PostgresInbox, RedisInbox, SqliteInbox, open_inbox
-from ._logging import configure_logging, redact_text
-from ._memory import MemoryAdapter
 from ._plugins import AdapterSpec, adapter_specs, create_adapter, find_spec, require
-from ._publisher import PublishSettings
-from ._retry import RetryPolicy
 from ._routing import Matcher, matches, pattern_to_regex
-from ._sqlite import LogEntry, SqliteAdapter
-from ._txoutbox import OutboxRelay, TransactionalOutbox
+from .adapter import Adapter, Capabilities, Consumer
+from .brokers import LogEntry, MemoryAdapter, SqliteAdapter
 from .hookspecs import hookimpl
+from .observability import configure_logging, redact_text
+from .resilience import (
+    CircuitBreaker,
+    Inbox,
+    InboxError,
+    OutboxRelay,
+    PostgresInbox,
+    PublishSettings,
+    RedisInbox,
+    RetryPolicy,
+    SqliteInbox,
+    TransactionalOutbox,
+    open_inbox,
+)
 
 __all__ = [
     "Adapter",

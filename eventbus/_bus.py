@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar, overload
 
-from ._adapter import Adapter
-from ._breaker import CircuitBreaker
 from ._config import BusConfig, load_config, redact
 from ._envelope import (
     Event,
@@ -28,13 +26,15 @@ from ._envelope import (
 )
 from ._errors import BrokerError, ClosedError, ConfigError
 from ._hooks import Hooks, Middleware, Outcome
-from ._inbox import Inbox, open_inbox
 from ._plugins import create_adapter
-from ._publisher import Publisher
-from ._retry import RetryPolicy
 from ._routing import validate_pattern
 from ._structured import check_content_mode, to_structured
 from ._worker import Handler, Subscription, Worker
+from .adapter._contract import Adapter
+from .resilience._breaker import CircuitBreaker
+from .resilience._inbox import Inbox, open_inbox
+from .resilience._publisher import Publisher
+from .resilience._retry import RetryPolicy
 
 __all__ = ["EventBus", "PublishResult"]
 

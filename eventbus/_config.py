@@ -15,7 +15,7 @@ Then ``EVENTBUS_PROFILE`` (or the ``profile`` key) picks a table under
 Every error names the file, the key and the fix.
 
 The ``[publish]`` table sets the publish path (retry → circuit breaker → local
-outbox; keys and defaults in :class:`eventbus._publisher.PublishSettings`)::
+outbox; keys and defaults in :class:`eventbus.PublishSettings`)::
 
     [publish]
     retry_attempts = 3          # direct tries before the outbox takes the event
@@ -46,8 +46,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ConfigError
-from ._publisher import PUBLISH_KEYS, PublishSettings
-from ._retry import RetryPolicy
+from .resilience._publisher import PUBLISH_KEYS, PublishSettings
+from .resilience._retry import RetryPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -238,6 +238,30 @@ class Delivery:
     handle: Any = None
 
 
+def make_message(
+    topic: str, body: bytes, headers: dict[str, str], key: str | None = None
+) -> Message:
+    """A :class:`Message` for an adapter's receive path: the same object as
+    ``Message(topic, body, headers, key)``, filled by slot stores (cheaper on CPython)."""
+    m: Any = _new(Message)
+    m.topic = topic
+    m.body = body
+    m.headers = headers
+    m.key = key
+    return m  # type: ignore[no-any-return]
+
+
+def make_delivery(message: Message, attempt: int = 1, handle: Any = None) -> Delivery:
+    """A :class:`Delivery` for an adapter's receive path: the same object as
+    ``Delivery(message, attempt, handle)``, filled by slot stores. Adapters build
+    deliveries with this (or the constructor), never by knowing the slot layout."""
+    d: Any = _new(Delivery)
+    d.message = message
+    d.attempt = attempt
+    d.handle = handle
+    return d  # type: ignore[no-any-return]
+
+
 def _content_type_of(data: Any) -> str:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return OCTETS

@@ -254,8 +254,9 @@ def adapter_name(adapter: object) -> str:
     """The adapter's plugin name from its module (``rabbitmq``, ``memory``...), for reports."""
     module = type(adapter).__module__
     name = module.split(".")[0]
-    if name == "eventbus":
-        return module.rsplit(".", 1)[-1].lstrip("_")
+    if name == "eventbus":  # the embedded brokers: eventbus.brokers.<name>[._module]
+        parts = module.split(".")
+        return parts[2] if len(parts) > 2 and parts[1] == "brokers" else parts[-1].lstrip("_")
     return name[len("eventbus_") :] if name.startswith("eventbus_") else name
 
 

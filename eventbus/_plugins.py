@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import pluggy
 
 from . import hookspecs
-from ._adapter import Adapter
-from ._capabilities import Capabilities
 from ._errors import AdapterNotFound, ConfigError
+from .adapter._capabilities import Capabilities
+from .adapter._contract import Adapter
 
 __all__ = ["AdapterSpec", "adapter_specs", "create_adapter", "find_spec", "require"]
 
@@ -56,14 +56,21 @@ class AdapterSpec:
             return False
 
 
-def require(module: str, adapter: str, extra: str) -> ModuleType:
-    """Import an adapter's SDK, or raise :class:`AdapterNotFound` with the install hint."""
+def require(
+    module: str, adapter: str, extra: str | None = None, *, hint: str | None = None
+) -> ModuleType:
+    """Import an adapter's SDK, or raise :class:`AdapterNotFound` with the install hint.
+
+    ``extra`` names eventbus's pip extra (``pip install 'eventbus[kafka]'``); a
+    third-party adapter passes its own ``hint`` instead (``"pip install eventbus-nats"``).
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        how = hint or (f"pip install 'eventbus[{extra}]'" if extra else f"pip install {module}")
         raise AdapterNotFound(
             f"the {adapter!r} adapter needs {module.split('.')[0]!r}, which is not installed: "
-            f"pip install 'eventbus[{extra}]'"
+            f"{how}"
         ) from exc
 
 

@@ -38,13 +38,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._adapter import Adapter, Consumer
 from ._envelope import Delivery, Event, decode
 from ._errors import BrokerError, ClosedError, DecodeError, HandlerTimeout
 from ._hooks import Hooks, _current
-from ._inbox import Inbox, InboxError
-from ._retry import RetryPolicy
 from ._routing import Matcher
+from .adapter._contract import Adapter, Consumer
+from .resilience._inbox import Inbox, InboxError
+from .resilience._retry import RetryPolicy
 
 __all__ = ["Subscription", "Worker"]
 

@@ -35,13 +35,13 @@ from typing import Any
 
 import pytest
 
-from .._adapter import Adapter
 from .._bus import EventBus
 from .._config import BusConfig
 from .._envelope import Event, encode
 from .._errors import ClosedError, MessageTooLarge
-from .._retry import RetryPolicy
 from .._routing import matches
+from ..adapter._contract import Adapter
+from ..resilience._retry import RetryPolicy
 from ._helpers import Collector, Names, duplicates, eventually, tier, timeout_multiplier
 
 __all__ = ["AdapterConformance"]

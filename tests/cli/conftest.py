@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from eventbus._cli import main
+from eventbus.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

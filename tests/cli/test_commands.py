@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eventbus import EventBus, __version__, load_config
-from eventbus._cli import build_parser
+from eventbus.cli import build_parser
 
 pytestmark = pytest.mark.sqlite
 

@@ -120,8 +120,7 @@ EXAMPLE_DIR = Path(billing.__file__).resolve().parent
 def test_the_example_config_and_its_profiles_load(
     monkeypatch: pytest.MonkeyPatch, profile: str | None, adapter: str
 ) -> None:
-    from eventbus import load_config
-    from eventbus._plugins import adapter_specs
+    from eventbus import adapter_specs, load_config
 
     for name in ("EVENTBUS_URL", "EVENTBUS_BROKER", "EVENTBUS_PROFILE", "EVENTBUS_CONFIG"):
         monkeypatch.delenv(name, raising=False)

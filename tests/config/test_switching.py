@@ -33,7 +33,7 @@ def shop_app() -> tuple[EventBus, list[int]]:
 
 
 def test_sqlite_to_memory_by_editing_the_config_file(write, workdir) -> None:
-    from eventbus._sqlite import SqliteAdapter
+    from eventbus import SqliteAdapter
 
     write("eventbus.toml", 'url = "sqlite:///shop.db"\n')
     bus, handled = shop_app()
@@ -48,7 +48,7 @@ def test_sqlite_to_memory_by_editing_the_config_file(write, workdir) -> None:
 
 
 def test_a_profile_switches_the_broker(write, workdir) -> None:
-    from eventbus._sqlite import SqliteAdapter
+    from eventbus import SqliteAdapter
 
     write(
         "eventbus.toml",

@@ -316,7 +316,7 @@ def test_log_line_of_an_undecodable_message_names_no_earlier_event() -> None:
     import logging
 
     from eventbus import Message
-    from eventbus._logging import EventContextFilter
+    from eventbus.observability import EventContextFilter
 
     adapter = MemoryAdapter()
     bus = EventBus(adapter, source="/t", config=BusConfig(poll_interval=0.05))

@@ -12,7 +12,7 @@ import pytest
 from eventbus_kafka import KafkaAdapter, KafkaSettings, _tooling
 
 from eventbus import Consumer, Delivery, Event, encode
-from eventbus._cli import main
+from eventbus.cli import main
 from eventbus.testing import eventually
 
 pytestmark = pytest.mark.kafka

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from eventbus import EventBus, MemoryAdapter, RetryPolicy
-from eventbus._asyncapi import asyncapi_document
+from eventbus.observability import asyncapi_document
 
 from .conftest import REPO, run_cli
 

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from eventbus import BusConfig, EventBus, EventBusError
-from eventbus._asyncapi import asyncapi_document
-from eventbus._logging import JsonFormatter, TextFormatter, redact_text
+from eventbus.observability import JsonFormatter, TextFormatter, asyncapi_document, redact_text
 
 from .conftest import free_port, run_cli
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from eventbus import Event, EventBus, MemoryAdapter, RetryPolicy
-from eventbus._logging import configure_logging
+from eventbus.observability import configure_logging
 
 from .conftest import start_cli, wait_for
 
@@ -23,7 +23,7 @@ FAST_RETRY = RetryPolicy(max_attempts=2, initial_delay=0.05, max_delay=0.05, jit
 
 @pytest.mark.memory
 def test_prometheus_counts_what_happens() -> None:
-    from eventbus.prometheus import instrument, serve
+    from eventbus.observability.prometheus import instrument, serve
 
     registry = prometheus_client.CollectorRegistry()
     bus = EventBus(MemoryAdapter(), retry=FAST_RETRY)

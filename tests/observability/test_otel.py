@@ -17,7 +17,7 @@ import pytest
 from opentelemetry import trace
 
 from eventbus import Adapter, Event, EventBus, MemoryAdapter, RetryPolicy, SqliteAdapter
-from eventbus.otel import instrument
+from eventbus.observability.otel import instrument
 
 from .conftest import points, wait_for
 

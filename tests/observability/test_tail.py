@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from eventbus import Adapter, EventBus, MemoryAdapter, Message, SqliteAdapter
-from eventbus._tail import format_line, json_record, tail, tail_group
+from eventbus.observability import format_line, json_record, tail, tail_group
 
 from .conftest import run_cli, start_cli, wait_for
 

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventbus import Adapter, BusConfig, EventBus, RetryPolicy
-from eventbus._inbox import SqliteInbox
+from eventbus import Adapter, BusConfig, EventBus, RetryPolicy, SqliteInbox
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # loaded by path from other test directories

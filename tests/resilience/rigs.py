@@ -227,7 +227,7 @@ class SqliteRig(Rig):
         return f"sqlite:///{self.path}?lease=2&busy_timeout=0.2"
 
     def adapter(self) -> Adapter:
-        from eventbus._sqlite import SqliteAdapter
+        from eventbus import SqliteAdapter
 
         a = SqliteAdapter(str(self.path), lease=2.0, busy_timeout=0.2)
         self._adapters.append(a)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventbus._breaker import CircuitBreaker
+from eventbus import CircuitBreaker
 
 pytestmark = pytest.mark.memory
 

@@ -14,8 +14,19 @@ from typing import Any
 import pytest
 from conftest import PG_DSN
 
-from eventbus import BusConfig, ConfigError, Event, EventBus, MemoryAdapter, RetryPolicy
-from eventbus._inbox import Inbox, PostgresInbox, RedisInbox, SqliteInbox, open_inbox
+from eventbus import (
+    BusConfig,
+    ConfigError,
+    Event,
+    EventBus,
+    Inbox,
+    MemoryAdapter,
+    PostgresInbox,
+    RedisInbox,
+    RetryPolicy,
+    SqliteInbox,
+    open_inbox,
+)
 
 pytestmark = pytest.mark.memory
 

@@ -17,8 +17,15 @@ from pathlib import Path
 import pytest
 from fault_harness import FAST_RETRY, Ledger, Rig, SqliteRig, consumer, finish, producer, wait_for
 
-from eventbus import BrokerUnavailable, BusConfig, ConfigError, EventBus, MemoryAdapter, load_config
-from eventbus._publisher import PublishSettings
+from eventbus import (
+    BrokerUnavailable,
+    BusConfig,
+    ConfigError,
+    EventBus,
+    MemoryAdapter,
+    PublishSettings,
+    load_config,
+)
 
 pytestmark = pytest.mark.sqlite  # rig-parametrised tests also get their rig's marker
 

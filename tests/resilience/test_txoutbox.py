@@ -14,8 +14,15 @@ import pytest
 from conftest import PG_DSN
 from fault_harness import SqliteRig
 
-from eventbus import BusConfig, EncodeError, Event, EventBus, MemoryAdapter
-from eventbus._txoutbox import OutboxRelay, TransactionalOutbox
+from eventbus import (
+    BusConfig,
+    EncodeError,
+    Event,
+    EventBus,
+    MemoryAdapter,
+    OutboxRelay,
+    TransactionalOutbox,
+)
 
 pytestmark = pytest.mark.memory
 

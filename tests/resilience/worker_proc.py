@@ -16,8 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fault_harness import FAST_RETRY, Ledger
 
-from eventbus import BusConfig, EventBus
-from eventbus._inbox import SqliteInbox
+from eventbus import BusConfig, EventBus, SqliteInbox
 
 
 def main() -> None:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import threading
 
-from eventbus import EventBus
+from eventbus import EventBus, SqliteAdapter
 from eventbus._config import BusConfig
-from eventbus._sqlite import SqliteAdapter
 
 
 def main() -> None:

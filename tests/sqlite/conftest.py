@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from eventbus import Matcher
-from eventbus._sqlite import SqliteAdapter
+from eventbus import Matcher, SqliteAdapter
 
 PROC = str(Path(__file__).with_name("_proc.py"))
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from eventbus._sqlite import SqliteAdapter
+from eventbus import SqliteAdapter
 
 from .conftest import read_records, wait_for
 

@@ -18,14 +18,15 @@ from eventbus import (
     ConfigError,
     Event,
     EventBus,
+    LogEntry,
     PublishError,
     RetryPolicy,
+    SqliteAdapter,
     create_adapter,
     encode,
     find_spec,
 )
 from eventbus._config import BusConfig
-from eventbus._sqlite import LogEntry, SqliteAdapter
 
 from .conftest import raw_publish, wait_for
 

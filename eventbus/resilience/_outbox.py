@@ -8,7 +8,7 @@ and survives a crash of the process or the machine. A :class:`OutboxDrainer`
 thread republishes the rows **in the order they were written** once the broker
 takes messages again, and deletes each batch only after the broker confirmed it
 (a crash in between sends that batch twice; consumers drop the duplicates by
-event id with the inbox, see ``eventbus._inbox``).
+event id with the inbox, see ``eventbus.resilience.Inbox``).
 
 Rows are tagged with a *destination* (the broker URL, or the adapter's class
 when the bus was given an adapter instance), so one file can serve several
@@ -35,9 +35,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .._envelope import Message
+from .._errors import BrokerError, ClosedError
 from ._breaker import CircuitBreaker
-from ._envelope import Message
-from ._errors import BrokerError, ClosedError
 
 __all__ = ["LocalOutbox", "OutboxDrainer"]
 

@@ -39,12 +39,11 @@ from datetime import datetime, timezone
 from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
-from . import __version__
-from ._adapter import Adapter
-from ._bus import EventBus
-from ._config import BusConfig, load_config, redact
-from ._envelope import Event, Message, decode, encode
-from ._errors import (
+from .. import __version__
+from .._bus import EventBus
+from .._config import BusConfig, load_config, redact
+from .._envelope import Event, Message, decode, encode
+from .._errors import (
     AdapterNotFound,
     BrokerError,
     ConfigError,
@@ -52,8 +51,7 @@ from ._errors import (
     EncodeError,
     EventBusError,
 )
-from ._logging import configure_logging, redact_text, remove_logging
-from ._plugins import (
+from .._plugins import (
     AdapterSpec,
     adapter_specs,
     create_adapter,
@@ -61,6 +59,8 @@ from ._plugins import (
     load_errors,
     spec_for_url,
 )
+from ..adapter import Adapter, DeadLetterTools, EventLog
+from ..observability._logging import configure_logging, redact_text, remove_logging
 
 __all__ = ["main"]
 
@@ -462,7 +462,7 @@ def _serve_metrics(bus: EventBus, port: int | None, addr: str) -> Any:
     if port is None:
         return None
     try:
-        from . import prometheus
+        from ..observability import prometheus
     except ImportError as exc:
         raise UsageError(str(exc)) from None
     prometheus.instrument(bus)
@@ -757,10 +757,9 @@ def cmd_log(args: argparse.Namespace) -> int:
         raise Failure(f"no broker file at {path} (from {url}); nothing was published there yet")
     adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
     try:
-        reader = getattr(adapter, "log", None)
-        if not callable(reader):
+        if not isinstance(adapter, EventLog):
             raise UsageError(f"the {spec.name!r} adapter has no event log")
-        entries = reader(limit=args.limit, after=args.after, pattern=args.pattern)
+        entries = adapter.log(limit=args.limit, after=args.after, pattern=args.pattern)
     finally:
         adapter.close()
     if args.json:
@@ -934,7 +933,7 @@ def _dlq_no_action(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _dlq_adapter(args: argparse.Namespace) -> Iterator[tuple[Adapter, str]]:
+def _dlq_adapter(args: argparse.Namespace) -> Iterator[tuple[DeadLetterTools, str]]:
     """The configured adapter (closed afterwards) and where it points, for ``dlq`` actions."""
     cfg = _config(args)
     spec = _spec(cfg)
@@ -945,9 +944,9 @@ def _dlq_adapter(args: argparse.Namespace) -> Iterator[tuple[Adapter, str]]:
         )
     adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
     try:
+        if not isinstance(adapter, DeadLetterTools):
+            raise UsageError(f"the {spec.name!r} adapter has no dead-letter tooling")
         yield adapter, _where(cfg, spec)
-    except NotImplementedError as exc:
-        raise UsageError(f"the {spec.name!r} adapter has no dead-letter tooling ({exc})") from None
     finally:
         adapter.close()
 
@@ -1062,8 +1061,8 @@ def cmd_dlq_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from ._routing import validate_pattern
-    from ._tail import can_delete_groups, format_line, json_record, tail
+    from .._routing import validate_pattern
+    from ..observability._tail import can_delete_groups, format_line, json_record, tail
 
     try:
         validate_pattern(args.pattern)
@@ -1113,7 +1112,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_asyncapi(args: argparse.Namespace) -> int:
-    from ._asyncapi import asyncapi_document
+    from ..observability._asyncapi import asyncapi_document
 
     if getattr(args, "config", None):
         os.environ["EVENTBUS_CONFIG"] = os.path.abspath(args.config)

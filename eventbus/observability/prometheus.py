@@ -26,8 +26,8 @@ import threading
 import weakref
 from typing import Any
 
-from ._bus import EventBus
-from ._hooks import (
+from .._bus import EventBus
+from .._hooks import (
     ACKED,
     DEAD_LETTERED,
     DELIVERED,

@@ -48,9 +48,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from ._adapter import Adapter
-from ._envelope import Event, Message, default_source, encode
-from ._errors import BrokerError, ClosedError, ConfigError
+from .._envelope import Event, Message, default_source, encode
+from .._errors import BrokerError, ClosedError, ConfigError
+from ..adapter._contract import Adapter
 
 __all__ = ["OutboxRelay", "TransactionalOutbox"]
 
@@ -136,7 +136,7 @@ class TransactionalOutbox:
         dialect = _dialect(conn)
         if dialect not in _DDL:
             raise ConfigError(f"no outbox DDL for {dialect!r}; create the table yourself "
-                              "(columns in the eventbus._txoutbox docstring)")  # fmt: skip
+                              "(columns: the TransactionalOutbox docstring)")  # fmt: skip
         self._execute(conn, _DDL[dialect].format(t=self.table), [])
 
     def _encode(self, event: Event) -> Message:

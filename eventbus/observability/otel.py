@@ -38,9 +38,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._bus import EventBus
-from ._envelope import Event
-from ._hooks import (
+from .._bus import EventBus
+from .._envelope import Event
+from .._hooks import (
     ACKED,
     DEAD_LETTERED,
     DELIVERED,
@@ -72,7 +72,7 @@ _MAX_PENDING = 10_000  # publish spans waiting for their outcome (a bound, not a
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

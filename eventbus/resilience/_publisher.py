@@ -12,7 +12,7 @@ One documented order (``docs/resilience.md`` has the diagram)::
       └─ not sent → local outbox (fsynced) : outcome "outbox"
                     (or, with ``outbox = false``, the BrokerError is raised)
 
-The :class:`~eventbus._outbox.OutboxDrainer` sends outbox rows in order when the
+The :class:`~eventbus.resilience.OutboxDrainer` sends outbox rows in order when the
 broker is back, going through the same breaker.
 """
 
@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._adapter import Adapter
+from .._envelope import Message
+from .._errors import BrokerError, BrokerUnavailable, ClosedError, ConfigError, PublishError
+from ..adapter._contract import Adapter
 from ._breaker import CircuitBreaker
-from ._envelope import Message
-from ._errors import BrokerError, BrokerUnavailable, ClosedError, ConfigError, PublishError
 from ._outbox import LocalOutbox, OutboxDrainer
 
 __all__ = ["PUBLISH_KEYS", "PublishSettings", "Publisher"]

@@ -28,7 +28,7 @@ import sys
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from ._hooks import current_events, current_handler
+from .._hooks import current_events, current_handler
 
 __all__ = ["EventContextFilter", "JsonFormatter", "TextFormatter", "configure_logging",
            "redact_text"]  # fmt: skip

@@ -45,7 +45,7 @@ from types import ModuleType
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from ._errors import ConfigError, EventBusError
+from .._errors import ConfigError, EventBusError
 
 __all__ = [
     "Inbox",

@@ -52,15 +52,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._adapter import Adapter, Consumer
-from ._capabilities import Capabilities
-from ._envelope import Message
-from ._errors import ConfigError, EncodeError, EventBusError
-from ._routing import Matcher
-from ._sqlite_consumer import POLL_MIN, SqliteConsumer
-from ._sqlite_store import INSERT_KEYED, decode_patterns
-from ._sqlite_tooling import LogEntry, SqliteTooling
-from .hookspecs import hookimpl
+from ..._envelope import Message
+from ..._errors import ConfigError, EncodeError, EventBusError
+from ..._routing import Matcher
+from ...adapter._capabilities import Capabilities
+from ...adapter._contract import Adapter, Consumer, LogEntry
+from ...hookspecs import hookimpl
+from ._consumer import POLL_MIN, SqliteConsumer
+from ._store import INSERT_KEYED, decode_patterns
+from ._tooling import SqliteTooling
 
 __all__ = ["LogEntry", "SqliteAdapter"]
 
@@ -91,9 +91,9 @@ _GROUPS_VERSION = "SELECT value FROM meta WHERE key = 'groups_version'"
 class SqliteAdapter(SqliteTooling, Adapter):
     """A broker in one SQLite file; see the module docstring. Thread-safe.
 
-    The file, its connections and errors are :class:`~eventbus._sqlite_store.SqliteStore`'s;
-    log, retention and dead-letter tooling :class:`~eventbus._sqlite_tooling.SqliteTooling`'s;
-    members of a group are :class:`~eventbus._sqlite_consumer.SqliteConsumer`.
+    The file, its connections and errors are :class:`~._store.SqliteStore`'s;
+    log, retention and dead-letter tooling :class:`~._tooling.SqliteTooling`'s;
+    members of a group are :class:`~._consumer.SqliteConsumer`.
     """
 
     capabilities = CAPABILITIES
@@ -295,7 +295,7 @@ def _from_url(url: str, options: Mapping[str, Any]) -> SqliteAdapter:
 
 @hookimpl
 def eventbus_adapters() -> list[Any]:
-    from ._plugins import AdapterSpec
+    from ..._plugins import AdapterSpec
 
     return [
         AdapterSpec(
@@ -311,6 +311,6 @@ def eventbus_adapters() -> list[Any]:
 
 
 def _version() -> str:
-    from . import __version__
+    from ... import __version__
 
     return __version__

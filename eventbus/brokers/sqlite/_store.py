@@ -4,7 +4,7 @@
 schema), hands out write transactions and reads on one shared connection
 behind a lock, opens further connections for consumers, and turns
 :mod:`sqlite3` errors into eventbus errors. A process forked with an open store
-re-opens its connection. :class:`~eventbus._sqlite.SqliteAdapter` builds on it;
+re-opens its connection. :class:`~eventbus.SqliteAdapter` builds on it;
 the tables are described in that module's docstring.
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ._envelope import Message
-from ._errors import (
+from ..._envelope import Message
+from ..._errors import (
     BrokerError,
     BrokerUnavailable,
     ClosedError,

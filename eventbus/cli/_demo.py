@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
 
-from ._errors import EventBusError
+from .._errors import EventBusError
 
 __all__ = ["run_demo"]
 
@@ -205,7 +205,7 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
     # Create the broker file here, once: then the services open an existing file
     # instead of racing to create it (a first open of a new SQLite file by two
     # processes at once can fail with "database is locked" at once).
-    from ._plugins import create_adapter
+    from .._plugins import create_adapter
 
     create_adapter(None, url, {}).close()
     py = sys.executable
@@ -312,16 +312,17 @@ class _DemoFailed(Exception):
 
 def _count_logged(url: str) -> int | None:
     """How many order events the SQLite broker's log retained (None if it can't say)."""
-    from ._plugins import create_adapter
+    from .._plugins import create_adapter
+    from ..adapter import EventLog
 
     try:
         adapter = create_adapter(None, url, {})
     except EventBusError:
         return None
     try:
-        log = getattr(adapter, "log", None)
-        if not callable(log):
+        if not isinstance(adapter, EventLog):
             return None
+        log = adapter.log
         total, after = 0, 0
         while True:
             entries = log(limit=1000, after=after, pattern="order.#")

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._adapter import Adapter, Consumer
-from ._envelope import Delivery, Event, Message, decode
-from ._errors import DecodeError
-from ._routing import validate_pattern
+from .._envelope import Delivery, Event, Message, decode
+from .._errors import ConfigError, DecodeError
+from .._routing import validate_pattern
+from ..adapter._contract import Adapter, Consumer, GroupAdmin
 
 __all__ = ["TailItem", "can_delete_groups", "format_line", "json_record", "tail", "tail_group"]
 
@@ -47,9 +47,8 @@ class TailItem:
 
 
 def can_delete_groups(adapter: Adapter) -> bool:
-    """Whether ``adapter`` overrides :meth:`Adapter.delete_group` (the base raises)."""
-    method = getattr(type(adapter), "delete_group", None)
-    return callable(method) and method is not Adapter.delete_group
+    """Whether ``adapter`` can remove groups (implements :class:`~eventbus.adapter.GroupAdmin`)."""
+    return isinstance(adapter, GroupAdmin)
 
 
 def tail_group(pattern: str, adapter: Adapter) -> str:
@@ -115,11 +114,11 @@ def tail(
             except Exception:  # noqa: S110 - closing is best effort; the group goes next
                 pass
         removed = False
-        if not reused:
+        if not reused and isinstance(adapter, GroupAdmin):
             try:
                 adapter.delete_group(name)
                 removed = True
-            except NotImplementedError:  # e.g. Service Bus with entities it may not delete
+            except ConfigError:  # e.g. Service Bus on entities it may not manage
                 pass
     return count, name, removed
 

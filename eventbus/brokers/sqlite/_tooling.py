@@ -2,7 +2,7 @@
 
 Everything on the embedded broker besides publishing and consuming (what
 ``eventbus log`` and ``eventbus dlq`` use): :class:`SqliteTooling` adds it to
-:class:`~eventbus._sqlite_store.SqliteStore`; :class:`~eventbus._sqlite.SqliteAdapter`
+:class:`~eventbus.brokers.sqlite._store.SqliteStore`; :class:`~eventbus.SqliteAdapter`
 inherits it.
 """
 
@@ -10,20 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
 
-from ._envelope import Delivery, Message
-from ._routing import Matcher
-from ._sqlite_store import UNBLOCK_ALL, SqliteStore, decode_message, decode_patterns
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One published event as the log keeps it: its sequence number and time."""
-
-    seq: int
-    published_at: float
-    message: Message
+from ..._envelope import Delivery
+from ..._routing import Matcher
+from ...adapter._contract import LogEntry
+from ._store import UNBLOCK_ALL, SqliteStore, decode_message, decode_patterns
 
 
 class SqliteTooling(SqliteStore):

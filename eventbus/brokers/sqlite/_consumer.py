@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from ._adapter import Consumer
-from ._envelope import Delivery
-from ._errors import ClosedError
-from ._sqlite_store import UNBLOCK, decode_message
+from ..._envelope import Delivery
+from ..._errors import ClosedError
+from ...adapter._contract import Consumer
+from ._store import UNBLOCK, decode_message
 
 if TYPE_CHECKING:
-    from ._sqlite import SqliteAdapter
+    from ._adapter import SqliteAdapter
 
 POLL_MIN = 0.005
 

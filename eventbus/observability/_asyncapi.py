@@ -19,9 +19,9 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._bus import EventBus
-from ._config import redact
-from ._hooks import adapter_name
+from .._bus import EventBus
+from .._config import redact
+from .._hooks import adapter_name
 
 __all__ = ["asyncapi_document"]
 
@@ -87,7 +87,7 @@ def _server(bus: EventBus, name: str) -> dict[str, Any]:
 
 def _broker_url(bus: EventBus, name: str) -> str:
     """The URL of ``bus``'s broker: the config's if it names this adapter, else the adapter's."""
-    from ._plugins import spec_for_url
+    from .._plugins import spec_for_url
 
     url = bus.config.url or ""
     try:

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ._adapter import Adapter, Consumer
-from ._capabilities import Capabilities
-from ._envelope import Delivery, Message
-from ._errors import ClosedError, ConfigError
-from ._routing import Matcher
-from .hookspecs import hookimpl
+from .._envelope import Delivery, Message
+from .._errors import ClosedError, ConfigError
+from .._routing import Matcher
+from ..adapter._capabilities import Capabilities
+from ..adapter._contract import Adapter, Consumer
+from ..hookspecs import hookimpl
 
 __all__ = ["MemoryAdapter"]
 
@@ -301,7 +301,7 @@ def _from_url(url: str, options: Mapping[str, Any]) -> MemoryAdapter:
 
 @hookimpl
 def eventbus_adapters() -> list[Any]:
-    from ._plugins import AdapterSpec
+    from .._plugins import AdapterSpec
 
     return [
         AdapterSpec(
@@ -317,6 +317,6 @@ def eventbus_adapters() -> list[Any]:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

@@ -10,18 +10,27 @@ thread that called ``Adapter.consumer``: the worker calls ``receive``, ``ack``,
 non-thread-safe SDKs (pika) need no locks on the consuming side.
 
 Errors: broker SDK exceptions never leave an adapter raw; raise
-:class:`~eventbus.BrokerError` subclasses ``from`` them.
+:class:`~eventbus.BrokerError` subclasses ``from`` them
+(:func:`eventbus.adapter.translate_errors` does it in one line).
+
+Optional tooling is declared by implementing a Protocol, checked with
+``isinstance``: :class:`DeadLetterTools` (``eventbus dlq``), :class:`GroupAdmin`
+(``eventbus tail`` removes its group) and :class:`EventLog` (``eventbus log``).
+An instance whose configuration forbids one of these operations (Service Bus on
+entities it may not manage) raises :class:`~eventbus.ConfigError` saying so.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
+from .._envelope import Delivery, Message
 from ._capabilities import Capabilities
-from ._envelope import Delivery, Message
 
-__all__ = ["Adapter", "Consumer"]
+__all__ = ["Adapter", "Consumer", "DeadLetterTools", "EventLog", "GroupAdmin", "LogEntry"]
 
 
 class Consumer(ABC):
@@ -85,19 +94,34 @@ class Adapter(ABC):
     def close(self) -> None:
         """Flush what was published, release connections. Idempotent."""
 
-    def dead_letters(self, group: str, limit: int = 100) -> list[tuple[Delivery, str]]:
-        """Dead-lettered messages of ``group`` with their reasons (optional, for tooling)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot list dead letters")
 
-    # Dead-letter tooling and group removal (optional; ``eventbus dlq`` and ``tail`` use them).
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One published event as an :class:`EventLog` keeps it: its sequence number and time."""
+
+    seq: int
+    published_at: float
+    message: Message
+
+
+@runtime_checkable
+class DeadLetterTools(Protocol):
+    """Dead-letter tooling (``eventbus dlq``): list, replay and purge a group's letters."""
+
+    def dead_letters(self, group: str, limit: int = 100) -> list[tuple[Delivery, str]]:
+        """Up to ``limit`` dead letters of ``group``, oldest first, with their reasons."""
+
     def replay_dead_letters(self, group: str, limit: int | None = None) -> int:
-        """Move up to ``limit`` (None: all) dead letters of ``group`` back to its queue,
-        oldest first, ``attempt`` starting again at 1; returns how many moved."""
-        raise NotImplementedError(f"{type(self).__name__} cannot replay dead letters")
+        """Move up to ``limit`` (None: all) dead letters of ``group`` back to that group
+        only, oldest first, ``attempt`` starting again at 1; returns how many moved."""
 
     def purge_dead_letters(self, group: str) -> int:
         """Delete the dead letters of ``group``; returns how many."""
-        raise NotImplementedError(f"{type(self).__name__} cannot purge dead letters")
+
+
+@runtime_checkable
+class GroupAdmin(Protocol):
+    """Removing groups (``eventbus tail`` removes the group it made)."""
 
     def delete_group(self, group: str) -> None:
         """Remove ``group`` (its queue, waiting events and dead letters) from the broker.
@@ -105,4 +129,17 @@ class Adapter(ABC):
         Idempotent; events published afterwards are not kept for it. Close the
         group's consumers first.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot delete groups")
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """A broker that keeps every event and can be searched (``eventbus log``)."""
+
+    def groups(self) -> Mapping[str, tuple[str, ...]]:
+        """Every declared group with its patterns."""
+
+    def log(
+        self, *, limit: int = 100, after: int = 0, pattern: str | None = None
+    ) -> list[LogEntry]:
+        """Published events with ``seq > after``, oldest first, at most ``limit``;
+        ``pattern`` keeps only the topics it matches. Page with the last ``seq``."""
