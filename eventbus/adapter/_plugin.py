@@ -35,7 +35,7 @@ from ._capabilities import Capabilities
 from ._contract import Adapter
 from ._settings import Settings
 
-__all__ = ["adapter_spec", "lazy_exports"]
+__all__ = ["AdapterSpec", "adapter_spec", "lazy_exports"]
 
 
 def _import(package: str, target: str) -> Any:
@@ -46,7 +46,10 @@ def _import(package: str, target: str) -> Any:
         if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.startswith(package):
             raise  # our own module is missing: a packaging bug, not an install hint
         raise AdapterNotFound(f"{package}: {exc}") from exc
-    return getattr(module, attr) if attr else module
+    obj: Any = module
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
 
 
 def _version(package: str) -> str:
@@ -75,8 +78,9 @@ def adapter_spec(
 ) -> AdapterSpec:
     """The :class:`~eventbus.AdapterSpec` of an adapter whose class is ``adapter``.
 
-    ``adapter`` is ``"module:Class"``, relative to ``package`` (``"._adapter:KafkaAdapter"``);
-    the class is built as ``Class(settings)``. ``version`` defaults to the
+    ``adapter`` is ``"module:Class"``, relative to ``package`` (``"._adapter:KafkaAdapter"``):
+    the adapter is built as ``Class(settings)`` (``"module:Class.from_settings"`` names
+    another callable). ``version`` defaults to the
     installed distribution's (eventbus's own for the adapters it ships).
     """
 

@@ -31,7 +31,8 @@ Rules, the same for every field of every adapter:
   field takes a table (options only); a ``Literal[...]`` field one of its values;
 - an empty value (``?create=``) means "not set": the field keeps its default;
   ``none`` sets an optional (``X | None``) field to None;
-- after reading, :meth:`Settings.validate` checks what concerns several fields.
+- after reading, :meth:`Settings.validate` checks what concerns several fields;
+- a field's ``metadata={"expects": "a number of seconds"}`` words its type error.
 
 ``repr()`` masks every field named in ``secret_fields`` and any password in a
 URL-valued field, so settings can be logged.
@@ -109,6 +110,13 @@ class Settings:
         return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
     @classmethod
+    def _expects(cls, key: str) -> str | None:
+        for f in dataclasses.fields(cls):
+            if f.name == key:
+                return f.metadata.get("expects")
+        return None
+
+    @classmethod
     def _known(cls, key: str, where: str) -> str:
         fields = cls._fields()
         if key in fields:
@@ -129,8 +137,9 @@ class Settings:
         try:
             return _convert(raw, kind)
         except (TypeError, ValueError):
+            expects = cls._expects(key) or _describe(kind)
             raise ConfigError(
-                f"{cls.adapter}: {where} {key!r} must be {_describe(kind)}, not {raw!r}"
+                f"{cls.adapter}: {where} {key!r} must be {expects}, not {raw!r}"
             ) from None
 
     # -- showing ---------------------------------------------------------------------------

@@ -19,19 +19,20 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import ClassVar
 
 from .._envelope import Delivery, Message
 from .._errors import ClosedError, ConfigError
 from .._routing import Matcher
 from ..adapter._capabilities import Capabilities
 from ..adapter._contract import Adapter, Consumer
+from ..adapter._plugin import AdapterSpec, adapter_spec
+from ..adapter._settings import Settings
 from ..hookspecs import hookimpl
 
-__all__ = ["MemoryAdapter"]
+__all__ = ["MemoryAdapter", "MemorySettings"]
 
 CAPABILITIES = Capabilities(
     ordering_per_key=True,
@@ -80,6 +81,10 @@ class MemoryAdapter(Adapter):
         self._tokens = itertools.count(1)
         self._consumers = itertools.count(1)
         self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: MemorySettings) -> MemoryAdapter:
+        return cls(lease=settings.lease, max_message_size=settings.max_message_size)
 
     def client(self) -> MemoryAdapter:
         """Another connection to this same broker; closing it leaves the broker running."""
@@ -284,39 +289,32 @@ class _MemoryConsumer(Consumer):
             a._cond.notify_all()
 
 
-def _from_url(url: str, options: Mapping[str, Any]) -> MemoryAdapter:
-    query = parse_qs(urlsplit(url).query)
-    raw = options.get("lease", query.get("lease", [30.0])[0])
-    size = options.get("max_message_size", query.get("max_message_size", [None])[0])
-    try:
-        lease = float(raw)
-        max_size = None if size is None else int(size)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            "memory adapter: lease must be seconds and max_message_size bytes, "
-            f"not {raw!r} / {size!r}"
-        ) from None
-    return MemoryAdapter(lease=lease, max_message_size=max_size)
+@dataclass(frozen=True, repr=False)
+class MemorySettings(Settings):
+    """``memory://?lease=30&max_message_size=65536``: the lease and an optional size limit."""
+
+    adapter: ClassVar[str] = "memory"
+
+    lease: float = 30.0
+    max_message_size: int | None = None
+
+    def validate(self) -> None:
+        if self.lease <= 0:
+            raise ConfigError(f"memory: option 'lease' must be > 0 seconds, not {self.lease!r}")
+
+
+SPEC = adapter_spec(
+    name="memory",
+    settings=MemorySettings,
+    adapter=".memory:MemoryAdapter.from_settings",
+    package="eventbus.brokers",
+    schemes=("memory",),
+    capabilities=CAPABILITIES,
+    description="in-process broker; the test double",
+    default_url="memory://",
+)
 
 
 @hookimpl
-def eventbus_adapters() -> list[Any]:
-    from .._plugins import AdapterSpec
-
-    return [
-        AdapterSpec(
-            name="memory",
-            factory=_from_url,
-            schemes=("memory",),
-            capabilities=CAPABILITIES,
-            version=_version(),
-            description="in-process broker; the test double",
-            default_url="memory://",
-        )
-    ]
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
+def eventbus_adapters() -> list[AdapterSpec]:
+    return [SPEC]

@@ -7,6 +7,26 @@ retention and dead-letter tools; ``_consumer`` the members of a group;
 
 from __future__ import annotations
 
-from ._adapter import LogEntry, SqliteAdapter, eventbus_adapters
+from ...adapter._contract import LogEntry
+from ...adapter._plugin import AdapterSpec, adapter_spec
+from ...hookspecs import hookimpl
+from ._adapter import SqliteAdapter
+from ._settings import CAPABILITIES, DEFAULT_URL, SqliteSettings
 
-__all__ = ["LogEntry", "SqliteAdapter", "eventbus_adapters"]
+__all__ = ["CAPABILITIES", "LogEntry", "SqliteAdapter", "SqliteSettings"]
+
+SPEC = adapter_spec(
+    name="sqlite",
+    settings=SqliteSettings,
+    adapter="._adapter:SqliteAdapter.from_settings",
+    package=__name__,
+    schemes=("sqlite",),
+    capabilities=CAPABILITIES,
+    description="embedded durable broker in one SQLite file; the default",
+    default_url=DEFAULT_URL,
+)
+
+
+@hookimpl
+def eventbus_adapters() -> list[AdapterSpec]:
+    return [SPEC]

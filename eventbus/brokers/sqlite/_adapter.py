@@ -39,7 +39,6 @@ re-open their connection.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import logging
@@ -48,40 +47,21 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..._envelope import Message
 from ..._errors import ConfigError, EncodeError, EventBusError
 from ..._routing import Matcher
-from ...adapter._capabilities import Capabilities
 from ...adapter._contract import Adapter, Consumer, LogEntry
-from ...hookspecs import hookimpl
 from ._consumer import POLL_MIN, SqliteConsumer
+from ._settings import CAPABILITIES, DEFAULT_MAX_SIZE, SQLITE_MAX_SIZE, SqliteSettings
 from ._store import INSERT_KEYED, decode_patterns
 from ._tooling import SqliteTooling
 
 __all__ = ["LogEntry", "SqliteAdapter"]
 
 logger = logging.getLogger("eventbus.sqlite")
-
-DEFAULT_MAX_SIZE = 64 * 1024 * 1024
-SQLITE_MAX_SIZE = 1_000_000_000  # SQLITE_MAX_LENGTH: the largest blob or string
-
-CAPABILITIES = Capabilities(
-    ordering_per_key=True,
-    consumer_groups=True,
-    persistence=True,
-    replay=True,
-    redelivery=True,
-    native_dead_letter=True,
-    delayed_delivery=True,
-    batching=True,
-    lease_seconds=30.0,
-    cross_process=True,
-    max_message_size=DEFAULT_MAX_SIZE,
-)
 
 _INSERT_LOG = "INSERT INTO log (published_at, topic, key, headers, body) VALUES (?, ?, ?, ?, ?)"
 _INSERT_DELIVERY = "INSERT INTO deliveries (grp, seq, visible_at) VALUES (?, ?, ?)"
@@ -195,6 +175,18 @@ class SqliteAdapter(SqliteTooling, Adapter):
                 conn.execute("UPDATE groups SET patterns = ? WHERE name = ?", (raw, group))
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'groups_version'")
 
+    @classmethod
+    def from_settings(cls, settings: SqliteSettings) -> SqliteAdapter:
+        return cls(
+            settings.path,
+            lease=settings.lease,
+            busy_timeout=settings.busy_timeout,
+            synchronous=settings.synchronous,
+            retention=settings.retention,
+            poll_max=settings.poll_max,
+            max_message_size=settings.max_message_size,
+        )
+
     def consumer(self, group: str, patterns: Sequence[str]) -> Consumer:
         self.declare(group, patterns)
         rows = self._read("SELECT id FROM groups WHERE name = ?", (group,))
@@ -234,83 +226,3 @@ def _parse_retention(value: str | int | float | None) -> tuple[float | None, int
             raise ConfigError(f"sqlite adapter: retention {value!r} must keep at least 1 event")
         return None, int(number)
     return number * _UNITS[unit], None
-
-
-_OPTIONS = {
-    "lease": float,
-    "busy_timeout": float,
-    "synchronous": str,
-    "retention": str,
-    "poll_max": float,
-    "max_message_size": int,
-}
-
-
-def _from_url(url: str, options: Mapping[str, Any]) -> SqliteAdapter:
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "sqlite":
-        raise ConfigError(f"sqlite adapter: url {url!r} must start with sqlite://")
-    if parts.netloc:
-        raise ConfigError(
-            f"sqlite adapter: url {url!r} has a host part {parts.netloc!r}; write "
-            "sqlite:///relative/path.db or sqlite:////absolute/path.db (three or four slashes)"
-        )
-    path = unquote(parts.path)
-    path = path[1:] if path.startswith("/") else path
-    if path in ("", ":memory:"):
-        raise ConfigError(
-            f"sqlite adapter: url {url!r} names no file; write e.g. sqlite:///eventbus.db "
-            "(use memory:// for an in-process broker)"
-        )
-    merged: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
-    merged.update(options)
-    kwargs: dict[str, Any] = {}
-    for name, raw in merged.items():
-        if name not in _OPTIONS:
-            close = difflib.get_close_matches(name, list(_OPTIONS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"sqlite adapter: unknown option {name!r}{hint} "
-                f"(known: {', '.join(sorted(_OPTIONS))})"
-            )
-        kind = _OPTIONS[name]
-        if kind is int:
-            try:
-                kwargs[name] = int(raw)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"sqlite adapter: option {name!r} must be a whole number, not {raw!r}"
-                ) from None
-        elif kind is float:
-            try:
-                kwargs[name] = float(raw)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"sqlite adapter: option {name!r} must be a number of seconds, not {raw!r}"
-                ) from None
-        else:
-            kwargs[name] = raw if isinstance(raw, (int, float)) else str(raw)
-    return SqliteAdapter(path, **kwargs)
-
-
-@hookimpl
-def eventbus_adapters() -> list[Any]:
-    from ..._plugins import AdapterSpec
-
-    return [
-        AdapterSpec(
-            name="sqlite",
-            factory=_from_url,
-            schemes=("sqlite",),
-            capabilities=CAPABILITIES,
-            version=_version(),
-            description="embedded durable broker in one SQLite file; the default",
-            default_url="sqlite:///eventbus.db",
-        )
-    ]
-
-
-def _version() -> str:
-    from ... import __version__
-
-    return __version__
