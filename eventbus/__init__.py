@@ -31,6 +31,7 @@ from ._errors import (
     HandlerTimeout,
     MessageTooLarge,
     PublishError,
+    ValidationError,
 )
 from ._hooks import Outcome, current_handler
 from ._plugins import AdapterSpec, adapter_specs, create_adapter, find_spec, require
@@ -90,6 +91,7 @@ __all__ = [
     "SqliteAdapter",
     "SqliteInbox",
     "TransactionalOutbox",
+    "ValidationError",
     "__version__",
     "adapter_specs",
     "configure_logging",

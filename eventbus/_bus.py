@@ -24,13 +24,14 @@ from ._envelope import (
     new_event_id,
     too_large,
 )
-from ._errors import BrokerError, ClosedError, ConfigError
+from ._errors import BrokerError, ClosedError, ConfigError, EncodeError
 from ._hooks import Hooks, Middleware, Outcome
 from ._plugins import create_adapter
 from ._routing import validate_pattern
 from ._structured import check_content_mode, to_structured
 from ._worker import Handler, Subscription, Worker
 from .adapter._contract import Adapter
+from .contracts import VERSION_ATTRIBUTE, contract_of, typed_handler
 from .resilience._breaker import CircuitBreaker
 from .resilience._inbox import Inbox, open_inbox
 from .resilience._publisher import Publisher
@@ -162,7 +163,7 @@ class EventBus:
     # -- publishing -----------------------------------------------------------
     def event(
         self,
-        type: str,
+        type: str | object,
         data: Any = None,
         *,
         key: str | None = None,
@@ -176,35 +177,67 @@ class EventBus:
         traceparent: str | None = None,
         extensions: Mapping[str, str] | None = None,
     ) -> Event:
-        """Build an event with this bus's ``source`` (for :meth:`publish_many`)."""
+        """Build an event with this bus's ``source`` (for :meth:`publish_many`).
+
+        ``type`` is the event type, or a model whose class is bound to one
+        (``@event_type``, see ``eventbus.contracts``): then ``data`` comes from
+        the model, checked against its class (:class:`EncodeError` if it does
+        not fit), and ``dataschema`` and the ``dataversion`` extension from its
+        contract.
+        """
+        if not isinstance(type, str):
+            if data is not None:
+                raise EncodeError("publish(model) takes no data: the model is the data")
+            contract = contract_of(type)
+            data = contract.to_data(type)
+            type = contract.type
+            dataschema = dataschema or contract.dataschema
+            if contract.version > 1:
+                extensions = {**(extensions or {}), VERSION_ATTRIBUTE: str(contract.version)}
         return make_event(
             type, data, id or new_event_id(), self.source, time or datetime.now(timezone.utc),
             datacontenttype, dataschema, subject, correlationid, causationid, traceparent, key,
             dict(extensions) if extensions else None,
         )  # fmt: skip
 
-    def publish(self, type: str, data: Any = None, **attributes: Any) -> PublishResult:
+    def publish(self, type: str | object, data: Any = None, **attributes: Any) -> PublishResult:
         """Publish one event; returns once the broker has it.
 
-        ``attributes`` are those of :meth:`event` (``key``, ``subject``,
+        ``bus.publish("order.created", {"id": 1})``, or a model of a bound class:
+        ``bus.publish(OrderCreated(id=1))``. ``attributes`` are those of
+        :meth:`event` (``key``, ``subject``,
         ``correlationid``, ...). Raises :class:`EncodeError` (nothing sent) for
         data that can't be serialised, :class:`BrokerError` if the broker
         didn't confirm it.
         """
         return self.publish_many([self.event(type, data, **attributes)])[0]
 
-    def publish_many(self, events: Iterable[Event]) -> list[PublishResult]:
-        """Publish many events in one pipelined batch; all or error.
+    def publish_many(self, events: Iterable[Event | object]) -> list[PublishResult]:
+        """Publish many events (or models of bound classes) in one pipelined batch; all or error.
 
         Every event is encoded before anything is sent, so an event that
         cannot be serialised means none of them is sent.
         """
         hooks = self.hooks
-        events = [hooks.prepare(e) for e in events] if hooks.publish else list(events)
-        n = len(events)
-        messages = _bulk(n, hooks.encoding, events, self._encode)
-        outcome = hooks.sending(events, self._send, messages)
-        return _bulk(n, _results, events, outcome)
+        batch = self._events(events)
+        if hooks.publish:
+            batch = [hooks.prepare(e) for e in batch]
+        n = len(batch)
+        messages = _bulk(n, hooks.encoding, batch, self._encode)
+        outcome = hooks.sending(batch, self._send, messages)
+        return _bulk(n, _results, batch, outcome)
+
+    def _events(self, items: Iterable[Event | object]) -> list[Event]:
+        """``items`` as events: models of bound classes become events (the list is
+        only copied when one does)."""
+        given: list[Any] = items if isinstance(items, list) else list(items)
+        out = given
+        for i, item in enumerate(given):
+            if type(item) is not Event and not isinstance(item, Event):
+                if out is given:
+                    out = list(given)
+                out[i] = self.event(item)
+        return out
 
     def _encode(self, event: Event) -> Message:
         if not event.source:
@@ -229,7 +262,9 @@ class EventBus:
                 log.warning("could not declare this bus's groups before publishing: %s", exc)
         return self._publisher.send(messages)
 
-    async def apublish(self, type: str, data: Any = None, **attributes: Any) -> PublishResult:
+    async def apublish(
+        self, type: str | object, data: Any = None, **attributes: Any
+    ) -> PublishResult:
         """:meth:`publish` for asyncio code: the loop keeps running while the broker confirms."""
         hooks = self.hooks
         event = hooks.prepare(self.event(type, data, **attributes))
@@ -240,17 +275,17 @@ class EventBus:
         )
         return PublishResult(event, outcome)
 
-    async def apublish_many(self, events: Iterable[Event]) -> list[PublishResult]:
+    async def apublish_many(self, events: Iterable[Event | object]) -> list[PublishResult]:
         """:meth:`publish_many` for asyncio code."""
         hooks = self.hooks
-        events = [hooks.prepare(e) for e in events]
-        n = len(events)
-        messages = _bulk(n, hooks.encoding, events, self._encode)
+        batch = [hooks.prepare(e) for e in self._events(events)]
+        n = len(batch)
+        messages = _bulk(n, hooks.encoding, batch, self._encode)
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
-            self._executor(), hooks.sending, events, self._send, messages
+            self._executor(), hooks.sending, batch, self._send, messages
         )
-        return _bulk(n, _results, events, outcome)
+        return _bulk(n, _results, batch, outcome)
 
     # -- hooks ---------------------------------------------------------------------
     def before_publish(self, hook: Callable[[Event], Event]) -> Callable[[Event], Event]:
@@ -336,6 +371,12 @@ class EventBus:
         the handler's qualified name. A handler acks by returning and asks for
         a retry by raising; after ``retry.max_attempts`` the event goes to the
         group's dead letter with the error as reason.
+
+        A handler whose first parameter is annotated with a model class bound to
+        an event type (``def invoice(order: OrderCreated)``, or
+        ``event: Event[OrderCreated]`` for the envelope too) gets that model,
+        checked; data that does not fit is dead-lettered at once
+        (``docs/contracts.md``). Unannotated handlers get plain events.
         """
         patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern)
         if not patterns:
@@ -352,7 +393,7 @@ class EventBus:
             sub = Subscription(
                 group=name,
                 patterns=patterns,
-                handler=h,
+                handler=typed_handler(h, patterns) or h,
                 retry=retry or self.retry,
                 timeout=timeout if timeout is not None else self.config.timeout,
                 concurrency=concurrency or self.config.concurrency,

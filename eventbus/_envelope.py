@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import DecodeError, EncodeError, MessageTooLarge
 from ._routing import validate_topic
@@ -107,9 +107,21 @@ def default_source() -> str:
     return f"//eventbus/{socket.gethostname()}/{os.getpid()}"
 
 
+if TYPE_CHECKING:  # a default, so a bare ``Event`` means Event[Any] (PEP 696); typing only
+    from typing_extensions import TypeVar as _TypeVarWithDefault
+
+    D = _TypeVarWithDefault("D", default=Any)
+else:
+    D = TypeVar("D")
+
+
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(Generic[D]):
     """One event as a handler sees it: CloudEvents attributes and decoded data.
+
+    ``Event[OrderCreated]`` is the type of an event whose ``data`` is an
+    ``OrderCreated`` model (typed contracts, see ``docs/contracts.md``); a plain
+    ``Event`` carries JSON values.
 
     ``data`` is the decoded payload: JSON values for JSON content, ``str`` for
     ``text/*`` and ``bytes`` otherwise. ``extensions`` holds any other
@@ -121,7 +133,7 @@ class Event:
     """
 
     type: str
-    data: Any = None
+    data: D = None  # type: ignore[assignment]
     id: str = field(default_factory=new_event_id)
     source: str = ""
     specversion: str = SPECVERSION
@@ -136,7 +148,7 @@ class Event:
     extensions: Mapping[str, str] = field(default_factory=dict)
     attempt: int = 1
 
-    def replace(self, **changes: Any) -> Event:
+    def replace(self, **changes: Any) -> Event[Any]:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
 
@@ -149,8 +161,9 @@ class Event:
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-class _NewEvent:
-    """The very slots of :class:`Event`, without its frozen ``__setattr__`` (see make_event)."""
+class _NewEvent(Generic[D]):
+    """The very slots and bases of :class:`Event`, without its frozen ``__setattr__``
+    (see make_event)."""
 
     __slots__ = Event.__slots__
 

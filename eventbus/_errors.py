@@ -13,12 +13,13 @@ these ``from`` the original, so ``err.__cause__`` still holds the SDK's error.
     ├── EncodeError            an event that cannot be serialised (nothing is sent)
     │   └── MessageTooLarge    over the adapter's declared maximum size
     ├── DecodeError            a message from the broker that is not a valid event
+    │   └── ValidationError    its data does not fit the handler's typed contract
     ├── HandlerTimeout         a handler ran past its timeout
     ├── InboxError             the idempotent inbox's store failed (the event comes back)
     └── ClosedError            the bus or adapter was already closed
 
-``DecodeError`` never escapes a worker: the message goes to the group's dead
-letter with the error text as its reason.
+``DecodeError`` never escapes a worker and is never retried: the message goes
+to the group's dead letter at once with the error text as its reason.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "HandlerTimeout",
     "MessageTooLarge",
     "PublishError",
+    "ValidationError",
 ]
 
 
@@ -80,3 +82,15 @@ class HandlerTimeout(EventBusError):
 
 class ClosedError(EventBusError):
     """The bus, adapter or consumer was already closed."""
+
+
+class ValidationError(DecodeError):
+    """An event whose data does not fit the model its handler takes (typed contracts).
+
+    ``problems`` lists ``(field path, message)`` pairs, e.g. ``("total", "expected
+    number, got string")``. Never retried: the event is dead-lettered at once.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from .._errors import DecodeError
+
 __all__ = ["RetryPolicy"]
 
 
@@ -20,6 +22,8 @@ class RetryPolicy:
     ``dead_letter_on`` are exception types that skip the remaining attempts
     (a malformed order will not get better by waiting); ``retry_on`` limits
     retries to these types (anything else goes straight to the dead letter).
+    A :class:`~eventbus.DecodeError` (such as a typed contract's
+    :class:`~eventbus.ValidationError`) is never retried.
     """
 
     max_attempts: int = 5
@@ -45,7 +49,7 @@ class RetryPolicy:
 
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
         """True if an event whose delivery ``attempt`` raised ``exc`` gets another one."""
-        if attempt >= self.max_attempts:
+        if attempt >= self.max_attempts or isinstance(exc, DecodeError):
             return False
         if self.dead_letter_on and isinstance(exc, self.dead_letter_on):
             return False

@@ -1,0 +1,166 @@
+"""Giving a handler the model its annotation asks for.
+
+``def invoice(order: OrderCreated)`` gets an ``OrderCreated``;
+``def invoice(event: Event[OrderCreated])`` gets the envelope with a typed
+``data``; ``OrderCreated | OrderCancelled`` or a base class of bound classes
+take any of them (the event's type picks the class). A handler without such an
+annotation is left as it is and gets plain events. What does not fit is a
+:class:`~eventbus.ValidationError`, which the worker never retries: the event
+goes to the group's dead letter at once with the field errors as the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Union, get_args, get_origin
+
+from .._envelope import Event
+from .._errors import ConfigError, ValidationError
+from .._routing import matches
+from ._models import ModelErrors
+from ._registry import REGISTRY, VERSION_ATTRIBUTE, Contract, Registry
+
+__all__ = ["typed_handler"]
+
+
+def _first_parameter_hint(handler: Callable[..., Any]) -> Any:
+    target = handler
+    if not (inspect.isfunction(handler) or inspect.ismethod(handler)):
+        call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects
+        if call is None:
+            return None
+        target = call
+    try:
+        params = [p for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+    except (TypeError, ValueError):
+        return None
+    if not params:
+        return None
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception as exc:  # an annotation that does not resolve
+        raise ConfigError(
+            f"cannot read the annotations of handler {_name(handler)}: {exc}"
+        ) from None
+    return hints.get(params[0].name)
+
+
+def _name(handler: Any) -> str:
+    return f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', handler)}"
+
+
+def _is_union(hint: Any) -> bool:
+    return get_origin(hint) is Union or isinstance(hint, types.UnionType)
+
+
+_PLAIN = (Any, object, dict, Mapping, None, type(None), str, bytes, list)
+
+
+class _Accepts:
+    """Which contracts a handler's annotation takes (classes, or subclasses of bases)."""
+
+    def __init__(self, classes: Sequence[type], registry: Registry) -> None:
+        self.classes = tuple(classes)
+        self.registry = registry
+
+    def contracts(self) -> list[Contract]:
+        return [c for c in self.registry.contracts() if issubclass(c.cls, self.classes)]
+
+    def takes(self, contract: Contract) -> bool:
+        return issubclass(contract.cls, self.classes)
+
+    def describe(self) -> str:
+        return " | ".join(c.__name__ for c in self.classes)
+
+
+def typed_handler(
+    handler: Callable[..., Any],
+    patterns: Sequence[str],
+    registry: Registry | None = None,
+) -> Callable[..., Any] | None:
+    """A wrapper that hands ``handler`` its model, or None if it takes plain events.
+
+    Checked here, at subscribe time: the annotation names bound classes (or bases
+    of bound classes), and each of their types matches one of ``patterns``.
+    """
+    reg = registry or REGISTRY
+    hint = _first_parameter_hint(handler)
+    envelope = False
+    if get_origin(hint) is Event:
+        args = get_args(hint)
+        hint = args[0] if args else None
+        envelope = True
+    elif hint is Event:
+        return None
+    if hint in _PLAIN or get_origin(hint) in (dict, Mapping, list):
+        return None
+    members = get_args(hint) if _is_union(hint) else (hint,)
+    classes = [m for m in members if m is not type(None)]
+    if not all(isinstance(c, type) for c in classes):
+        return None  # e.g. Event[int] or a Literal: nothing to convert
+    accepts = _Accepts(classes, reg)
+    found = accepts.contracts()
+    for cls in classes:
+        if not any(issubclass(c.cls, cls) for c in found):
+            raise ConfigError(
+                f"handler {_name(handler)} takes {cls.__name__}, which is bound to no event "
+                f"type: decorate it with @event_type('...') (eventbus.contracts), or annotate "
+                "the handler with Event for plain events"
+            )
+    for c in found:
+        if not any(matches(p, c.type) for p in patterns):
+            raise ConfigError(
+                f"handler {_name(handler)} takes {c.cls.__name__} ({c.type!r}), but its "
+                f"pattern(s) {', '.join(map(repr, patterns))} never match {c.type!r}"
+            )
+    convert = functools.partial(_convert, accepts, reg, _name(handler))
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004
+    ):
+
+        @functools.wraps(handler)
+        async def typed_async(event: Event[Any]) -> Any:
+            model = convert(event)
+            return await handler(event.replace(data=model) if envelope else model)
+
+        return typed_async
+
+    @functools.wraps(handler)
+    def typed(event: Event[Any]) -> Any:
+        model = convert(event)
+        return handler(event.replace(data=model) if envelope else model)
+
+    return typed
+
+
+def _convert(accepts: _Accepts, registry: Registry, handler: str, event: Event[Any]) -> Any:
+    contract = registry.for_type(event.type)
+    if contract is None or not accepts.takes(contract):
+        raise ValidationError(
+            f"{event.type!r} is not an event type {handler} takes ({accepts.describe()})"
+        )
+    data = event.data
+    try:
+        raw = event.extensions.get(VERSION_ATTRIBUTE) if event.extensions else None
+        version = int(raw) if raw is not None else 1
+        if version < 1:
+            raise ValueError(raw)
+    except ValueError:
+        raise ValidationError(
+            f"{event.type!r}: {VERSION_ATTRIBUTE} {raw!r} is not a version number"
+        ) from None
+    try:
+        if version < contract.version:
+            data = registry.upcast(event.type, version, contract.version, data)
+        return contract.from_data(data)
+    except ModelErrors as exc:
+        shown = "; ".join(f"{p or '$'}: {m}" for p, m in exc.problems)
+        raise ValidationError(
+            f"{event.type!r} (version {version}) does not fit {contract.cls.__name__}: {shown}",
+            problems=exc.problems,
+        ) from None

@@ -1,0 +1,419 @@
+"""How each kind of model class becomes event data, is read back, and is described.
+
+Four kinds, one interface (:class:`ModelKind`): a stdlib ``@dataclass`` or
+``TypedDict`` (checked by eventbus's own validator, no dependency), a pydantic v2
+``BaseModel`` (extra ``pydantic``) and a ``msgspec.Struct`` (extra ``msgspec``).
+Data on the wire is JSON: ``to_data`` gives JSON values, ``from_data`` checks
+them and builds the model, raising :class:`ModelErrors` with every problem found
+(a field path and a message each).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import sys
+import types
+import typing
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Union, get_args, get_origin
+
+__all__ = ["ModelErrors", "ModelKind", "kind_of"]
+
+Problems = list[tuple[str, str]]
+
+
+class ModelErrors(Exception):
+    """Data that does not fit a model: ``problems`` is a list of ``(path, message)``."""
+
+    def __init__(self, problems: Problems) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p or '$'}: {m}" for p, m in problems))
+
+
+class ModelKind:
+    """One kind of model class (dataclass, TypedDict, pydantic, msgspec)."""
+
+    name = "model"
+
+    def to_data(self, obj: Any) -> Any:
+        raise NotImplementedError
+
+    def from_data(self, cls: Any, data: Any, reject_unknown: bool) -> Any:
+        raise NotImplementedError
+
+    def schema(self, cls: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def fields(self, cls: Any) -> set[str]:
+        raise NotImplementedError
+
+    def check(self, cls: Any, obj: Any) -> Any:
+        """The data of ``obj``, checked against its own class (for publishing)."""
+        data = self.to_data(obj)
+        self.from_data(cls, data, False)
+        return data
+
+
+# -- the stdlib kinds: our own validator ---------------------------------------------------
+_JSON_NUMBER = (int, float)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
+            int: "integer", float: "number"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_typeddict(cls: Any) -> bool:
+    return isinstance(cls, type) and typing.is_typeddict(cls)
+
+
+def _dump(value: Any) -> Any:
+    """JSON values for a dataclass / TypedDict value tree."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _dump(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_dump(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return _dump(value.value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    return value
+
+
+def _load(kind: Any, value: Any, path: str, problems: Problems, reject_unknown: bool) -> Any:
+    """``value`` checked against the type ``kind`` (problems appended), converted."""
+    origin = get_origin(kind)
+    if kind is Any or kind is object:
+        return value
+    if origin is Union or (sys.version_info >= (3, 10) and isinstance(kind, types.UnionType)):
+        args = get_args(kind)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            trial: Problems = []
+            out = _load(arg, value, path, trial, reject_unknown)
+            if not trial:
+                return out
+        names = " or ".join(_describe(a) for a in args)
+        problems.append((path, f"expected {names}, got {_type_name(value)}"))
+        return value
+    if origin is Literal:
+        if value not in get_args(kind):
+            choices = ", ".join(repr(a) for a in get_args(kind))
+            problems.append((path, f"expected one of {choices}, got {value!r}"))
+        return value
+    if kind is type(None) or kind is None:
+        if value is not None:
+            problems.append((path, f"expected null, got {_type_name(value)}"))
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            problems.append((path, f"expected boolean, got {_type_name(value)}"))
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append((path, f"expected integer, got {_type_name(value)}"))
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, _JSON_NUMBER):
+            problems.append((path, f"expected number, got {_type_name(value)}"))
+            return value
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            problems.append((path, f"expected string, got {_type_name(value)}"))
+        return value
+    if kind in (dt.datetime, dt.date, uuid.UUID, decimal.Decimal):
+        return _load_text_type(kind, value, path, problems)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        try:
+            return kind(value)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in kind)
+            problems.append((path, f"expected one of {choices}, got {value!r}"))
+            return value
+    if origin in (list, tuple, set, frozenset, Sequence) or kind in (list, tuple):
+        if not isinstance(value, list):
+            problems.append((path, f"expected array, got {_type_name(value)}"))
+            return value
+        args = get_args(kind)
+        if origin is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
+            if len(value) != len(args):
+                problems.append((path, f"expected {len(args)} items, got {len(value)}"))
+                return value
+            items = [_load(a, v, f"{path}[{i}]", problems, reject_unknown)
+                     for i, (a, v) in enumerate(zip(args, value, strict=True))]  # fmt: skip
+        else:
+            item = args[0] if args else Any
+            items = [_load(item, v, f"{path}[{i}]", problems, reject_unknown)
+                     for i, v in enumerate(value)]  # fmt: skip
+        return (origin or kind)(items) if origin in (tuple, set, frozenset) else items
+    if origin in (dict, Mapping) or kind is dict:
+        if not isinstance(value, dict):
+            problems.append((path, f"expected object, got {_type_name(value)}"))
+            return value
+        args = get_args(kind)
+        item = args[1] if len(args) == 2 else Any
+        return {k: _load(item, v, f"{path}.{k}", problems, reject_unknown)
+                for k, v in value.items()}  # fmt: skip
+    if dataclasses.is_dataclass(kind) or _is_typeddict(kind):
+        return _load_record(kind, value, path, problems, reject_unknown)
+    problems.append((path, f"cannot check values of type {kind!r}"))
+    return value
+
+
+def _load_text_type(kind: Any, value: Any, path: str, problems: Problems) -> Any:
+    if kind is decimal.Decimal and isinstance(value, _JSON_NUMBER) and not isinstance(value, bool):
+        return decimal.Decimal(str(value))
+    if not isinstance(value, str):
+        problems.append((path, f"expected string ({kind.__name__}), got {_type_name(value)}"))
+        return value
+    try:
+        if kind is dt.datetime:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if kind is dt.date:
+            return dt.date.fromisoformat(value)
+        return kind(value)
+    except (ValueError, decimal.InvalidOperation):
+        problems.append((path, f"expected {kind.__name__}, got {value!r}"))
+        return value
+
+
+def _required(cls: Any) -> set[str]:
+    if _is_typeddict(cls):
+        return set(cls.__required_keys__)
+    missing = dataclasses.MISSING
+    return {f.name for f in dataclasses.fields(cls)
+            if f.init and f.default is missing and f.default_factory is missing}  # fmt: skip
+
+
+def _load_record(cls: Any, value: Any, path: str, problems: Problems, reject_unknown: bool) -> Any:
+    if not isinstance(value, dict):
+        problems.append((path, f"expected object, got {_type_name(value)}"))
+        return value
+    hints = _hints(cls)
+    if dataclasses.is_dataclass(cls):
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+    else:
+        names = set(hints)
+    out: dict[str, Any] = {}
+    for name in sorted(_required(cls) - value.keys()):
+        problems.append((f"{path}.{name}", "field required"))
+    for key, item in value.items():
+        if key not in names:
+            if reject_unknown:
+                problems.append((f"{path}.{key}", "unknown field"))
+            continue
+        out[key] = _load(hints[key], item, f"{path}.{key}", problems, reject_unknown)
+    if problems:
+        return value
+    make: Any = cls
+    return make(**out) if dataclasses.is_dataclass(cls) else out
+
+
+def _describe(kind: Any) -> str:
+    if kind is type(None):
+        return "null"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
+        kind, getattr(kind, "__name__", str(kind))
+    )
+
+
+def _schema_of(kind: Any) -> dict[str, Any]:
+    """JSON Schema (2020-12) of a type the validator checks."""
+    origin = get_origin(kind)
+    if kind is Any or kind is object:
+        return {}
+    if origin is Union or (sys.version_info >= (3, 10) and isinstance(kind, types.UnionType)):
+        return {"anyOf": [_schema_of(a) for a in get_args(kind)]}
+    if origin is Literal:
+        return {"enum": list(get_args(kind))}
+    simple = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+    if kind in simple:
+        return {"type": simple[kind]}
+    formats = {dt.datetime: "date-time", dt.date: "date", uuid.UUID: "uuid"}
+    if kind in formats:
+        return {"type": "string", "format": formats[kind]}
+    if kind is decimal.Decimal:
+        return {"type": ["string", "number"]}
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return {"enum": [m.value for m in kind]}
+    if origin in (list, set, frozenset, Sequence) or kind is list:
+        args = get_args(kind)
+        return {"type": "array", "items": _schema_of(args[0]) if args else {}}
+    if origin is tuple:
+        args = get_args(kind)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return {"type": "array", "items": _schema_of(args[0])}
+        return {"type": "array", "prefixItems": [_schema_of(a) for a in args],
+                "minItems": len(args), "maxItems": len(args)}  # fmt: skip
+    if origin in (dict, Mapping) or kind is dict:
+        args = get_args(kind)
+        return {"type": "object", "additionalProperties": _schema_of(args[1]) if args else {}}
+    if dataclasses.is_dataclass(kind) or _is_typeddict(kind):
+        return _record_schema(kind)
+    return {}
+
+
+def _record_schema(cls: Any, reject_unknown: bool = False) -> dict[str, Any]:
+    hints = _hints(cls)
+    names = ([f.name for f in dataclasses.fields(cls) if f.init]
+             if dataclasses.is_dataclass(cls) else list(hints))  # fmt: skip
+    schema: dict[str, Any] = {
+        "type": "object",
+        "title": cls.__name__,
+        "properties": {n: _schema_of(hints[n]) for n in names},
+        "required": sorted(_required(cls)),
+    }
+    if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("):
+        schema["description"] = cls.__doc__.strip()
+    if reject_unknown:
+        schema["additionalProperties"] = False
+    return schema
+
+
+class _Stdlib(ModelKind):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def to_data(self, obj: Any) -> Any:
+        return _dump(obj)
+
+    def from_data(self, cls: Any, data: Any, reject_unknown: bool) -> Any:
+        problems: Problems = []
+        out = _load_record(cls, data, "", problems, reject_unknown)
+        if problems:
+            raise ModelErrors([(p.lstrip("."), m) for p, m in problems])
+        return out
+
+    def schema(self, cls: Any) -> dict[str, Any]:
+        return _record_schema(cls)
+
+    def fields(self, cls: Any) -> set[str]:
+        return set(_hints(cls))
+
+    def check(self, cls: Any, obj: Any) -> Any:
+        if _is_typeddict(cls) and not isinstance(obj, dict):
+            raise ModelErrors([("", f"expected a dict for {cls.__name__}")])
+        return super().check(cls, obj)
+
+
+# -- pydantic v2 and msgspec ---------------------------------------------------------------
+class _Pydantic(ModelKind):
+    name = "pydantic"
+
+    def to_data(self, obj: Any) -> Any:
+        return obj.model_dump(mode="json", by_alias=True)
+
+    def from_data(self, cls: Any, data: Any, reject_unknown: bool) -> Any:
+        import pydantic
+
+        if reject_unknown and isinstance(data, dict):
+            known = self.fields(cls)
+            unknown = [(k, "unknown field") for k in data if k not in known]
+            if unknown:
+                raise ModelErrors(unknown)
+        try:
+            return cls.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise ModelErrors(
+                [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+            ) from None
+
+    def check(self, cls: Any, obj: Any) -> Any:
+        data = self.to_data(obj)
+        self.from_data(cls, data, False)  # catches model_construct() and assignment bypasses
+        return data
+
+    def schema(self, cls: Any) -> dict[str, Any]:
+        return dict(cls.model_json_schema(by_alias=True))
+
+    def fields(self, cls: Any) -> set[str]:
+        return {f.alias or n for n, f in cls.model_fields.items()}
+
+
+class _Msgspec(ModelKind):
+    name = "msgspec"
+
+    def to_data(self, obj: Any) -> Any:
+        import msgspec
+
+        return msgspec.to_builtins(obj)
+
+    def from_data(self, cls: Any, data: Any, reject_unknown: bool) -> Any:
+        import msgspec
+
+        if reject_unknown and isinstance(data, dict):
+            unknown = [(k, "unknown field") for k in data if k not in self.fields(cls)]
+            if unknown:
+                raise ModelErrors(unknown)
+        try:
+            return msgspec.convert(data, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            where = ""
+            if " - at `$" in text:
+                text, _, where = text.rpartition(" - at `$")
+                where = where.rstrip("`").lstrip(".")
+            raise ModelErrors([(where, text)]) from None
+
+    def schema(self, cls: Any) -> dict[str, Any]:
+        import msgspec
+
+        schema = msgspec.json.schema(cls)
+        ref = schema.get("$ref", "")
+        defs = schema.get("$defs", {})
+        name = ref.rsplit("/", 1)[-1]
+        if name in defs:  # inline the top-level definition, keep the others
+            top = dict(defs.pop(name))
+            if defs:
+                top["$defs"] = defs
+            return top
+        return dict(schema)
+
+    def fields(self, cls: Any) -> set[str]:
+        return set(getattr(cls, "__struct_encode_fields__", None) or cls.__struct_fields__)
+
+
+_DATACLASS = _Stdlib("dataclass")
+_TYPEDDICT = _Stdlib("typeddict")
+_PYDANTIC = _Pydantic()
+_MSGSPEC = _Msgspec()
+
+
+def kind_of(cls: Any) -> ModelKind | None:
+    """The kind of model ``cls`` is, or None (not a model class)."""
+    if not isinstance(cls, type):
+        return None
+    if dataclasses.is_dataclass(cls):
+        return _DATACLASS
+    if _is_typeddict(cls):
+        return _TYPEDDICT
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(cls, type) and issubclass(cls, pydantic.BaseModel):
+        if not hasattr(cls, "model_validate"):  # pragma: no cover - pydantic v1
+            from .._errors import ConfigError
+
+            raise ConfigError(
+                f"{cls.__name__} is a pydantic v1 model; typed events need pydantic v2: "
+                "pip install 'eventbus[pydantic]'"
+            )
+        return _PYDANTIC
+    msgspec = sys.modules.get("msgspec")
+    if msgspec is not None and issubclass(cls, msgspec.Struct):
+        return _MSGSPEC
+    return None
