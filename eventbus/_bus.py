@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -381,6 +382,8 @@ class EventBus:
         patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern)
         if not patterns:
             raise ConfigError("subscribe needs at least one pattern")
+        # the caller's locals resolve string annotations naming classes defined there
+        caller = sys._getframe(1).f_locals
         for p in patterns:
             validate_pattern(p)
 
@@ -393,7 +396,7 @@ class EventBus:
             sub = Subscription(
                 group=name,
                 patterns=patterns,
-                handler=typed_handler(h, patterns) or h,
+                handler=typed_handler(h, patterns, localns=caller) or h,
                 retry=retry or self.retry,
                 timeout=timeout if timeout is not None else self.config.timeout,
                 concurrency=concurrency or self.config.concurrency,

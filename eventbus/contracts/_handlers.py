@@ -27,7 +27,7 @@ from ._registry import REGISTRY, VERSION_ATTRIBUTE, Contract, Registry
 __all__ = ["typed_handler"]
 
 
-def _first_parameter_hint(handler: Callable[..., Any]) -> Any:
+def _first_parameter_hint(handler: Callable[..., Any], localns: Mapping[str, Any] | None) -> Any:
     target = handler
     if not (inspect.isfunction(handler) or inspect.ismethod(handler)):
         call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects
@@ -42,7 +42,7 @@ def _first_parameter_hint(handler: Callable[..., Any]) -> Any:
     if not params:
         return None
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, localns=dict(localns) if localns else None)
     except Exception as exc:  # an annotation that does not resolve
         raise ConfigError(
             f"cannot read the annotations of handler {_name(handler)}: {exc}"
@@ -52,6 +52,13 @@ def _first_parameter_hint(handler: Callable[..., Any]) -> Any:
 
 def _name(handler: Any) -> str:
     return f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', handler)}"
+
+
+def _is_sub(cls: type, base: type) -> bool:
+    try:
+        return issubclass(cls, base)
+    except TypeError:  # TypedDicts refuse class checks: only the class itself matches
+        return cls is base
 
 
 def _is_union(hint: Any) -> bool:
@@ -69,10 +76,10 @@ class _Accepts:
         self.registry = registry
 
     def contracts(self) -> list[Contract]:
-        return [c for c in self.registry.contracts() if issubclass(c.cls, self.classes)]
+        return [c for c in self.registry.contracts() if self.takes(c)]
 
     def takes(self, contract: Contract) -> bool:
-        return issubclass(contract.cls, self.classes)
+        return any(_is_sub(contract.cls, c) for c in self.classes)
 
     def describe(self) -> str:
         return " | ".join(c.__name__ for c in self.classes)
@@ -82,14 +89,17 @@ def typed_handler(
     handler: Callable[..., Any],
     patterns: Sequence[str],
     registry: Registry | None = None,
+    localns: Mapping[str, Any] | None = None,
 ) -> Callable[..., Any] | None:
     """A wrapper that hands ``handler`` its model, or None if it takes plain events.
 
     Checked here, at subscribe time: the annotation names bound classes (or bases
     of bound classes), and each of their types matches one of ``patterns``.
+    ``localns`` resolves string annotations that name classes local to a function
+    (``from __future__ import annotations``); the bus passes its caller's locals.
     """
     reg = registry or REGISTRY
-    hint = _first_parameter_hint(handler)
+    hint = _first_parameter_hint(handler, localns)
     envelope = False
     if get_origin(hint) is Event:
         args = get_args(hint)
@@ -106,7 +116,7 @@ def typed_handler(
     accepts = _Accepts(classes, reg)
     found = accepts.contracts()
     for cls in classes:
-        if not any(issubclass(c.cls, cls) for c in found):
+        if not any(_is_sub(c.cls, cls) for c in found):
             raise ConfigError(
                 f"handler {_name(handler)} takes {cls.__name__}, which is bound to no event "
                 f"type: decorate it with @event_type('...') (eventbus.contracts), or annotate "

@@ -67,8 +67,34 @@ def _type_name(value: Any) -> str:
             int: "integer", float: "number"}.get(type(value), type(value).__name__)  # fmt: skip
 
 
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+_HINTS: dict[Any, dict[str, Any]] = {}
+
+
+def _hints(cls: Any, localns: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``cls``'s resolved field types, worked out once per class (and for its nested
+    record classes, when it is bound: :func:`resolve`)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls, localns=dict(localns or {}))
+    return hints
+
+
+def resolve(cls: Any, localns: Mapping[str, Any] | None) -> None:
+    """Resolve the field types of record class ``cls`` and the record classes it nests,
+    with ``localns`` for names local to the function that defined them."""
+    seen: set[Any] = set()
+
+    def walk(kind: Any) -> None:
+        if kind in seen:
+            return
+        if dataclasses.is_dataclass(kind) or _is_typeddict(kind):
+            seen.add(kind)
+            for hint in _hints(kind, localns).values():
+                walk(hint)
+        for arg in get_args(kind):
+            walk(arg)
+
+    walk(cls)
 
 
 def _is_typeddict(cls: Any) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from .._errors import ConfigError, EncodeError
-from ._models import ModelErrors, ModelKind, kind_of
+from ._models import ModelErrors, ModelKind, kind_of, resolve
 
 __all__ = ["REGISTRY", "Contract", "Registry", "event_type", "upcaster"]
 
@@ -70,7 +71,10 @@ class Registry:
         version: int = 1,
         unknown: Unknown = "ignore",
         dataschema: str | None = None,
+        localns: Mapping[str, Any] | None = None,
     ) -> Contract:
+        """Bind ``cls`` to ``type`` (see :func:`event_type`); ``localns`` resolves
+        string annotations naming classes local to a function."""
         from .._routing import validate_topic
 
         validate_topic(type)
@@ -84,6 +88,12 @@ class Registry:
             raise ConfigError(f"@event_type({type!r}): version must be 1 or more, not {version}")
         if unknown not in ("ignore", "reject"):
             raise ConfigError(f"@event_type({type!r}): unknown must be 'ignore' or 'reject'")
+        if kind.name in ("dataclass", "typeddict"):
+            try:
+                resolve(cls, localns)
+            except Exception as exc:
+                raise ConfigError(f"@event_type({type!r}): cannot read the fields of "
+                                  f"{cls.__name__}: {exc}") from None  # fmt: skip
         contract = Contract(type, cls, kind, version, unknown, dataschema)
         with self._lock:
             old = self._by_type.get(type)
@@ -169,9 +179,11 @@ def event_type(
     second class for the same type is a :class:`~eventbus.ConfigError`.
     """
 
+    caller = sys._getframe(1).f_locals  # resolves annotations naming local classes
+
     def bind(cls: Class) -> Class:
         (registry or REGISTRY).bind(
-            cls, type, version=version, unknown=unknown, dataschema=dataschema
+            cls, type, version=version, unknown=unknown, dataschema=dataschema, localns=caller
         )
         return cls
 
