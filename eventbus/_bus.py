@@ -30,7 +30,7 @@ from ._hooks import Hooks, Middleware, Outcome
 from ._plugins import create_adapter
 from ._routing import validate_pattern
 from ._structured import check_content_mode, to_structured
-from ._worker import Handler, Subscription, Worker
+from ._worker import Subscription, Worker
 from .adapter._contract import Adapter
 from .contracts import VERSION_ATTRIBUTE, contract_of, typed_handler
 from .resilience._breaker import CircuitBreaker
@@ -42,7 +42,7 @@ __all__ = ["EventBus", "PublishResult"]
 
 log = logging.getLogger("eventbus")
 
-H = TypeVar("H", bound=Handler)
+H = TypeVar("H", bound=Callable[..., Any])  # Event -> Any, or a model -> Any (contracts)
 R = TypeVar("R")
 
 # A batch this large is encoded with the cyclic GC paused (see _bulk).
