@@ -10,6 +10,10 @@ timeouts are ``x-eventbus-*`` extensions.
 
 Patterns with wildcards are channel addresses as they are (``order.*``); the
 channel's description says they are AMQP-style topic patterns.
+
+Event types bound to model classes (``eventbus.contracts``) get a message of
+their own whose payload is the model's JSON Schema, in ``components/schemas``,
+listed on every channel whose pattern matches the type.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from urllib.parse import urlsplit
 from .._bus import EventBus
 from .._config import redact
 from .._hooks import adapter_name
+from .._routing import matches
+from ..contracts import REGISTRY, Contract
 
 __all__ = ["asyncapi_document"]
 
@@ -162,6 +168,9 @@ def asyncapi_document(
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     groups: dict[str, list[str]] = {}
+    messages: dict[str, Any] = {"cloudEvent": message}
+    schemas: dict[str, Any] = {}
+    contracts = REGISTRY.contracts()
     for sub in bus.subscriptions:
         groups.setdefault(sub.group, [])
         for pattern in sub.patterns:
@@ -177,14 +186,16 @@ def asyncapi_document(
                         if wild else f"Events of type {pattern!r}"
                     ),
                     "servers": [{"$ref": f"#/servers/{server_id}"}],
-                    "messages": {"cloudEvent": {"$ref": "#/components/messages/cloudEvent"}},
+                    "messages": _channel_messages(pattern, wild, contracts, message, messages,
+                                                  schemas),
                 }  # fmt: skip
             op_id = _ident(f"{sub.group}.{sub.name}.{channel_id}")
             summary, details = _doc_parts(sub.handler)
             op: dict[str, Any] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{channel_id}"},
-                "messages": [{"$ref": f"#/channels/{channel_id}/messages/cloudEvent"}],
+                "messages": [{"$ref": f"#/channels/{channel_id}/messages/{m}"}
+                             for m in channels[channel_id]["messages"]],
                 "summary": summary or f"{sub.name} handles {pattern} in group {sub.group}",
                 "x-eventbus-group": sub.group,
                 "x-eventbus-handler": sub.name,
@@ -218,5 +229,55 @@ def asyncapi_document(
         "servers": {server_id: _server(bus, name)},
         "channels": channels,
         "operations": operations,
-        "components": {"messages": {"cloudEvent": message}},
+        "components": {"messages": messages, **({"schemas": schemas} if schemas else {})},
     }
+
+
+def _channel_messages(
+    pattern: str,
+    wild: bool,
+    contracts: list[Contract],
+    generic: dict[str, Any],
+    messages: dict[str, Any],
+    schemas: dict[str, Any],
+) -> dict[str, Any]:
+    """A channel's messages: one per bound type it matches, and the generic CloudEvent
+    where unbound types may arrive (a wildcard, or no bound type)."""
+    out: dict[str, Any] = {}
+    for c in contracts:
+        if not matches(pattern, c.type):
+            continue
+        key = _ident(c.type)
+        if key not in messages:
+            schemas[key] = _hoist(c.schema(), schemas)
+            messages[key] = {
+                **{k: v for k, v in generic.items() if k not in ("payload", "summary")},
+                "name": c.cls.__name__,
+                "title": f"{c.type} (version {c.version})",
+                "summary": (inspect.getdoc(c.cls) or f"A {c.type} event").split("\n\n")[0],
+                "payload": {"$ref": f"#/components/schemas/{key}"},
+                "x-eventbus-event-type": c.type,
+                "x-eventbus-version": c.version,
+            }
+        out[key] = {"$ref": f"#/components/messages/{key}"}
+    if wild or not out:
+        out["cloudEvent"] = {"$ref": "#/components/messages/cloudEvent"}
+    return out
+
+
+def _hoist(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` moved into ``components/schemas`` and refs rewritten."""
+    schema = dict(schema)
+    for name, sub in (schema.pop("$defs", None) or {}).items():
+        schemas.setdefault(name, _hoist(sub, schemas))
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (f"#/components/schemas/{v[len('#/$defs/'):]}"
+                        if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/")
+                        else fix(v)) for k, v in node.items()}  # fmt: skip
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    return dict(fix(schema))

@@ -127,7 +127,68 @@ def test_the_document_is_valid_asyncapi_3(url: str, protocol: str, header: str,
     for op in ops.values():  # every reference resolves
         channel = op["channel"]["$ref"].split("/")[-1]
         assert channel in doc["channels"]
-        assert op["messages"][0]["$ref"] == f"#/channels/{channel}/messages/cloudEvent"
+        for ref in op["messages"]:
+            name = ref["$ref"].split("/")[-1]
+            assert ref["$ref"] == f"#/channels/{channel}/messages/{name}"
+            assert name in doc["channels"][channel]["messages"]
+
+
+def test_bound_event_types_have_their_schema_in_the_document(
+    official_schema: dict[str, Any],
+) -> None:
+    import pydantic
+    from dataclasses import dataclass
+
+    from eventbus.contracts import event_type
+
+    @dataclass
+    class Line:
+        sku: str
+        qty: int
+
+    @event_type("shopdoc.order.created", version=2)
+    @dataclass
+    class ShopOrderCreated:
+        """An order was placed."""
+
+        id: int
+        lines: list[Line]
+
+    class Address(pydantic.BaseModel):
+        city: str
+
+    @event_type("shopdoc.order.shipped")
+    class ShopOrderShipped(pydantic.BaseModel):
+        id: int
+        to: Address
+
+    bus = EventBus(MemoryAdapter())
+
+    @bus.subscribe("shopdoc.order.created", group="billing")
+    def invoice(order: ShopOrderCreated) -> None: ...
+
+    @bus.subscribe("shopdoc.order.*", group="audit")
+    def audit(event: Any) -> None: ...
+
+    try:
+        doc = asyncapi_document(bus)
+    finally:
+        bus.close()
+    _validate(doc, official_schema)
+    components = doc["components"]
+    created = components["messages"]["shopdoc_order_created"]
+    assert created["name"] == "ShopOrderCreated" and created["x-eventbus-version"] == 2
+    assert created["summary"] == "An order was placed."
+    schema = components["schemas"]["shopdoc_order_created"]
+    assert schema["required"] == ["id", "lines"]
+    assert schema["properties"]["lines"]["items"]["properties"]["qty"] == {"type": "integer"}
+    shipped = components["schemas"]["shopdoc_order_shipped"]
+    assert shipped["properties"]["to"]["$ref"] == "#/components/schemas/Address"
+    assert components["schemas"]["Address"]["properties"]["city"]["type"] == "string"
+    channels = {ch["address"]: ch for ch in doc["channels"].values()}
+    assert set(channels["shopdoc.order.created"]["messages"]) == {"shopdoc_order_created"}
+    assert set(channels["shopdoc.order.*"]["messages"]) == {
+        "shopdoc_order_created", "shopdoc_order_shipped", "cloudEvent"}
 
 
 def test_the_asyncapi_command(tmp_path: Path, official_schema: dict[str, Any]) -> None:
