@@ -32,7 +32,7 @@ from ._routing import validate_pattern
 from ._structured import check_content_mode, to_structured
 from ._worker import Subscription, Worker
 from .adapter._contract import Adapter
-from .contracts import VERSION_ATTRIBUTE, contract_of, typed_handler
+from .contracts import model_event, typed_handler
 from .resilience._breaker import CircuitBreaker
 from .resilience._inbox import Inbox, open_inbox
 from .resilience._publisher import Publisher
@@ -189,12 +189,12 @@ class EventBus:
         if not isinstance(type, str):
             if data is not None:
                 raise EncodeError("publish(model) takes no data: the model is the data")
-            contract = contract_of(type)
-            data = contract.to_data(type)
-            type = contract.type
-            dataschema = dataschema or contract.dataschema
-            if contract.version > 1:
-                extensions = {**(extensions or {}), VERSION_ATTRIBUTE: str(contract.version)}
+            return model_event(
+                type, self.source, key=key, subject=subject, id=id, time=time,
+                datacontenttype=datacontenttype, dataschema=dataschema,
+                correlationid=correlationid, causationid=causationid, traceparent=traceparent,
+                extensions=extensions,
+            )  # fmt: skip
         return make_event(
             type, data, id or new_event_id(), self.source, time or datetime.now(timezone.utc),
             datacontenttype, dataschema, subject, correlationid, causationid, traceparent, key,

@@ -30,6 +30,10 @@ versions and upcasters, schemas, ``eventbus schema export|check``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+from .._envelope import Event
 from ._handlers import typed_handler
 from ._models import ModelErrors
 from ._registry import REGISTRY, VERSION_ATTRIBUTE, Contract, Registry, event_type, upcaster
@@ -45,6 +49,7 @@ __all__ = [
     "contract_of",
     "event_type",
     "export_schemas",
+    "model_event",
     "typed_handler",
     "upcaster",
 ]
@@ -61,3 +66,34 @@ def contract_of(model: object, registry: Registry | None = None) -> Contract:
             "@event_type('...') (eventbus.contracts), or publish(type, data)"
         )
     return contract
+
+
+def model_event(
+    model: object,
+    source: str,
+    *,
+    key: str | None = None,
+    subject: str | None = None,
+    id: str | None = None,
+    time: datetime | None = None,
+    datacontenttype: str | None = None,
+    dataschema: str | None = None,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+    traceparent: str | None = None,
+    extensions: Mapping[str, str] | None = None,
+) -> Event:
+    """The event that publishing ``model`` sends: its contract's type, the model's data
+    (checked: :class:`~eventbus.EncodeError`), its ``dataschema`` and, above version 1,
+    the ``dataversion`` extension."""
+    from .._envelope import make_event, new_event_id
+
+    contract = contract_of(model)
+    ext = dict(extensions or {})
+    if contract.version > 1:
+        ext[VERSION_ATTRIBUTE] = str(contract.version)
+    return make_event(
+        contract.type, contract.to_data(model), id or new_event_id(), source,
+        time or datetime.now(timezone.utc), datacontenttype, dataschema or contract.dataschema,
+        subject, correlationid, causationid, traceparent, key, ext or None,
+    )  # fmt: skip

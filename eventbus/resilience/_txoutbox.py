@@ -51,6 +51,7 @@ from typing import Any
 from .._envelope import Event, Message, default_source, encode
 from .._errors import BrokerError, ClosedError, ConfigError
 from ..adapter._contract import Adapter
+from ..contracts import REGISTRY, model_event
 
 __all__ = ["OutboxRelay", "TransactionalOutbox"]
 
@@ -146,9 +147,16 @@ class TransactionalOutbox:
             event = event.replace(time=datetime.now(timezone.utc))
         return encode(event)
 
-    def add(self, conn: Any, events: Event | Iterable[Event]) -> list[str]:
-        """Insert ``events`` on ``conn`` (not committed); returns their ids in order."""
-        batch = [events] if isinstance(events, Event) else list(events)
+    def add(self, conn: Any, events: Event | object | Iterable[Event | object]) -> list[str]:
+        """Insert ``events`` on ``conn`` (not committed); returns their ids in order.
+
+        ``events`` is one event, one model of a class bound to an event type
+        (``eventbus.contracts``), or an iterable of either.
+        """
+        single = isinstance(events, Event) or REGISTRY.for_class(type(events)) is not None
+        items: Iterable[Any] = [events] if single else events  # type: ignore[assignment]
+        source = self.source or default_source()
+        batch = [e if isinstance(e, Event) else model_event(e, source) for e in items]
         messages = [self._encode(e) for e in batch]
         rows = [
             (

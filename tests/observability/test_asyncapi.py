@@ -136,8 +136,9 @@ def test_the_document_is_valid_asyncapi_3(url: str, protocol: str, header: str,
 def test_bound_event_types_have_their_schema_in_the_document(
     official_schema: dict[str, Any],
 ) -> None:
-    import pydantic
     from dataclasses import dataclass
+
+    import pydantic
 
     from eventbus.contracts import event_type
 

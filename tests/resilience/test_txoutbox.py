@@ -183,3 +183,45 @@ def test_relay_needs_a_bus_or_adapter() -> None:
     bus = EventBus(MemoryAdapter(), config=BusConfig())
     assert OutboxRelay(bus, lambda: None).adapter is bus.adapter
     bus.close()
+
+
+def test_models_of_bound_classes_go_through_the_outbox(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    from eventbus.contracts import event_type
+
+    @event_type("txshop.order.created", version=2)
+    @dataclass
+    class TxOrderCreated:
+        id: int
+        total: float
+
+    db = tmp_path / "shop.db"
+    outbox = TransactionalOutbox(source="/shop")
+    conn = sqlite3.connect(db)
+    outbox.create_table(conn)
+    with conn:
+        ids = outbox.add(conn, TxOrderCreated(id=1, total=2.5))
+        ids += outbox.add(conn, [TxOrderCreated(id=2, total=1.0), Event("txshop.order.paid", {})])
+    with pytest.raises(EncodeError, match="total: expected number"), conn:
+        outbox.add(conn, TxOrderCreated(id=3, total="x"))  # type: ignore[arg-type]
+    conn.close()
+    assert len(ids) == 3
+    broker = MemoryAdapter()
+    broker.declare("billing", ["txshop.order.*"])
+    got: list[Any] = []
+    bus = EventBus(broker.client(), source="/c", config=BusConfig(poll_interval=0.05))
+
+    @bus.subscribe("txshop.order.created", group="billing")
+    def invoice(order: TxOrderCreated) -> None:
+        got.append(order)
+
+    bus.start()
+    relay = OutboxRelay(broker.client(), lambda: sqlite3.connect(db), outbox)
+    try:
+        assert relay.run_once() == 3
+        _wait(lambda: len(got) == 2, "both typed orders handled")
+    finally:
+        relay.stop()
+        bus.close()
+    assert sorted(o.id for o in got) == [1, 2]
