@@ -11,27 +11,27 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from eventbus import EventBus, PublishResult
+
+from .contracts import OrderCreated
 
 SOURCE = "//shop/orders"
 CUSTOMERS = ("Ana", "Bruno", "Carla", "Diego", "Eva")
 
 
-def new_order(order_id: int) -> dict[str, Any]:
+def new_order(order_id: int) -> OrderCreated:
     """A made-up order; order 1 is the one from the lesson: Ana, 42.90."""
     user = CUSTOMERS[(order_id - 1) % len(CUSTOMERS)]
     total = round(42.9 + ((order_id - 1) * 17.35) % 180, 2)
-    return {"id": order_id, "user": user, "total": total}
+    return OrderCreated(id=order_id, user=user, total=total)
 
 
-def place_order(bus: EventBus, order: dict[str, Any]) -> PublishResult:
-    """Publish ``order.created``; returns as soon as the broker has it.
-
-    The customer is the ordering key: one customer's events stay in order.
+def place_order(bus: EventBus, order: OrderCreated) -> PublishResult:
+    """Publish the order (as ``order.created``: its class says so); returns as soon as the
+    broker has it. The customer is the ordering key: one customer's events stay in order.
     """
-    return bus.publish("order.created", order, key=order["user"], subject=f"orders/{order['id']}")
+    return bus.publish(order, key=order.user, subject=f"orders/{order.id}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = new_order(order_id)
             result = place_order(bus, order)
             print(
-                f"published order {order['id']}: {order['user']}, {order['total']:.2f}"
+                f"published order {order.id}: {order.user}, {order.total:.2f}"
                 f" ({result.outcome})",
                 flush=True,
             )
