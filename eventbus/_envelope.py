@@ -251,6 +251,20 @@ class Delivery:
     handle: Any = None
 
 
+def with_data(event: Event[Any], data: Any) -> Event[Any]:
+    """``event`` with ``data`` in place of its own: ``event.replace(data=data)`` at a
+    fraction of the cost (slot copies, as :func:`make_event` builds events)."""
+    e: Any = _new(_NewEvent)
+    for name in _EVENT_SLOTS:
+        setattr(e, name, getattr(event, name))
+    e.data = data
+    e.__class__ = Event
+    return e  # type: ignore[no-any-return]
+
+
+_EVENT_SLOTS = tuple(n for n in Event.__slots__ if n != "data")
+
+
 def make_message(
     topic: str, body: bytes, headers: dict[str, str], key: str | None = None
 ) -> Message:

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union, get_args, get_origin
 
-from .._envelope import Event
+from .._envelope import Event, with_data
 from .._errors import ConfigError, ValidationError
 from .._routing import matches
 from ._models import ModelErrors
@@ -128,7 +128,7 @@ def typed_handler(
                 f"handler {_name(handler)} takes {c.cls.__name__} ({c.type!r}), but its "
                 f"pattern(s) {', '.join(map(repr, patterns))} never match {c.type!r}"
             )
-    convert = functools.partial(_convert, accepts, reg, _name(handler))
+    convert = _Converter(accepts, reg, _name(handler))
     if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004
     ):
@@ -136,41 +136,88 @@ def typed_handler(
         @functools.wraps(handler)
         async def typed_async(event: Event[Any]) -> Any:
             model = convert(event)
-            return await handler(event.replace(data=model) if envelope else model)
+            return await handler(with_data(event, model) if envelope else model)
 
         return typed_async
 
+    if envelope or len(found) != 1 or found[0].version != 1 or found[0].cls is not classes[0]:
+
+        @functools.wraps(handler)
+        def typed(event: Event[Any]) -> Any:
+            model = convert(event)
+            return handler(with_data(event, model) if envelope else model)
+
+        return typed
+
+    # One type, version 1, the model alone: the common case gets a single frame.
+    only, load = found[0].type, found[0].load
+
     @functools.wraps(handler)
-    def typed(event: Event[Any]) -> Any:
-        model = convert(event)
-        return handler(event.replace(data=model) if envelope else model)
+    def typed_one(event: Event[Any]) -> Any:
+        if event.type == only and not event.extensions:
+            try:
+                model = load(event.data)
+            except ModelErrors as exc:
+                raise _invalid(event, 1, found[0], exc) from None
+        else:
+            model = convert(event)
+        return handler(model)
 
-    return typed
+    return typed_one
 
 
-def _convert(accepts: _Accepts, registry: Registry, handler: str, event: Event[Any]) -> Any:
-    contract = registry.for_type(event.type)
-    if contract is None or not accepts.takes(contract):
-        raise ValidationError(
-            f"{event.type!r} is not an event type {handler} takes ({accepts.describe()})"
-        )
-    data = event.data
-    try:
+class _Converter:
+    """``event -> model`` for one handler: the contract of each event type it meets is
+    looked up and checked once, then cached with its compiled loader."""
+
+    def __init__(self, accepts: _Accepts, registry: Registry, handler: str) -> None:
+        self.accepts = accepts
+        self.registry = registry
+        self.handler = handler
+        self.known: dict[str, Contract] = {}
+
+    def _contract(self, event_type: str) -> Contract:
+        contract = self.registry.for_type(event_type)
+        if contract is None or not self.accepts.takes(contract):
+            raise ValidationError(
+                f"{event_type!r} is not an event type {self.handler} takes "
+                f"({self.accepts.describe()})"
+            )
+        self.known[event_type] = contract
+        return contract
+
+    def __call__(self, event: Event[Any]) -> Any:
+        contract = self.known.get(event.type) or self._contract(event.type)
+        ext = event.extensions
+        if contract.version == 1 and not (ext and VERSION_ATTRIBUTE in ext):
+            try:
+                return contract.load(event.data)
+            except ModelErrors as exc:
+                raise _invalid(event, 1, contract, exc) from None
+        return self._versioned(event, contract)
+
+    def _versioned(self, event: Event[Any], contract: Contract) -> Any:
         raw = event.extensions.get(VERSION_ATTRIBUTE) if event.extensions else None
-        version = int(raw) if raw is not None else 1
-        if version < 1:
-            raise ValueError(raw)
-    except ValueError:
-        raise ValidationError(
-            f"{event.type!r}: {VERSION_ATTRIBUTE} {raw!r} is not a version number"
-        ) from None
-    try:
-        if version < contract.version:
-            data = registry.upcast(event.type, version, contract.version, data)
-        return contract.from_data(data)
-    except ModelErrors as exc:
-        shown = "; ".join(f"{p or '$'}: {m}" for p, m in exc.problems)
-        raise ValidationError(
-            f"{event.type!r} (version {version}) does not fit {contract.cls.__name__}: {shown}",
-            problems=exc.problems,
-        ) from None
+        try:
+            version = int(raw) if raw is not None else 1
+            if version < 1:
+                raise ValueError(raw)
+        except ValueError:
+            raise ValidationError(
+                f"{event.type!r}: {VERSION_ATTRIBUTE} {raw!r} is not a version number"
+            ) from None
+        try:
+            data = event.data
+            if version < contract.version:
+                data = self.registry.upcast(event.type, version, contract.version, data)
+            return contract.load(data)
+        except ModelErrors as exc:
+            raise _invalid(event, version, contract, exc) from None
+
+
+def _invalid(event: Event[Any], version: int, contract: Contract, exc: ModelErrors) -> Exception:
+    shown = "; ".join(f"{p or '$'}: {m}" for p, m in exc.problems)
+    return ValidationError(
+        f"{event.type!r} (version {version}) does not fit {contract.cls.__name__}: {shown}",
+        problems=exc.problems,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ Unknown = Literal["ignore", "reject"]
 VERSION_ATTRIBUTE = "dataversion"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Contract:
     """One event type's contract: its model class, version and unknown-field policy."""
 
@@ -40,7 +41,12 @@ class Contract:
 
     def from_data(self, data: Any) -> Any:
         """``data`` read into the model; :class:`ModelErrors` lists what does not fit."""
-        return self.kind.from_data(self.cls, data, self.unknown == "reject")
+        return self.load(data)
+
+    @functools.cached_property
+    def load(self) -> Callable[[Any], Any]:
+        """The fastest ``data -> model`` function for this contract (compiled once)."""
+        return self.kind.loader(self.cls, self.unknown == "reject")
 
     def schema(self) -> dict[str, Any]:
         """The JSON Schema of the payload."""
