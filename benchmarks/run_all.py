@@ -42,46 +42,22 @@ from _common import (
     versions,
     write_json,
 )
+from goals import goals
+from results import (
+    BATCHED,
+    BY_HAND,
+    CASES,
+    CONSUME,
+    SINGLE,
+    data,
+    embedded,
+    fmt_rate,
+    fmt_ratio,
+    ratio,
+    throughput,
+)
+from suite import BROKERS, RATES, TIERS, TITLES, steps_for
 
-BROKERS = ["memory", "sqlite", "rabbitmq", "kafka", "sqs", "azure_servicebus"]
-TITLES = {
-    "memory": "memory",
-    "sqlite": "SQLite",
-    "rabbitmq": "RabbitMQ",
-    "kafka": "Kafka",
-    "sqs": "SQS",
-    "azure_servicebus": "Azure Service Bus",
-}
-#: events/s of the latency runs: the emulators (moto, the Service Bus test broker) can't take 500
-RATES = {
-    "memory": 500,
-    "sqlite": 500,
-    "rabbitmq": 500,
-    "kafka": 500,
-    "sqs": 100,
-    "azure_servicebus": 100,
-}
-
-TIERS: dict[str, dict[str, list[str]]] = {
-    "quick": {
-        "embedded": ["--events", "5000", "--repeat", "1", "--workers", "1,2,4"],
-        "rabbitmq": ["-n", "2000", "--single", "500", "--repeat", "1"],
-        "kafka": ["--events", "20000", "--single", "500"],
-        "kafka_peers": ["--events", "5000", "--single", "300"],
-        "sqs": ["-n", "150", "--repeat", "1"],
-        "azure_servicebus": ["-n", "500", "--single", "100", "--repeat", "1"],
-        "latency": ["--seconds", "2"],
-    },
-    "full": {
-        "embedded": ["--events", "20000", "--repeat", "3", "--workers", "1,2,4"],
-        "rabbitmq": ["-n", "5000", "--single", "2000", "--repeat", "3"],
-        "kafka": ["--events", "50000", "--single", "2000", "--rounds", "5"],
-        "kafka_peers": ["--events", "20000", "--single", "1000"],
-        "sqs": ["-n", "300", "--repeat", "3"],
-        "azure_servicebus": ["-n", "2000", "--single", "300", "--repeat", "3"],
-        "latency": ["--seconds", "5"],
-    },
-}
 PROFILE_EVENTS = {
     "memory": 100_000,
     "sqlite": 20_000,
@@ -116,40 +92,6 @@ def availability(broker: str) -> str | None:
         except ImportError as exc:
             return f"azure-servicebus / python-qpid-proton missing: {exc}"
     return None
-
-
-def steps_for(broker: str, tier: dict[str, list[str]]) -> list[tuple[str, list[str], float]]:
-    """(step name, script + args, timeout) of one broker, in run order."""
-    lat = [
-        "benchmarks/bench_latency.py",
-        "--broker",
-        broker,
-        "--rate",
-        str(RATES[broker]),
-        *tier["latency"],
-    ]
-    steps: list[tuple[str, list[str], float]] = []
-    if broker in ("memory", "sqlite"):
-        steps.append(("embedded", ["benchmarks/bench_embedded.py", *tier["embedded"]], 900))
-    elif broker == "rabbitmq":
-        steps.append(("rabbitmq", ["benchmarks/bench_rabbitmq.py", *tier["rabbitmq"]], 900))
-    elif broker == "kafka":
-        steps.append(("kafka", ["benchmarks/bench_kafka.py", *tier["kafka"]], 900))
-        steps.append(
-            ("kafka_peers", ["benchmarks/bench_kafka_peers.py", *tier["kafka_peers"]], 900)
-        )
-    elif broker == "sqs":
-        steps.append(("sqs", ["benchmarks/bench_sqs.py", *tier["sqs"]], 900))
-    elif broker == "azure_servicebus":
-        steps.append(
-            (
-                "azure_servicebus",
-                ["benchmarks/bench_azure_servicebus.py", *tier["azure_servicebus"]],
-                900,
-            )
-        )
-    steps.append((f"latency:{broker}", lat, 600))
-    return steps
 
 
 def run(tier_name: str, only: list[str], profile: bool, logs: Path) -> dict[str, Any]:
@@ -211,253 +153,8 @@ def run(tier_name: str, only: list[str], profile: bool, logs: Path) -> dict[str,
 
 
 # ==================================================================================================
-# reading the results
-# ==================================================================================================
-SINGLE, BATCHED, CONSUME = "publish single", "publish batched", "consume+ack"
-CASES = (SINGLE, BATCHED, CONSUME)
-
-
-def data(report: dict[str, Any], step: str) -> dict[str, Any] | None:
-    s = report["steps"].get(step)
-    return s["data"] if s and s.get("ok") else None
-
-
-BY_HAND = "raw + CloudEvents by hand"
-
-
-def throughput(report: dict[str, Any], broker: str) -> tuple[dict[str, dict[str, float]], str]:
-    """{contender: {case: events/s}} and the name of the raw client's row."""
-    if broker == "rabbitmq":
-        d = data(report, "rabbitmq")
-        return (d["best"] if d else {}), "raw pika"
-    if broker == "kafka":
-        rows: dict[str, dict[str, float]] = {}
-        d = data(report, "kafka")
-        if d:
-            r = d["results"]
-            rows["raw confluent-kafka"] = {
-                SINGLE: r.get("raw produce+flush"),
-                BATCHED: r.get("raw produce"),
-                CONSUME: r.get("raw consume"),
-            }
-            rows["raw + CloudEvents headers"] = {BATCHED: r.get("raw produce + ce headers")}
-            rows[BY_HAND] = {
-                SINGLE: r.get("raw produce+flush, CloudEvents by hand"),
-                BATCHED: r.get("raw produce, CloudEvents by hand"),
-                CONSUME: r.get("raw consume, CloudEvents by hand"),
-            }
-            rows["raw + cloudevents SDK"] = {
-                BATCHED: r.get("raw produce + cloudevents SDK"),
-                CONSUME: r.get("raw consume + cloudevents SDK"),
-            }
-            rows["eventbus"] = {
-                SINGLE: r.get("publish"),
-                BATCHED: r.get("publish_many"),
-                CONSUME: r.get("consume"),
-            }
-            rows["eventbus adapter only"] = {
-                BATCHED: r.get("adapter publish"),
-                CONSUME: r.get("adapter receive"),
-            }
-        p = data(report, "kafka_peers")
-        if p:
-            r = p["results"]
-            rows["FastStream (confluent)"] = {
-                SINGLE: r.get("faststream publish"),
-                BATCHED: r.get("faststream publish batched"),
-                CONSUME: r.get("faststream consume"),
-            }
-            rows["raw confluent-kafka (peers run)"] = {
-                SINGLE: r.get("raw produce+flush"),
-                BATCHED: r.get("raw produce"),
-                CONSUME: r.get("raw consume"),
-            }
-        rows = {who: {c: v for c, v in cases.items() if v} for who, cases in rows.items()}
-        return rows, "raw confluent-kafka"
-    if broker == "sqs":
-        d = data(report, "sqs")
-        if not d:
-            return {}, "raw boto3"
-        b = {k: max(v) for k, v in d["runs"].items()}
-        return {
-            "raw boto3": {
-                SINGLE: b["publish single|raw"],
-                BATCHED: b["publish|raw"],
-                CONSUME: b["consume (worker)|raw"],
-            },
-            "eventbus": {
-                SINGLE: b["publish single|eventbus"],
-                BATCHED: b["publish|eventbus"],
-                CONSUME: b["consume (worker)|eventbus"],
-            },
-            "eventbus adapter only": {CONSUME: b["consume (adapter only)|eventbus"]},
-        }, "raw boto3"
-    if broker == "azure_servicebus":
-        d = data(report, "azure_servicebus")
-        if not d:
-            return {}, "raw azure-servicebus"
-        return {
-            "raw azure-servicebus": d["best"]["raw"],
-            "eventbus": d["best"]["eventbus"],
-        }, "raw azure-servicebus"
-    return {}, ""
-
-
-def embedded(report: dict[str, Any]) -> dict[str, float]:
-    d = data(report, "embedded")
-    return {r["case"]: r["events_per_s"] for r in d["results"]} if d else {}
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b else None
-
-
-def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every goal of the issues with what this run measured; met is None if not measured."""
-    out: list[dict[str, Any]] = []
-
-    def goal(
-        issue: str,
-        broker: str,
-        text: str,
-        value: float | None,
-        target: float,
-        unit: str,
-        profile: str,
-    ) -> None:
-        out.append(
-            {
-                "issue": issue,
-                "broker": broker,
-                "goal": text,
-                "value": value,
-                "target": target,
-                "unit": unit,
-                "profile": profile,
-                "met": None if value is None else value >= target,
-            }
-        )
-
-    e = embedded(report)
-    goal(
-        "#2",
-        "memory",
-        "memory: publish -> handler >= 50,000 events/s",
-        e.get("memory publish->handler"),
-        50_000,
-        "events/s",
-        "memory:publish",
-    )
-    goal(
-        "#2",
-        "sqlite",
-        "sqlite: publish >= 5,000 events/s",
-        e.get("sqlite publish"),
-        5_000,
-        "events/s",
-        "sqlite:publish",
-    )
-    goal(
-        "#2",
-        "sqlite",
-        "sqlite: consume-with-ack between two processes >= 3,000 events/s",
-        e.get("sqlite publish->consume, 1 worker(s)"),
-        3_000,
-        "events/s",
-        "sqlite:consume",
-    )
-    rows, _ = throughput(report, "rabbitmq")
-    ours, raw, kombu = rows.get("eventbus", {}), rows.get("raw pika", {}), rows.get("kombu", {})
-    goal(
-        "#4",
-        "rabbitmq",
-        "consume-with-ack >= 0.9 x raw pika",
-        ratio(ours.get(CONSUME), raw.get(CONSUME)),
-        0.9,
-        "x",
-        "rabbitmq:consume",
-    )
-    goal(
-        "#4",
-        "rabbitmq",
-        "confirmed publish (batched, pipelined) >= 5 x kombu",
-        ratio(ours.get(BATCHED), kombu.get(SINGLE)),
-        5.0,
-        "x",
-        "rabbitmq:publish_many",
-    )
-    rows, _ = throughput(report, "kafka")
-    ours, raw = rows.get("eventbus", {}), rows.get("raw confluent-kafka", {})
-    goal(
-        "#5",
-        "kafka",
-        "publish (publish_many) >= 0.8 x raw produce",
-        ratio(ours.get(BATCHED), raw.get(BATCHED)),
-        0.8,
-        "x",
-        "kafka:publish_many",
-    )
-    goal(
-        "#5",
-        "kafka",
-        "publish one by one >= 0.8 x raw produce+flush",
-        ratio(ours.get(SINGLE), raw.get(SINGLE)),
-        0.8,
-        "x",
-        "kafka:publish",
-    )
-    goal(
-        "#5",
-        "kafka",
-        "consume (trivial handler) >= 0.8 x raw consume (json.loads + callback)",
-        ratio(ours.get(CONSUME), raw.get(CONSUME)),
-        0.8,
-        "x",
-        "kafka:consume",
-    )
-    hand = rows.get(BY_HAND, {})
-    for case, what, profile in (
-        (BATCHED, "publish (publish_many)", "kafka:publish_many"),
-        (SINGLE, "publish one by one", "kafka:publish"),
-        (CONSUME, "consume (trivial handler)", "kafka:consume"),
-    ):
-        goal(
-            "#5",
-            "kafka",
-            f"{what} >= 0.8 x the same job by hand on confluent-kafka",
-            ratio(ours.get(case), hand.get(case)),
-            0.8,
-            "x",
-            f"{profile}:by-hand",
-        )
-    rows, _ = throughput(report, "sqs")
-    ours, raw = rows.get("eventbus", {}), rows.get("raw boto3", {})
-    for case, target in (
-        (BATCHED, "sqs:publish_many"),
-        (SINGLE, "sqs:publish"),
-        (CONSUME, "sqs:consume"),
-    ):
-        goal(
-            "#6",
-            "sqs",
-            f"{case} >= 0.8 x raw boto3",
-            ratio(ours.get(case), raw.get(case)),
-            0.8,
-            "x",
-            target,
-        )
-    return out
-
-
-# ==================================================================================================
 # the page
 # ==================================================================================================
-def fmt_rate(v: float | None) -> str:
-    return "" if v is None else f"{v:,.0f}"
-
-
-def fmt_ratio(v: float | None) -> str:
-    return "" if v is None else f"{v:.2f}"
 
 
 def table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
