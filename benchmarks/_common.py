@@ -304,6 +304,11 @@ def run_script(
         return {"ok": True, "data": data, "stdout": proc.stdout, "seconds": round(elapsed, 1)}
 
 
+def log(text: str) -> None:
+    """A progress line on stderr (stdout of a script is its own)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def _text(b: bytes | str | None) -> str:
     if b is None:
         return ""

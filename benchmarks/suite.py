@@ -7,7 +7,10 @@ steps; the page reads this to name what failed.
 
 from __future__ import annotations
 
-BROKERS = ["memory", "sqlite", "rabbitmq", "kafka", "sqs", "azure_servicebus"]
+EMBEDDED = ["memory", "sqlite"]
+#: the brokers with a server, each measured against its raw client
+SERVERS = ["rabbitmq", "kafka", "sqs", "azure_servicebus"]
+BROKERS = EMBEDDED + SERVERS
 TITLES = {
     "memory": "memory",
     "sqlite": "SQLite",
