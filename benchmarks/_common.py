@@ -1,7 +1,7 @@
 """Shared helpers of the benchmarks: payloads, brokers, timing, latency, RSS, the machine, JSON.
 
-Imported by ``run_all.py`` and the scripts it drives (``sys.path`` holds this
-directory when a script here runs). Nothing here imports a broker SDK at
+Imported by ``run_all.py``, the modules beside it and the scripts they drive (``sys.path``
+holds this directory when a script here runs). Nothing here imports a broker SDK at
 module level: each helper imports what it needs when called.
 """
 

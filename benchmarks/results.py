@@ -67,8 +67,12 @@ SQS_KEYS: Keys = {
 
 
 def data(report: dict[str, Any], step: str) -> dict[str, Any] | None:
+    """The JSON a step's script wrote, or None if the step failed or didn't run."""
     s = report["steps"].get(step)
-    return s["data"] if s and s.get("ok") else None
+    if not (s and s.get("ok")):
+        return None
+    d: dict[str, Any] = s["data"]
+    return d
 
 
 def _measured(figures: dict[str, float], keys: Keys) -> Rows:
