@@ -33,7 +33,8 @@ from .._errors import EventBusError
 __all__ = ["run_demo"]
 
 EXAMPLE = "eventbus.examples.orders_billing"
-EXAMPLE_DIR = Path(__file__).resolve().parent / "examples" / "orders_billing"
+_PACKAGE = Path(__file__).resolve().parents[1]  # the eventbus package directory
+EXAMPLE_DIR = _PACKAGE / "examples" / "orders_billing"
 _PUBLISHED = re.compile(r"^published order (\d+)\b")
 _INVOICED = re.compile(r"^invoice \S+ for order (\d+)\b")
 _NOTIFIED = re.compile(r"^notified .* about order (\d+)\b")
@@ -48,7 +49,7 @@ def _child_pythonpath() -> str:
     root, say. An installation's site-packages is on every child's path already,
     and putting it on PYTHONPATH would put it ahead of the standard library.
     """
-    here = str(Path(__file__).resolve().parent.parent)
+    here = str(_PACKAGE.parent)
     given = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     inherited = {os.path.realpath(p) for p in sys.path[1:] if p}  # sys.path[0]: not inherited
     if here not in inherited:
