@@ -12,8 +12,7 @@ from typing import Any
 
 import pika
 import pytest
-from eventbus_rabbitmq import RabbitMQAdapter, RabbitMQSettings
-from eventbus_rabbitmq._wire import delay_bucket
+from eventbus_rabbitmq import RabbitMQAdapter, RabbitMQSettings, delay_bucket
 
 from eventbus import (
     BrokerError,
@@ -120,7 +119,7 @@ def test_settings_from_url_query_and_options() -> None:
         (None, {"leese": 1}, "did you mean 'lease'"),
         (None, {"queue_type": "fifo"}, "queue_type"),
         (None, {"delivery_limit": 3}, "delivery_limit needs queue_type"),
-        (None, {"lease": "soon"}, "lease.*must be float"),
+        (None, {"lease": "soon"}, "lease.*must be a number"),
         (None, {"exchange": "amq.topic"}, "amq."),
         (None, {"max_message_size": 1 << 30}, "max_message_size"),
         (None, {"tls_ca_file": "/ca.pem"}, "amqps"),
@@ -340,7 +339,7 @@ def test_dead_letter_keeps_the_event_with_the_reason(make_adapter: Make, raw_cha
         assert letter.message.headers == sent.headers and letter.message.body == sent.body
     method, props, _ = raw_channel.basic_get(a.settings.dead_queue(group), auto_ack=False)
     assert props.headers["eventbus-group"] == group
-    assert props.headers["eventbus-dead-at"].endswith("+00:00")
+    assert props.headers["eventbus-failed-at"].endswith("+00:00")
     raw_channel.basic_nack(method.delivery_tag, requeue=True)
     assert a.dead_letters(unique("never-declared")) == []
 
