@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from eventbus import ClosedError, ConfigError, Matcher, MessageTooLarge
+from eventbus import ClosedError, ConfigError, EncodeError, Matcher, MessageTooLarge
 from eventbus.adapter import Adapter, Delivery, Message, require
 
 require("pika", "rabbitmq", "rabbitmq")  # the install hint if pika is missing
@@ -99,19 +99,24 @@ class RabbitMQAdapter(Adapter):
             return
         limit = self.settings.max_message_size
         items: list[Outgoing] = []
-        for m in messages:
-            size = m.size
-            if size > limit:
-                raise MessageTooLarge(
-                    f"message of {m.topic!r} is {size} bytes; this RabbitMQ adapter takes at most "
-                    f"{limit} (option max_message_size)"
-                )
-            if size - len(m.body) > MAX_HEADER_SIZE:
-                raise MessageTooLarge(
-                    f"attributes of {m.topic!r} take {size - len(m.body)} bytes; AMQP carries "
-                    f"them in one frame, so at most {MAX_HEADER_SIZE}"
-                )
-            items.append((m.topic, m.body, to_properties(m)))
+        try:
+            for m in messages:
+                size = m.size
+                if size > limit:
+                    raise MessageTooLarge(
+                        f"message of {m.topic!r} is {size} bytes; this RabbitMQ adapter takes at "
+                        f"most {limit} (option max_message_size)"
+                    )
+                if size - len(m.body) > MAX_HEADER_SIZE:
+                    raise MessageTooLarge(
+                        f"attributes of {m.topic!r} take {size - len(m.body)} bytes; AMQP "
+                        f"carries them in one frame, so at most {MAX_HEADER_SIZE}"
+                    )
+                items.append((m.topic, m.body, to_properties(m)))
+        except UnicodeEncodeError as exc:  # a Message made by hand, not by eventbus.encode
+            raise EncodeError(
+                f"message of {m.topic!r}: an attribute is not encodable as UTF-8 ({exc.reason})"
+            ) from None
         self._publisher.publish(items)
 
     # -- topology ---------------------------------------------------------------------------

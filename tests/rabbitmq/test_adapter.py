@@ -20,6 +20,7 @@ from eventbus import (
     BusConfig,
     ClosedError,
     ConfigError,
+    EncodeError,
     Event,
     EventBus,
     Message,
@@ -280,6 +281,25 @@ def test_too_large_messages_are_refused_before_sending(make_adapter: Make) -> No
     assert d.message.headers["id"] == sentinel.headers["id"], "part of a refused batch was sent"
     c.ack([d])
     c.close()
+
+
+def test_attributes_not_encodable_as_utf8_are_encode_errors_and_nothing_is_sent(
+    make_adapter: Make, raw_channel: Any
+) -> None:
+    group = unique("surrogate")
+    bus = EventBus(make_adapter(), config=BusConfig())
+    try:
+        bus.subscribe("surrogate.*", Collector(), group=group)
+        bus.declare()
+        with pytest.raises(EncodeError, match="correlationid"):
+            bus.publish("surrogate.x", {"n": 1}, correlationid="\udc80")  # a lone surrogate
+        # a Message made by hand, not by encode, is refused by the adapter the same way
+        hand_made = Message("surrogate.y", b"{}", {"id": "1", "source": "/s", "x": "\ud800"})
+        with pytest.raises(EncodeError, match="UTF-8"):
+            bus.adapter.publish([event("surrogate.ok"), hand_made])
+        assert queue_depth(raw_channel, bus.adapter.settings.queue(group)) == 0
+    finally:
+        bus.close()
 
 
 # -- retries and dead letters ----------------------------------------------------------------------
