@@ -106,13 +106,13 @@ class RabbitMQSettings(Settings):
         """Settings from ``url`` and ``options`` (these win); pika's own query parameters
         (:data:`PIKA_QUERY`) stay in :attr:`url` for pika."""
         url = url or DEFAULT_URL
-        if options and "url" in options:
-            raise ConfigError("rabbitmq: the URL is the config's url, not an option")
         try:
             split = urlsplit(url)
         except ValueError:
             return super().from_url(url, options)  # the base words the error
         query = parse_qsl(split.query, keep_blank_values=True)
+        if "url" in (options or {}) or any(k == "url" for k, _ in query):
+            raise ConfigError("rabbitmq: the URL is the config's url, not an option")
         ours = [(k, v) for k, v in query if k not in PIKA_QUERY]
         if len(ours) == len(query):
             return super().from_url(url, options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ from eventbus import (
     EventBus,
     Message,
     MessageTooLarge,
+    create_adapter,
     decode,
     encode,
     find_spec,
@@ -126,6 +129,8 @@ def test_settings_from_url_query_and_options() -> None:
         (None, {"tls_ca_file": "/ca.pem"}, "amqps"),
         ("amqp://h/?prefetch=0", {}, "prefetch"),
         ("http://h/", {}, "scheme"),
+        ("amqp://h/?url=amqp://other/", {}, "not an option"),
+        (None, {"url": "amqp://other/"}, "not an option"),
     ],
 )
 def test_bad_settings_are_config_errors(
@@ -133,6 +138,39 @@ def test_bad_settings_are_config_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         RabbitMQSettings.from_url(url, options)
+
+
+BAD_URLS = [
+    ("amqp://u:secret@host:notaport/", "notaport"),
+    ("amqp://u:secret@[::1/", "IPv6"),
+    ("amqp://guest:guest@127.0.0.1/?bogus=1", "'bogus'"),
+    ("amqp://guest:guest@127.0.0.1/?frame_max=lots", "frame_max"),  # pika's own parameter
+]
+
+
+@pytest.mark.parametrize(("url", "match"), BAD_URLS)
+def test_bad_urls_are_one_line_config_errors(url: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        create_adapter(None, url)
+    assert "\n" not in str(info.value) and "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(("url", "match"), BAD_URLS)
+@pytest.mark.parametrize("via", ["env", "config"])
+def test_bad_urls_make_the_cli_exit_2_with_one_line(
+    tmp_path: Any, url: str, match: str, via: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
+    args = [sys.executable, "-m", "eventbus", "check"]
+    if via == "env":
+        env["EVENTBUS_URL"] = url
+    else:
+        (tmp_path / "bus.toml").write_text(f"url = {json.dumps(url)}\n")
+        args[3:3] = ["--config", "bus.toml"]
+    r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert len(r.stderr.splitlines()) == 1 and match in r.stderr, r.stderr
+    assert "secret" not in r.stderr + r.stdout
 
 
 def test_long_group_names_are_refused() -> None:
