@@ -66,6 +66,7 @@ class RabbitMQConsumer(Consumer):
         self._on_close = on_close
         self.group = group
         self._queue = settings.queue(group)
+        self._dead_queue = settings.dead_queue_of(self._queue)
         self._matcher = Matcher(patterns)
         self._lock = threading.Lock()  # held for every pika call (worker or keeper)
         self._buffer: deque[tuple[int, str, bool, Any, bytes]] = deque()
@@ -134,10 +135,9 @@ class RabbitMQConsumer(Consumer):
             tag, routing_key, redelivered, props, body = buffer.popleft()
             message, attempt = from_amqp(routing_key, redelivered, props, body)
             if not matcher(message.topic):
-                # bound by a pattern this group no longer has (an older deployment's binding)
-                log.info("group %s: dropping %r: it matches none of %s", self.group, message.topic,
-                         list(matcher.patterns))  # fmt: skip
-                self._ch.basic_ack(tag)
+                # put straight into the queue (default exchange), or bound by a pattern the
+                # group does not have (by hand, or an older deployment's binding)
+                self._unmatched(tag, props, body, message.topic, attempt)
                 continue
             held[tag] = now
             out.append(make_delivery(message, attempt, Handle(tag, props)))
@@ -177,17 +177,32 @@ class RabbitMQConsumer(Consumer):
         self._move(delivery, route, headers, ms, "retrying")
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        headers = carried(delivery.handle.props)
+        headers = self._dead_headers(
+            delivery.handle.props, reason, delivery.attempt, delivery.message.topic
+        )
+        self._move(delivery, ("", self._dead_queue), headers, -1, "dead-lettering")
+
+    def _dead_headers(self, props: Any, reason: str, attempt: int, topic: str) -> dict[str, Any]:
+        headers = carried(props)
         headers.update({
             H_REASON: reason[:MAX_REASON],
             H_GROUP: self.group,
-            H_ATTEMPT: delivery.attempt,
-            H_TOPIC: delivery.message.topic,
+            H_ATTEMPT: attempt,
+            H_TOPIC: topic,
             H_FAILED_AT: datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         })  # fmt: skip
-        self._move(
-            delivery, ("", self._s.dead_queue_of(self._queue)), headers, -1, "dead-lettering"
-        )
+        return headers
+
+    def _unmatched(self, tag: int, props: Any, body: bytes, topic: str, attempt: int) -> None:
+        """Dead-letter a message whose topic matches none of the group's patterns (lock held).
+
+        The worker never sees it: ``receive`` returns only matching messages.
+        """
+        patterns = list(self._matcher.patterns)
+        reason = f"topic {topic!r} matches none of group {self.group!r}'s patterns {patterns}"
+        log.warning("group %s: dead-lettering a message: %s", self.group, reason)
+        headers = self._dead_headers(props, reason, attempt, topic)
+        self._republish(tag, props, body, ("", self._dead_queue), headers, -1)
 
     def _move(
         self, delivery: Delivery, route: tuple[str, str], headers: dict[str, Any], bucket: int,
@@ -199,29 +214,35 @@ class RabbitMQConsumer(Consumer):
             self._usable()
             if handle.tag not in self._held:
                 return  # already settled
-            props = republished(handle.props, headers)
             try:
-                if self._pub is None:
-                    self._pub = self._conn.channel()
-                    self._pub.confirm_delivery()
-                for first_try in (True, False):
-                    if bucket > 0:
-                        self._topology.ensure_bucket(self._pub, bucket, force=not first_try)
-                    elif not first_try:
-                        self._topology.ensure_group(self._pub, self.group)
-                    try:
-                        self._pub.basic_publish(
-                            *route, delivery.message.body, props, mandatory=True
-                        )
-                        break
-                    except pex.UnroutableError:
-                        if not first_try:
-                            raise
-                self._ch.basic_ack(handle.tag)
+                self._republish(handle.tag, handle.props, delivery.message.body, route, headers,
+                                bucket)  # fmt: skip
             except PIKA_ERRORS as exc:
                 raise self._fail(exc, f"{doing} an event of group {self.group!r}") from exc
             del self._held[handle.tag]
             self._last_io = time.monotonic()
+
+    def _republish(
+        self, tag: int, props: Any, body: bytes, route: tuple[str, str], headers: dict[str, Any],
+        bucket: int,
+    ) -> None:  # fmt: skip
+        """Publish a copy to ``route`` on the confirm channel, then ack ``tag`` (lock held)."""
+        copy = republished(props, headers)
+        if self._pub is None:
+            self._pub = self._conn.channel()
+            self._pub.confirm_delivery()
+        for first_try in (True, False):
+            if bucket > 0:
+                self._topology.ensure_bucket(self._pub, bucket, force=not first_try)
+            elif not first_try:
+                self._topology.ensure_group(self._pub, self.group)
+            try:
+                self._pub.basic_publish(*route, body, copy, mandatory=True)
+                break
+            except pex.UnroutableError:
+                if not first_try:
+                    raise
+        self._ch.basic_ack(tag)
 
     def close(self) -> None:
         self.shut()

@@ -450,15 +450,41 @@ def test_redeclaring_a_group_replaces_its_patterns(make_adapter: Make, raw_chann
     c.close()
 
 
-def test_a_binding_left_by_an_older_deployment_is_filtered(make_adapter: Make) -> None:
+def test_a_binding_left_by_an_older_deployment_is_dead_lettered(make_adapter: Make) -> None:
     group = unique("stale")
     make_adapter().declare(group, ["stale.old", "stale.new"])  # the old deployment
-    c = make_adapter().consumer(group, ["stale.new"])  # the new one does not know 'stale.old'
+    a = make_adapter()
+    c = a.consumer(group, ["stale.new"])  # the new one does not know 'stale.old'
     make_adapter().publish([event("stale.old"), event("stale.new"), event("stale.new")])
     got = receive(c, 2)
     assert [d.message.topic for d in got] == ["stale.new", "stale.new"]
     c.ack(got)
     assert c.receive(5, 0.3) == []
+    c.close()
+    ((letter, reason),) = a.dead_letters(group)
+    assert letter.message.topic == "stale.old"
+    assert reason == f"topic 'stale.old' matches none of group {group!r}'s patterns ['stale.new']"
+
+
+def test_a_message_put_straight_into_the_queue_is_dead_lettered_not_dropped(
+    make_adapter: Make, raw_channel: Any
+) -> None:
+    """A foreign producer on the default exchange: the routing key is the queue's name."""
+    group = unique("direct")
+    a = make_adapter()
+    c = a.consumer(group, ["direct.*"])
+    queue = a.settings.queue(group)
+    raw_channel.basic_publish("", queue, b'{"n": 1}')  # topic = the routing key = queue name
+    raw_channel.basic_publish(
+        "", queue, b"{}", pika.BasicProperties(headers={"eventbus-topic": "direct.x"})
+    )
+    (d,) = receive(c, 1)
+    assert d.message.topic == "direct.x"
+    c.ack([d])
+    assert c.receive(5, 0.3) == []
+    ((letter, reason),) = a.dead_letters(group)
+    assert letter.message.topic == queue and letter.message.body == b'{"n": 1}'
+    assert repr(queue) in reason and "['direct.*']" in reason and group in reason
     c.close()
 
 
