@@ -314,7 +314,7 @@ def test_receive_long_polls_in_whole_seconds_and_never_spins(make: Any) -> None:
     a = make()
     c = a.consumer("idle", ["i.*"])
     waits: list[int] = []
-    a._sqs.meta.events.register(  # botocore's own event hook: records what is sent
+    a._client.sqs.meta.events.register(  # botocore's own event hook: records what is sent
         "provide-client-params.sqs.ReceiveMessage",
         lambda params, **_: waits.append(params["WaitTimeSeconds"]),
     )
