@@ -173,14 +173,11 @@ class SqsConsumer(Consumer):
 
     def _accept(self, got: Sequence[Mapping[str, Any]], expires: float) -> list[Delivery]:
         out: list[Delivery] = []
-        drop: list[str] = []
+        unmatched: list[Delivery] = []
         with self._lock:
             for m in got:
                 message, ours = from_wire(m.get("Body", ""), m.get("MessageAttributes"))
                 receipt = m["ReceiptHandle"]
-                if (ours or message.topic) and not self._matcher(message.topic):
-                    drop.append(receipt)  # SNS's prefix filter let it through: not ours
-                    continue
                 system = m.get("Attributes") or {}
                 attempt = int(system.get("ApproximateReceiveCount", "1"))
                 if message.key is None and system.get("MessageGroupId") and not ours:
@@ -188,6 +185,10 @@ class SqsConsumer(Consumer):
                 h = _Handle(receipt, self._g.url, m["MessageId"], m.get("Body", ""),
                             dict(m.get("MessageAttributes") or {}),
                             system.get("MessageGroupId"), expires)  # fmt: skip
+                if (ours or message.topic) and not self._matcher(message.topic):
+                    # SNS's prefix filter let it through, or a foreign producer's odd type
+                    unmatched.append(make_delivery(message, attempt, h))
+                    continue
                 self._inflight[receipt] = h
                 self._renewer.hold(receipt, h)
                 d = make_delivery(message, attempt, h)
@@ -197,9 +198,21 @@ class SqsConsumer(Consumer):
                         continue
                     self._busy.add(h.group_id)
                 out.append(d)
-        if drop:
-            self._delete(drop)
+        if unmatched:
+            self._dead_letter_unmatched(unmatched)
         return out
+
+    def _dead_letter_unmatched(self, deliveries: Sequence[Delivery]) -> None:
+        """Events of a type none of the group's patterns match: to the DLQ, with why."""
+        patterns = list(self._matcher.patterns)
+        for d in deliveries:
+            reason = (
+                f"event type {d.message.topic!r} matches none of the patterns of group "
+                f"{self._g.name!r}: {patterns}"
+            )
+            log.info("group %s: dead-lettering %s", self._g.name, reason)
+            self._copy_to_dlq(d, reason)
+        self._delete([d.handle.receipt for d in deliveries])
 
     def _release_held(self, limit: int) -> list[Delivery]:
         if not self._held:
@@ -268,6 +281,12 @@ class SqsConsumer(Consumer):
         h = delivery.handle
         if not isinstance(h, _Handle):
             raise ValueError("not a delivery of this consumer")
+        self._copy_to_dlq(delivery, reason)
+        self._settled(delivery)
+        self._delete([h.receipt])
+
+    def _copy_to_dlq(self, delivery: Delivery, reason: str) -> None:
+        h = delivery.handle
         failed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         note = dead_letter_note(reason, delivery.attempt, self._g.name, failed_at)
         attributes = sendable(h.attributes)
@@ -288,8 +307,6 @@ class SqsConsumer(Consumer):
             self._client.sqs.send_message(
                 QueueUrl=self._g.dlq_url, MessageBody=body, MessageAttributes=attributes, **fields
             )
-        self._settled(delivery)
-        self._delete([h.receipt])
 
     # -- crash, close ------------------------------------------------------------------------
     def crash(self) -> None:

@@ -173,18 +173,37 @@ def test_dead_letter_keeps_the_message_and_the_reason(make: Any, sqs_names: Any)
 
 
 # -- routing -----------------------------------------------------------------------------------
-def test_what_the_sns_prefix_filter_lets_through_is_dropped_silently(
+def test_an_event_no_pattern_of_the_group_matches_is_dead_lettered_with_the_reason(
     make: Any, sqs_names: Any
 ) -> None:
+    """SNS's prefix filter lets ``order.eu.created`` through to ``order.*``; a foreign
+    producer may write a type with spaces, or ``type`` as a Number attribute. None of
+    them reaches a handler, and none is deleted without a trace."""
     a = make()
     c = a.consumer("narrow", ["order.*"])  # SNS filter: prefix "order."
     a.publish([_event("order.eu.created", 1), _event("order.created", 2), _event("user.x", 3)])
-    got = _receive(c, 1)
-    assert [d.message.topic for d in got] == ["order.created"]
-    c.ack(got)
-    assert c.receive(10, 1) == []
+    sqs = sqs_names.endpoint.client("sqs")
+    url = sqs.get_queue_url(QueueName=sqs_names.settings().queue_name("narrow"))["QueueUrl"]
+    for kind, value in (("String", "order created"), ("Number", "42")):
+        attributes = {"type": {"DataType": kind, "StringValue": value}}
+        sqs.send_message(QueueUrl=url, MessageBody="foreign", MessageAttributes=attributes)
+    handed: list[str] = []
+
+    def all_dead() -> list[tuple[Delivery, str]]:
+        for d in c.receive(10, 0.5):
+            handed.append(d.message.topic)
+            c.ack([d])
+        letters = a.dead_letters("narrow")
+        return letters if len(letters) == 3 else []
+
+    letters = eventually(all_dead, timeout=20, what="three dead letters")
+    assert handed == ["order.created"]
+    reasons = {d.message.topic: reason for d, reason in letters}
+    assert set(reasons) == {"order.eu.created", "order created", "42"}
+    for topic, reason in reasons.items():
+        assert repr(topic) in reason and "'narrow'" in reason and "['order.*']" in reason
     eventually(lambda: _queue_depth(sqs_names, sqs_names.settings().queue_name("narrow")) == 0,
-               what="the leaked event deleted")  # fmt: skip
+               what="the group's queue empty")  # fmt: skip
     c.close()
 
 
