@@ -7,13 +7,14 @@ naming ``pip install 'eventbus[sqs]'``).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from eventbus import BrokerError, ConfigError
 from eventbus.adapter import require
 
-from ._errors import GONE, BotoCoreError, ClientError, sdk
+from ._errors import GONE, UNREACHABLE, BotoCoreError, ClientError, sdk
 from ._settings import SqsSettings
 
 boto3 = require("boto3", "sqs", "sqs")
@@ -36,8 +37,16 @@ class SqsClient:
     """The SQS client (and SNS client in ``mode=sns``) of one adapter.
 
     Thread-safe, as boto3 clients are. ``sqs`` and ``sns`` are the boto3 clients
-    (``sns`` is None in ``mode=sqs``); ``closed`` turns true once, at :meth:`close`,
+    (``sns`` is None in ``mode=sqs``), with botocore's retries (``max_attempts``);
+    ``poll`` is a second SQS client that makes one attempt per call, for receives,
+    lease renewals and handing messages back: the worker retries those itself
+    (checking for stop in between), so a stop never waits for botocore's retries
+    against an endpoint that is down. ``closed`` turns true once, at :meth:`close`,
     and consumers read it to refuse work after their adapter is closed.
+
+    Health: every call's outcome passes through :meth:`_health` (botocore's
+    ``needs-retry`` event), which logs one WARNING when the endpoint stops answering
+    and one when it answers again.
     """
 
     def __init__(self, settings: SqsSettings) -> None:
@@ -52,12 +61,14 @@ class SqsClient:
             )
         config = Config(
             connect_timeout=s.connect_timeout,
-            read_timeout=s.long_poll + 15,
+            read_timeout=s.long_poll + 5,  # a long poll answers within long_poll seconds
             retries={"max_attempts": s.max_attempts, "mode": "standard"},
             max_pool_connections=50,
         )
+        once = config.merge(Config(retries={"max_attempts": 1, "mode": "standard"}))
         try:
             self.sqs: Any = session.client("sqs", endpoint_url=s.endpoint_url, config=config)
+            self.poll: Any = session.client("sqs", endpoint_url=s.endpoint_url, config=once)
             self.sns: Any = (
                 session.client("sns", endpoint_url=s.endpoint_url, config=config)
                 if s.mode == "sns"
@@ -66,6 +77,34 @@ class SqsClient:
         except (BotoCoreError, NoRegionError) as exc:
             raise ConfigError(f"sqs adapter: cannot make an AWS client: {exc}") from exc
         self.closed = False
+        self._where = s.endpoint_url or f"AWS ({session.region_name})"
+        self._reachable = True
+        self._health_lock = threading.Lock()
+        for client in self._clients():
+            client.meta.events.register("needs-retry", self._health)
+
+    def _clients(self) -> list[Any]:
+        return [c for c in (self.sqs, self.poll, self.sns) if c is not None]
+
+    def _health(
+        self, response: Any = None, caught_exception: BaseException | None = None, **_: Any
+    ) -> None:
+        """botocore's ``needs-retry`` event, after every attempt of every call."""
+        if caught_exception is not None:
+            if not isinstance(caught_exception, UNREACHABLE) or not self._reachable:
+                return
+            with self._health_lock:
+                if not self._reachable:
+                    return
+                self._reachable = False
+            log.warning("SQS/SNS endpoint %s is unreachable (%s); eventbus keeps retrying",
+                        self._where, caught_exception)  # fmt: skip
+        elif response is not None and not self._reachable:
+            with self._health_lock:
+                if self._reachable:
+                    return
+                self._reachable = True
+            log.warning("SQS/SNS endpoint %s is reachable again", self._where)
 
     def delete(self, url: str, receipts: Sequence[str], what: str) -> None:
         """Delete received messages; ones already gone (settled elsewhere) are not errors."""
@@ -81,7 +120,10 @@ class SqsClient:
                 )
 
     def set_visibility(self, url: str, receipts: Sequence[str], seconds: int) -> set[int]:
-        """Set the visibility of received messages; the indexes SQS refused to change."""
+        """Set the visibility of received messages; the indexes SQS refused to change.
+
+        One attempt per call (``poll``): renewals run again next period, and a message
+        not handed back comes back anyway when its visibility runs out."""
         refused: set[int] = set()
         for start in range(0, len(receipts), BATCH):
             chunk = receipts[start : start + BATCH]
@@ -89,7 +131,7 @@ class SqsClient:
                 {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": seconds}
                 for i, r in enumerate(chunk)
             ]
-            result = self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+            result = self.poll.change_message_visibility_batch(QueueUrl=url, Entries=entries)
             refused.update(start + int(f["Id"]) for f in result.get("Failed") or [])
         return refused
 
@@ -113,6 +155,5 @@ class SqsClient:
 
     def close(self) -> None:
         self.closed = True
-        for client in (self.sqs, self.sns):
-            if client is not None:
-                client.close()
+        for client in self._clients():
+            client.close()

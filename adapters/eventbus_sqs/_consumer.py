@@ -150,7 +150,7 @@ class SqsConsumer(Consumer):
                     return []
             wait = min(s.long_poll, int(deadline - now + 0.01))  # whole seconds; 0: short
             with sdk(f"receiving from {self._g.name!r}"):
-                got = self._client.sqs.receive_message(
+                got = self._client.poll.receive_message(
                     QueueUrl=self._g.url,
                     MaxNumberOfMessages=max(1, min(BATCH, max_messages)),
                     WaitTimeSeconds=wait,

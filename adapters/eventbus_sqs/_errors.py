@@ -16,19 +16,18 @@ require("botocore", "sqs", "sqs")
 from botocore.exceptions import (  # type: ignore[import-untyped]  # noqa: E402
     BotoCoreError,
     ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
-    ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError  # noqa: E402
 
 __all__ = ["GONE", "NO_QUEUE", "UNREACHABLE", "BotoCoreError", "ClientError", "error_code",
            "sdk"]  # fmt: skip
 
-#: botocore's "could not reach the endpoint" exceptions.
-UNREACHABLE = (BotoConnectionError, ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError)
+#: botocore's "could not reach the endpoint" exceptions: connecting failed or timed out
+#: (ConnectionError), or the connection broke or timed out reading (HTTPClientError).
+UNREACHABLE = (BotoConnectionError, HTTPClientError)
 _SDK = (ClientError, BotoCoreError)
 #: Error codes that mean "try again later", not "refused".
 _THROTTLED = {"Throttling", "ThrottlingException", "RequestThrottled", "ServiceUnavailable",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -333,7 +335,7 @@ def test_receive_long_polls_in_whole_seconds_and_never_spins(make: Any) -> None:
     a = make()
     c = a.consumer("idle", ["i.*"])
     waits: list[int] = []
-    a._client.sqs.meta.events.register(  # botocore's own event hook: records what is sent
+    a._client.poll.meta.events.register(  # botocore's own event hook: records what is sent
         "provide-client-params.sqs.ReceiveMessage",
         lambda params, **_: waits.append(params["WaitTimeSeconds"]),
     )
@@ -346,3 +348,63 @@ def test_receive_long_polls_in_whole_seconds_and_never_spins(make: Any) -> None:
     assert set(waits) == {0}
     assert len(waits) < 20, f"{len(waits)} receive calls in 2 s on an empty queue"
     c.close()
+
+
+# -- an endpoint that goes away -------------------------------------------------------------------
+def _blackhole(port: int) -> list[socket.socket]:
+    """Listen on ``port`` and never accept, with the backlog full: connecting hangs there,
+    as it does to an endpoint behind a firewall that drops packets."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(0)
+    held = [listener]
+    for _ in range(4):  # fill the accept queue; the first that hangs is left to time out
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        held.append(c)
+    time.sleep(0.2)
+    return held
+
+
+def test_with_the_endpoint_gone_stop_is_bounded_and_health_is_logged(
+    sqs_names: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The endpoint dies under a running worker: one WARNING says so, one more when it is
+    back; and with it unreachable (connections hang), closing the bus does not wait for
+    botocore's retries of a receive."""
+    from eventbus_test_brokers.sqs import MotoServer
+
+    server = MotoServer()
+    server.start()
+    held: list[socket.socket] = []
+    bus = EventBus(
+        SqsAdapter(sqs_names.settings(endpoint_url=server.url, lease=2)),
+        config=BusConfig(poll_interval=0.5),
+    )
+    try:
+        bus.subscribe("h.*", Collector(), group="health")
+        bus.start()
+        caplog.set_level(logging.WARNING, logger="eventbus.sqs")
+
+        def said(text: str) -> int:
+            return sum(text in r.getMessage() for r in caplog.records if r.name == "eventbus.sqs")
+
+        server.stop()
+        eventually(lambda: said("unreachable"), timeout=30, what="the unreachable warning")
+        server.start()  # back (empty: moto keeps nothing, so receives now fail otherwise)
+        eventually(lambda: said("reachable again"), timeout=30, what="the reachable warning")
+        time.sleep(1.5)  # more failing receives: no more health warnings
+        assert said("unreachable") == 1 and said("reachable again") == 1
+        server.stop()
+        held = _blackhole(server.port)
+        time.sleep(1.5)  # a receive is now hanging in connect
+        started = time.monotonic()
+        bus.close()
+        assert time.monotonic() - started < 10, "close waited for botocore's retries"
+    finally:
+        bus.close()
+        server.stop()
+        for s in held:
+            s.close()
