@@ -24,6 +24,7 @@ closing (its process killed) loses them to another member after ``lease``.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
 import logging
@@ -229,9 +230,15 @@ class SqsAdapter(SqsTooling, Adapter):
             except ClientError as exc:
                 if error_code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
                     raise
-            # it exists with other settings (another lease, another topic): update them
+            # it exists with other settings (another lease, another topic): update them,
+            # keeping what others put in its policies
             url = str(self._client.sqs.get_queue_url(QueueName=name)["QueueUrl"])
             changeable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
+            if "Policy" in changeable or "RedrivePolicy" in changeable:
+                current = self._client.sqs.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["Policy", "RedrivePolicy"]
+                ).get("Attributes", {})
+                _keep_theirs(name, changeable, current)
             if changeable:
                 self._client.sqs.set_queue_attributes(QueueUrl=url, Attributes=changeable)
             return url
@@ -260,19 +267,7 @@ class SqsAdapter(SqsTooling, Adapter):
         topic_arn = self._topic() if self._client.sns is not None else None
         if topic_arn is not None:
             attributes["Policy"] = json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "eventbus-sns",
-                            "Effect": "Allow",
-                            "Principal": {"Service": "sns.amazonaws.com"},
-                            "Action": "sqs:SendMessage",
-                            "Resource": arn,
-                            "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
-                        }
-                    ],
-                }
+                {"Version": "2012-10-17", "Statement": [_sns_statement(arn, topic_arn)]}
             )
         url = self._create_queue(name, attributes)
         if topic_arn is not None:
@@ -322,7 +317,7 @@ class SqsAdapter(SqsTooling, Adapter):
             with sdk(f"looking up queue {name!r}"):
                 url = str(self._client.sqs.get_queue_url(QueueName=name)["QueueUrl"])
                 attrs = self._client.sqs.get_queue_attributes(
-                    QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy"]
+                    QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy", "Policy"]
                 )["Attributes"]
         except BrokerError as exc:
             if error_code(exc.__cause__ or exc) in NO_QUEUE:
@@ -342,16 +337,48 @@ class SqsAdapter(SqsTooling, Adapter):
             dlq_url = str(self._client.sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"])
         arn = str(attrs["QueueArn"])
         if self._client.sns is not None:
+            topic_arn = self._topic()
             with sdk("listing the topic's subscriptions"):
-                sub = self._client.find_subscription(self._topic(), arn)
+                sub = self._client.find_subscription(topic_arn, arn)
             if sub is None:
                 raise ConfigError(
                     f"sqs adapter: queue {name!r} is not subscribed to topic "
                     f"{s.topic_name!r} and create=false"
                 )
+            self._check_subscription(name, str(sub["SubscriptionArn"]))
+            if not _allows_topic(attrs.get("Policy"), arn, topic_arn):
+                statement = json.dumps(_sns_statement(arn, topic_arn))
+                raise ConfigError(
+                    f"sqs adapter: the policy of queue {name!r} does not let topic {topic_arn} "
+                    f"send to it (sqs:SendMessage), so SNS drops every event; add to the "
+                    f"queue policy (Terraform: aws_sqs_queue_policy): {statement}"
+                )
         else:
             self._tag_patterns(url, patterns)  # the routing registration, not the layout
         return GroupQueues(group, patterns, url, arn, dlq_url)
+
+    def _check_subscription(self, queue: str, sub: str) -> None:
+        """``create=false``: a confirmed subscription with raw message delivery."""
+        pending = (
+            f"sqs adapter: the subscription of queue {queue!r} to topic "
+            f"{self.settings.topic_name!r} is pending confirmation, so SNS sends it nothing; "
+            "confirm it (sns:ConfirmSubscription with the token SNS sent to the queue), or "
+            "subscribe from the queue's own account, which needs no confirmation"
+        )
+        if sub == "PendingConfirmation":
+            raise ConfigError(pending)
+        with sdk("reading the subscription's attributes"):
+            attrs = self._client.sns.get_subscription_attributes(SubscriptionArn=sub)
+        attrs = attrs.get("Attributes", {})
+        if attrs.get("PendingConfirmation") == "true":
+            raise ConfigError(pending)
+        if attrs.get("RawMessageDelivery") != "true":
+            raise ConfigError(
+                f"sqs adapter: the subscription of queue {queue!r} ({sub}) does not use raw "
+                "message delivery, so every event would arrive wrapped in SNS's JSON and "
+                "without its attributes; set RawMessageDelivery=true on it (Terraform: "
+                "raw_message_delivery = true)"
+            )
 
     def _group(self, group: str) -> GroupQueues:
         """A group's queues, declared here or found by name (for tooling)."""
@@ -429,6 +456,104 @@ class SqsAdapter(SqsTooling, Adapter):
         self._closed = True
         self._renewer.close()
         self._client.close()
+
+
+def _sns_statement(queue_arn: str, topic_arn: str) -> dict[str, Any]:
+    """The queue policy statement that lets the topic deliver to the queue."""
+    return {
+        "Sid": "eventbus-sns",
+        "Effect": "Allow",
+        "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue_arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+    }
+
+
+def _keep_theirs(queue: str, changes: dict[str, str], current: Mapping[str, str]) -> None:
+    """Updating an existing queue: merge our policy statement into its policy, and keep
+    a redrive policy that sends somewhere else than eventbus's DLQ (saying so)."""
+    if "Policy" in changes and current.get("Policy"):
+        try:
+            theirs = json.loads(current["Policy"])
+            statements = theirs.get("Statement", [])
+            statements = [statements] if isinstance(statements, dict) else list(statements)
+        except (ValueError, AttributeError):
+            log.warning("queue %s: its policy is not JSON eventbus can read; replaced", queue)
+        else:
+            ours = json.loads(changes["Policy"])["Statement"]
+            sids = {st.get("Sid") for st in ours}
+            theirs["Statement"] = [
+                st for st in statements if not isinstance(st, dict) or st.get("Sid") not in sids
+            ] + ours
+            theirs.setdefault("Version", "2012-10-17")
+            changes["Policy"] = json.dumps(theirs)
+    if "RedrivePolicy" in changes and current.get("RedrivePolicy"):
+        try:
+            target = json.loads(current["RedrivePolicy"]).get("deadLetterTargetArn")
+        except (ValueError, AttributeError):
+            target = None
+        ours = json.loads(changes["RedrivePolicy"])["deadLetterTargetArn"]
+        if target and target != ours:
+            log.warning(
+                "queue %s: its redrive policy sends to %s, not to eventbus's DLQ %s; kept. "
+                "Events the worker dead-letters still go to %s (where the dlq tools look); "
+                "what SQS redrives after max_receive_count goes to yours",
+                queue, target, ours, ours,
+            )  # fmt: skip
+            del changes["RedrivePolicy"]
+
+
+def _allows_topic(policy: str | None, queue_arn: str, topic_arn: str) -> bool:
+    """Whether a queue policy has an Allow of sqs:SendMessage to SNS from ``topic_arn``.
+
+    Wildcards in actions, resources and source ARNs are understood; Deny statements
+    and conditions other than ``aws:SourceArn`` are not judged.
+    """
+    try:
+        doc = json.loads(policy or "{}")
+        statements = doc.get("Statement", [])
+    except (ValueError, AttributeError):
+        return False
+    if isinstance(statements, dict):
+        statements = [statements]
+    for st in statements:
+        if not isinstance(st, dict) or st.get("Effect") != "Allow":
+            continue
+        if not _matches(st.get("Action"), "sqs:SendMessage", fold=True):
+            continue
+        principal = st.get("Principal")
+        if isinstance(principal, dict):
+            who = [*_as_list(principal.get("Service")), *_as_list(principal.get("AWS"))]
+        else:
+            who = _as_list(principal)
+        if "*" not in who and "sns.amazonaws.com" not in who:
+            continue
+        if not _matches(st.get("Resource", "*"), queue_arn):
+            continue
+        sources = [
+            value
+            for op, test in (st.get("Condition") or {}).items()
+            if isinstance(test, dict) and not op.startswith(("ArnNot", "StringNot"))
+            for key, value in test.items()
+            if key.lower() == "aws:sourcearn"
+        ]
+        if all(_matches(v, topic_arn) for v in sources):
+            return True
+    return False
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [] if value is None else [value]
+
+
+def _matches(patterns: Any, value: str, *, fold: bool = False) -> bool:
+    if fold:
+        value = value.lower()
+    return any(
+        isinstance(p, str) and fnmatch.fnmatchcase(value, p.lower() if fold else p)
+        for p in _as_list(patterns)
+    )
 
 
 def _is_base64(wire: Wire) -> bool:

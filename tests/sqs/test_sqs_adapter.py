@@ -294,6 +294,69 @@ def test_create_false_needs_the_queues_and_only_checks_them(make: Any) -> None:
     c.close()
 
 
+def _queue_attributes(sqs_names: Any, group: str) -> tuple[str, dict[str, str]]:
+    sqs = sqs_names.endpoint.client("sqs")
+    url = sqs.get_queue_url(QueueName=sqs_names.settings().queue_name(group))["QueueUrl"]
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+
+def test_create_false_checks_raw_delivery_and_that_the_topic_may_send(
+    make: Any, sqs_names: Any
+) -> None:
+    """A layout made by hand (Terraform) without raw delivery, or whose queue policy
+    doesn't let the topic send, would lose or garble every event: refused, saying why."""
+    make().declare("tf", ["t.*"])
+    make(create=False).declare("tf", ["t.*"])  # as eventbus makes it: fine
+    sns, sqs = sqs_names.endpoint.client("sns"), sqs_names.endpoint.client("sqs")
+    url, attrs = _queue_attributes(sqs_names, "tf")
+    topic = sns.create_topic(Name=sqs_names.settings().topic_name)["TopicArn"]
+    (sub,) = [x["SubscriptionArn"] for x in sns.list_subscriptions_by_topic(TopicArn=topic)
+              ["Subscriptions"] if x["Endpoint"] == attrs["QueueArn"]]  # fmt: skip
+    sns.set_subscription_attributes(
+        SubscriptionArn=sub, AttributeName="RawMessageDelivery", AttributeValue="false"
+    )
+    with pytest.raises(ConfigError, match="RawMessageDelivery=true"):
+        make(create=False).declare("tf", ["t.*"])
+    sns.set_subscription_attributes(
+        SubscriptionArn=sub, AttributeName="RawMessageDelivery", AttributeValue="true"
+    )
+    policy = json.loads(attrs["Policy"])
+    policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] = topic + "-other"
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    with pytest.raises(ConfigError, match="sqs:SendMessage") as info:
+        make(create=False).declare("tf", ["t.*"])
+    assert topic in str(info.value)
+    policy["Statement"][0]["Condition"] = {"ArnLike": {"aws:SourceArn": topic[:-3] + "*"}}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    make(create=False).declare("tf", ["t.*"])  # a wildcard that covers the topic will do
+
+
+def test_declare_keeps_what_others_put_in_the_queue_policy_and_redrive_policy(
+    make: Any, sqs_names: Any
+) -> None:
+    make().declare("shared", ["s.*"])
+    sqs = sqs_names.endpoint.client("sqs")
+    url, attrs = _queue_attributes(sqs_names, "shared")
+    policy = json.loads(attrs["Policy"])
+    policy["Statement"].append({
+        "Sid": "other-team", "Effect": "Allow", "Action": "sqs:SendMessage",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Resource": attrs["QueueArn"],
+    })  # fmt: skip
+    theirs = sqs.create_queue(QueueName=sqs_names.prefix + "ops-dlq")["QueueUrl"]
+    theirs_arn = sqs.get_queue_attributes(QueueUrl=theirs, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]  # fmt: skip
+    redrive = json.dumps({"deadLetterTargetArn": theirs_arn, "maxReceiveCount": 5})
+    sqs.set_queue_attributes(
+        QueueUrl=url, Attributes={"Policy": json.dumps(policy), "RedrivePolicy": redrive}
+    )
+    make(lease=7).declare("shared", ["s.*"])  # another lease: the queue is updated
+    _, after = _queue_attributes(sqs_names, "shared")
+    assert after["VisibilityTimeout"] == "7"
+    statements = json.loads(after["Policy"])["Statement"]
+    assert sorted(x["Sid"] for x in statements) == ["eventbus-sns", "other-team"]
+    assert json.loads(after["RedrivePolicy"])["deadLetterTargetArn"] == theirs_arn
+
+
 def test_an_unreachable_endpoint_is_broker_unavailable_quickly(sqs_names: Any) -> None:
     a = SqsAdapter(
         sqs_names.settings(endpoint_url="http://127.0.0.1:9", connect_timeout=1, max_attempts=1)
