@@ -5,7 +5,7 @@ queue subscribed to it with raw delivery and a filter policy on the ``type``
 attribute (exact values for direct patterns, ``prefix`` for the literal start
 of wildcard patterns, none for patterns SNS can't narrow). The consumer checks
 every message against the group's patterns with :class:`eventbus.Matcher` and
-deletes, unseen, what SNS's coarser filter let through. ``mode=sqs`` has no
+dead-letters, with the reason, what SNS's coarser filter let through. ``mode=sqs`` has no
 SNS: a group's queue carries its patterns in tags and the publisher sends each
 event to every queue whose patterns match.
 
@@ -15,8 +15,8 @@ with the reason goes to the DLQ, then the original is deleted); the redrive
 policy only catches events that crash their consumer again and again.
 
 Threading: ``publish``, ``declare``, ``dead_letters`` and ``close`` are
-thread-safe (boto3 clients are). A consumer is used by one thread; a heartbeat
-thread per adapter extends the visibility of the deliveries consumers hold, so
+thread-safe (boto3 clients are). A consumer is used by one thread; the lease
+renewer's thread (one per adapter) extends the visibility of what consumers hold, so
 a long handler keeps its events, and a consumer that disappears without
 closing (its process killed) loses them to another member after ``lease``.
 """

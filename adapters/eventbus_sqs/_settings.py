@@ -74,15 +74,17 @@ class SqsSettings(Settings):
       dedup by event id.
     - ``create``: create the topic, queues and subscriptions on demand (default);
       ``false``: they must exist (made by CloudFormation/Terraform) and are only checked.
-    - ``lease``: visibility timeout in seconds; a heartbeat extends it while a
+    - ``lease``: visibility timeout in seconds; the lease renewer extends it while a
       handler runs, so it is the time a crashed consumer's events wait.
     - ``max_receive_count``: the redrive policy's limit; SQS moves a message to the
       group's DLQ after that many receives. A safety net behind the worker's own
       retry policy, so keep it above ``retry.max_attempts``.
     - ``long_poll``: longest ``WaitTimeSeconds`` of one receive (0-20).
     - ``refresh``: ``mode=sqs`` only: seconds a publisher trusts its list of groups.
-    - ``connect_timeout``: seconds to open a connection to the endpoint.
-    - ``max_attempts``: botocore's attempts per call (its retry with backoff).
+    - ``connect_timeout``: seconds to open a connection to the endpoint (also about
+      the longest a stop waits for a receive while the endpoint is down).
+    - ``max_attempts``: botocore's attempts per call (its retry with backoff);
+      receives, lease renewals and hand-backs make one attempt (the worker retries).
     """
 
     adapter: ClassVar[str] = "sqs adapter"
