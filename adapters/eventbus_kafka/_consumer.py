@@ -30,20 +30,13 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from eventbus import (
-    BrokerError,
-    BrokerUnavailable,
-    ClosedError,
-    Consumer,
-    Delivery,
-    Matcher,
-    Message,
-)
+from eventbus import BrokerError, BrokerUnavailable, ClosedError, Matcher
+from eventbus.adapter import Consumer, Delivery, Message
 
-from ._names import dead_topic, group_regex, is_wild, marks_group, retry_topic, topic_for
-from ._wire import (
+from ._client import KafkaClients, TopicEpoch
+from ._codec import (
     H_ATTEMPT,
     H_DUE,
     H_FAILED_AT,
@@ -51,16 +44,13 @@ from ._wire import (
     H_REASON,
     H_TOPIC,
     OWN,
-    TopicEpoch,
-    error,
+    event_type_of,
     in_attributes,
     in_headers,
-    log,
     to_int,
 )
-
-if TYPE_CHECKING:
-    from ._adapter import KafkaAdapter
+from ._errors import error, log
+from ._names import dead_topic, group_regex, is_wild, marks_group, retry_topic, topic_for
 
 __all__ = ["KafkaConsumer"]
 
@@ -149,10 +139,10 @@ def _delivery(
 class KafkaConsumer(Consumer):
     """One member of a consumer group (see the module docstring for the mapping)."""
 
-    def __init__(self, adapter: KafkaAdapter, group: str, matcher: Matcher) -> None:
-        self._a = adapter
-        self._s = s = adapter.settings
-        self._ck = adapter.ck
+    def __init__(self, clients: KafkaClients, group: str, matcher: Matcher) -> None:
+        self._clients = clients
+        self._s = s = clients.settings
+        self._ck = clients.ck
         self.group = group
         self.kafka_group = s.prefix + group
         self._matcher = matcher
@@ -187,9 +177,9 @@ class KafkaConsumer(Consumer):
 
     # -- the librdkafka consumer ------------------------------------------------------
     def _open(self) -> Any:
-        s, a = self._s, self._a
+        s, cl = self._s, self._clients
         ms = int(s.session_timeout * 1000)
-        c = a._make(self._ck.Consumer, a.client_config(**{
+        c = cl.make(self._ck.Consumer, cl.config(**{
             "group.id": self.kafka_group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -318,7 +308,7 @@ class KafkaConsumer(Consumer):
 
     def _type_of(self, topic: str) -> str | None:
         """The event type this group takes from ``topic``, or None (worked out once)."""
-        found = self._a.event_type_of(topic)
+        found = event_type_of(self._s.prefix, topic)
         if found is not None and not self._matcher(found):
             found = None
         self._types[topic] = found
@@ -464,7 +454,8 @@ class KafkaConsumer(Consumer):
         """Produce ``d`` byte for byte to ``topic`` with ``own`` headers; settle it when acked."""
         p = self._producer
         if p is None:
-            p = self._producer = self._a._make(self._ck.Producer, self._a.producer_config())
+            cl = self._clients
+            p = self._producer = cl.make(self._ck.Producer, cl.producer_config())
         h = d.handle
         headers = [(k, v) for k, v in (h.raw_headers or ()) if not k.startswith(OWN)] + own
         reports = self._reports
@@ -535,7 +526,8 @@ class KafkaConsumer(Consumer):
     def _marks(self) -> Any:
         """A group-less client of the marks group: it only commits and reads offsets."""
         if self._marks_c is None:
-            self._marks_c = self._a._make(self._ck.Consumer, self._a.client_config(**{
+            cl = self._clients
+            self._marks_c = cl.make(self._ck.Consumer, cl.config(**{
                 "group.id": self._marks_group, "enable.auto.commit": False}))  # fmt: skip
         return self._marks_c
 
