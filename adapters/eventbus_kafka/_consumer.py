@@ -42,6 +42,7 @@ from ._codec import (
     H_FAILED_AT,
     H_GROUP,
     H_REASON,
+    H_SIZE,
     H_TOPIC,
     OWN,
     event_type_of,
@@ -49,13 +50,18 @@ from ._codec import (
     in_headers,
     to_int,
 )
-from ._errors import error, log
+from ._errors import TOO_LARGE, error, log
 from ._names import dead_topic, group_regex, is_wild, marks_group, retry_topic, topic_for
 
 __all__ = ["KafkaConsumer"]
 
 _UNKNOWN = object()
 _MAX_REASON = 16_000
+_OVERHEAD = 256  # bytes of a record's framing, besides its key, value and headers
+# Where a dead letter whose body was cut came from (eventbus.adapter has no names for these).
+H_SOURCE_TOPIC = "eventbus-source-topic"
+H_SOURCE_PARTITION = "eventbus-source-partition"
+H_SOURCE_OFFSET = "eventbus-source-offset"
 
 
 class _Part:
@@ -164,7 +170,7 @@ class KafkaConsumer(Consumer):
         self._claims: dict[str, Delivery] = {}  # key -> the one delivery of it out or ready
         self._held: list[tuple[float, int, Delivery, bool]] = []  # (due, seq, delivery, local)
         self._seq = itertools.count()
-        self._reports: deque[tuple[Delivery, Any]] = deque()
+        self._reports: deque[tuple[Delivery, Any, bool]] = deque()
         self._copies = 0  # retry/dead-letter copies not yet acknowledged
         self._last_commit = time.monotonic()
         self._epoch = TopicEpoch.value
@@ -441,32 +447,48 @@ class KafkaConsumer(Consumer):
             self._check()
             if not delivery.handle.part.live:
                 return
-            self._copy(self._dead_topic, delivery, [
-                (H_TOPIC, delivery.message.topic),
-                (H_ATTEMPT, str(delivery.attempt)),
-                (H_REASON, reason[:_MAX_REASON]),
-                (H_GROUP, self.group),
-                (H_FAILED_AT, datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")),
-            ])  # fmt: skip
+            self._copy(self._dead_topic, delivery, self._dead_headers(delivery, reason))
             self._release(delivery)
 
-    def _copy(self, topic: str, d: Delivery, own: list[tuple[str, str]]) -> None:
-        """Produce ``d`` byte for byte to ``topic`` with ``own`` headers; settle it when acked."""
+    def _dead_headers(self, d: Delivery, reason: str) -> list[tuple[str, str]]:
+        return [
+            (H_TOPIC, d.message.topic),
+            (H_ATTEMPT, str(d.attempt)),
+            (H_REASON, reason[:_MAX_REASON]),
+            (H_GROUP, self.group),
+            (H_FAILED_AT, datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")),
+        ]
+
+    def _copy(self, topic: str, d: Delivery, own: list[tuple[str, str]], cut: bool = False) -> None:
+        """Produce ``d`` byte for byte to ``topic`` with ``own`` headers; settle it when acked.
+
+        A record too large to copy (a foreign producer may write records larger
+        than ``max_message_size``) must still leave its partition: it goes to the
+        dead-letter topic with its body cut to fit (:meth:`_cut`). ``cut``: the
+        broker refused a copy as too large, so send the smallest copy there is.
+        """
         p = self._producer
         if p is None:
             cl = self._clients
             p = self._producer = cl.make(self._ck.Producer, cl.producer_config())
         h = d.handle
-        headers = [(k, v) for k, v in (h.raw_headers or ()) if not k.startswith(OWN)] + own
+        headers: list[tuple[str, Any]] = [
+            (k, v) for k, v in (h.raw_headers or ()) if not k.startswith(OWN)
+        ]
+        body = d.message.body
+        size = len(body) + len(h.raw_key or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+        if cut or size + _OVERHEAD > self._s.max_message_size:
+            topic, body, headers, own = self._cut(topic, d, headers, own, size, cut)
+        headers += own
         reports = self._reports
 
         def report(err: Any, _msg: Any) -> None:
-            reports.append((d, err))
+            reports.append((d, err, cut))
 
         deadline = time.monotonic() + self._s.publish_timeout
         while True:
             try:
-                p.produce(topic, d.message.body, h.raw_key, headers=headers, on_delivery=report)
+                p.produce(topic, body, h.raw_key, headers=headers, on_delivery=report)
                 break
             except BufferError:
                 if time.monotonic() > deadline:
@@ -478,15 +500,52 @@ class KafkaConsumer(Consumer):
         p.poll(0)
         self._settle_reports()
 
+    def _cut(
+        self, topic: str, d: Delivery, headers: list[tuple[str, Any]],
+        own: list[tuple[str, str]], size: int, smallest: bool,
+    ) -> tuple[str, bytes, list[tuple[str, Any]], list[tuple[str, str]]]:  # fmt: skip
+        """A copy of ``d`` that fits: to the dead-letter topic (a retry of a cut body would
+        be wrong), the body cut, the original size and place in headers."""
+        h = d.handle
+        where = f"{h.part.topic}/{h.part.partition}@{h.offset}"
+        if topic == self._dead_topic:
+            reason = dict(own).get(H_REASON, "")
+        else:
+            reason = f"could not be retried through {topic!r}"
+        if smallest:
+            headers = []  # the broker refused even a copy that fitted max_message_size
+        own = self._dead_headers(d, reason)
+        room = self._s.max_message_size - _OVERHEAD - 512 - len(h.raw_key or b"")
+        room -= sum(len(k) + len(v or b"") for k, v in headers + own)
+        if room < 0:  # the foreign headers alone are too large: drop them too
+            headers, room = [], self._s.max_message_size // 2
+        body = b"" if smallest else d.message.body[:room]
+        n = len(d.message.body)
+        note = (f"; the record ({size} bytes) is too large to copy whole: its body was cut "
+                f"to {len(body)} of {n} bytes; the original is {where}")  # fmt: skip
+        own = [
+            *self._dead_headers(d, reason[: _MAX_REASON - len(note)] + note),
+            (H_SIZE, str(n)),
+            (H_SOURCE_TOPIC, h.part.topic),
+            (H_SOURCE_PARTITION, str(h.part.partition)),
+            (H_SOURCE_OFFSET, str(h.offset)),
+        ]
+        log.warning("kafka: group %s: the event at %s is too large to copy (%d bytes); "
+                    "dead-lettered with its body cut", self.group, where, size)  # fmt: skip
+        return self._dead_topic, body, headers, own
+
     def _settle_reports(self) -> None:
         reports = self._reports
         while reports:
-            d, err = reports.popleft()
+            d, err, cut = reports.popleft()
             self._copies -= 1
             h = d.handle
             if err is None:
                 if h.part.live:
                     h.part.settle(h.offset)
+            elif h.part.live and not cut and err.name() in TOO_LARGE:
+                why = f"the broker refused a copy as too large ({err.str()})"
+                self._copy(self._dead_topic, d, self._dead_headers(d, why), cut=True)
             elif h.part.live:  # the copy failed: the event comes back to be handled again
                 log.warning("kafka: group %s: copy failed (%s); the event comes back",
                             self.group, err)  # fmt: skip

@@ -1,0 +1,105 @@
+"""Hardening (issue #17): what must never stop a partition, a worker or a deploy."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import confluent_kafka
+import pytest
+from confluent_kafka import TopicPartition
+from eventbus_kafka import KafkaAdapter, KafkaSettings, dead_topic, topic_for
+
+from eventbus import BusConfig, EventBus, RetryPolicy
+from eventbus.adapter import H_REASON, H_SIZE
+from eventbus.testing import Collector, eventually
+
+pytestmark = pytest.mark.kafka
+
+FAST = RetryPolicy(max_attempts=2, initial_delay=0.05, max_delay=0.2, jitter=0.0)
+
+
+@pytest.fixture
+def word() -> str:
+    return "h" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def buses(make_adapter: Callable[..., KafkaAdapter]) -> Iterator[Callable[..., EventBus]]:
+    made: list[EventBus] = []
+
+    def new(retry: RetryPolicy = FAST, **changes: Any) -> EventBus:
+        config = BusConfig(prefetch=20, poll_interval=0.2, retry=retry)
+        bus = EventBus(make_adapter(**changes), source="/tests/kafka", config=config)
+        made.append(bus)
+        return bus
+
+    yield new
+    for bus in made:
+        bus.close()
+
+
+def read_all(settings: KafkaSettings, topic: str, n: int, timeout: float = 15) -> list[Any]:
+    c = confluent_kafka.Consumer({"bootstrap.servers": settings.bootstrap_servers,
+                                  "group.id": "reader-" + uuid.uuid4().hex,
+                                  "enable.auto.commit": False})  # fmt: skip
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        c.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in parts])
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and m.error() is None:
+                out.append(m)
+        return out
+    finally:
+        c.close()
+
+
+def foreign_producer(settings: KafkaSettings, topic: str) -> Any:
+    """A producer of another application, allowed records of up to 8 MiB."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    base = {"bootstrap.servers": settings.bootstrap_servers}
+    admin = AdminClient(base)
+    for f in admin.create_topics([NewTopic(topic, 1, -1)]).values():
+        f.result()
+    return confluent_kafka.Producer({**base, "message.max.bytes": 8 << 20})
+
+
+@pytest.mark.parametrize("local_retries", [3, 0])
+def test_an_oversized_foreign_record_is_dead_lettered_cut_and_the_partition_goes_on(
+    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str, local_retries: int
+) -> None:
+    # local_retries=0: the failed handler's retry goes to the retry topic first, where
+    # the record cannot be copied either, so it is dead-lettered cut from there
+    event_type = f"{word}.big"
+    topic = topic_for(event_type, kafka_settings.prefix)
+    producer = foreign_producer(kafka_settings, topic)
+    bus = buses(local_retries=local_retries)
+    got = Collector(fail=lambda e: e.id == "big-1")
+    group = f"{word}-big"
+    bus.subscribe(event_type, got, group=group)
+    bus.declare()
+    bus.start()
+    big = b'{"big": true, "pad": "' + b"x" * (5 << 20) + b'"}'
+    headers = [("ce_id", b"big-1"), ("ce_source", b"/other"), ("ce_type", event_type.encode()),
+               ("ce_specversion", b"1.0"), ("content-type", b"application/json")]  # fmt: skip
+    producer.produce(topic, big, b"k", headers=headers)
+    producer.produce(topic, b'{"n": 1}', b"k", headers=[*headers[1:], ("ce_id", b"small-1")])
+    assert producer.flush(15) == 0
+    eventually(lambda: any(e.id == "small-1" for e in got.events), timeout=30,
+               what="the record after the oversized one")  # fmt: skip
+    (record,) = read_all(kafka_settings, dead_topic(kafka_settings.prefix, group), 1)
+    h = dict(record.headers())
+    assert int(h[H_SIZE]) == len(big)
+    assert len(record.value()) < kafka_settings.max_message_size
+    assert b"too large" in h[H_REASON]
+    assert h["eventbus-source-topic"] == topic.encode()
+    assert (h["eventbus-source-partition"], h["eventbus-source-offset"]) == (b"0", b"0")
+    (delivery, reason), *_ = eventually(lambda: bus.adapter.dead_letters(group), what="a letter")
+    assert delivery.message.headers["id"] == "big-1" and "too large" in reason
+
