@@ -201,7 +201,13 @@ class KafkaSettings(Settings):
         client.update((k, opts.pop(k)) for k in [k for k in opts if "." in k])
         ours = [(k, v) for k, v in query if "." not in k]
         hosts = unquote(split.netloc.rsplit("@", 1)[-1])
-        if hosts and not any(k == "bootstrap_servers" for k, _ in ours):
+        named = "bootstrap_servers" in opts or any(k == "bootstrap_servers" for k, _ in ours)
+        if hosts and not named:
             ours.insert(0, ("bootstrap_servers", hosts))
+        elif not hosts and not named and split.scheme.lower() == "kafka":
+            raise ConfigError(
+                "kafka: the URL names no broker; write kafka://host:9092[,host:9092] "
+                "or set the bootstrap_servers option"
+            )
         rest = split._replace(netloc="", query=urlencode(ours)).geturl()
         return super().from_url(rest, {**opts, "client": client})
