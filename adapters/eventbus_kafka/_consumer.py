@@ -265,7 +265,7 @@ class KafkaConsumer(Consumer):
                 self._ready.appendleft(d)
             else:
                 self._enqueue(d)
-        if self._paused_retry and len(held) < self._s.max_held // 2:
+        if self._paused_retry and len(held) <= self._s.max_held // 2:
             self._pause(c, retry=True, on=False)
         if self._paused_main and self._n_waiting < self._backlog_limit // 2:
             self._pause(c, retry=False, on=False)
@@ -633,7 +633,18 @@ class KafkaConsumer(Consumer):
             part = _Part(tp.topic, tp.partition, tp.topic == self._retry_topic)
             self._parts[(tp.topic, tp.partition)] = part
             new.append(part)
-        self._paused_main = self._paused_retry = False
+        # librdkafka keeps an application's pause on a partition across revoke and
+        # assign, and a revoke may clear our flags with no partition left to resume:
+        # resume what comes (back) now, then pause it again if its kind still is
+        # (partitions kept through a cooperative rebalance keep flag and pause).
+        try:
+            c.resume(partitions)
+            again = [tp for tp in partitions if (self._paused_retry
+                     if tp.topic == self._retry_topic else self._paused_main)]  # fmt: skip
+            if again:
+                c.pause(again)
+        except self._ck.KafkaException as exc:
+            log.debug("kafka: resume on assign failed: %s", exc)
         self._assigned = True
         if new:
             self._read_marks(new)

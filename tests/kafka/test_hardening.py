@@ -103,3 +103,27 @@ def test_an_oversized_foreign_record_is_dead_lettered_cut_and_the_partition_goes
     (delivery, reason), *_ = eventually(lambda: bus.adapter.dead_letters(group), what="a letter")
     assert delivery.message.headers["id"] == "big-1" and "too large" in reason
 
+
+def test_a_paused_retry_topic_is_resumed_after_a_rebalance(
+    buses: Callable[..., EventBus], word: str
+) -> None:
+    # max_held=2: the member pauses its retry topic while more than 2 retries wait for
+    # their time; a second member joining then revokes and re-assigns every partition.
+    # librdkafka keeps an application's pause across that, so a member that forgot it
+    # had paused never read those retry partitions again.
+    later = RetryPolicy(max_attempts=3, initial_delay=4.0, max_delay=4.0, jitter=0.0)
+    first, second = buses(retry=later, local_retries=0, max_held=2), buses(
+        retry=later, local_retries=0, max_held=2)  # fmt: skip
+    got = Collector(fail=lambda e: e.attempt == 1)
+    group = f"{word}-pause"
+    first.subscribe(f"{word}.*", got, group=group)
+    second.subscribe(f"{word}.*", got, group=group)
+    first.declare()
+    first.start()
+    sent = {r.id for r in first.publish_many(
+        first.event(f"{word}.x", {"n": n}, key=f"k{n}") for n in range(12))}  # fmt: skip
+    eventually(lambda: {e.id for e in got.events} >= sent, timeout=30, what="first attempts")
+    time.sleep(1.0)  # the retry copies are read and held: the retry topic is paused
+    second.start()
+    got.wait_until(lambda evs: {e.id for e in evs if e.attempt == 2} >= sent, idle=30)
+
