@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from eventbus_kafka import KafkaAdapter, KafkaSettings, dead_topic, topic_for
 
-from eventbus import BusConfig, EventBus, RetryPolicy
+from eventbus import BusConfig, EncodeError, EventBus, RetryPolicy
 from eventbus.adapter import H_REASON, H_SIZE
 from eventbus.testing import Collector, eventually
 
@@ -127,3 +128,17 @@ def test_a_paused_retry_topic_is_resumed_after_a_rebalance(
     second.start()
     got.wait_until(lambda evs: {e.id for e in evs if e.attempt == 2} >= sent, idle=30)
 
+
+def test_an_attribute_that_is_not_utf8_is_an_encode_error_and_nothing_is_sent(
+    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str
+) -> None:
+    bus = buses()
+    event_type = f"{word}.x"
+    with pytest.raises(EncodeError, match="correlationid"):
+        bus.publish(event_type, {"n": 0}, key="k", correlationid="\udc80")  # a lone surrogate
+    with pytest.raises(EncodeError):
+        bad = bus.event(event_type, {"n": 2}, key="k", correlationid="\udc80")
+        bus.publish_many([bus.event(event_type, {"n": 1}, key="k"), bad])
+    bus.publish(event_type, {"n": 3}, key="k")  # one key, one partition: the first record
+    (first,) = read_all(kafka_settings, topic_for(event_type, kafka_settings.prefix), 1)
+    assert json.loads(first.value()) == {"n": 3}
