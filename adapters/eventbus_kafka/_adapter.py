@@ -127,8 +127,10 @@ class KafkaAdapter(Adapter):
                         p.poll(0.05)
             left = p.flush(s.publish_timeout)
         except self.ck.KafkaException as exc:
+            self.clients.producer_failed(exc.args[0])
             raise self._publish_error(exc.args[0], len(messages)) from exc
         if failed:
+            self.clients.producer_failed(failed[0])
             raise self._publish_error(failed[0], len(messages), len(failed))
         if left:
             raise BrokerUnavailable(
@@ -156,11 +158,13 @@ class KafkaAdapter(Adapter):
     def declare(self, group: str, patterns: Sequence[str]) -> None:
         """Create the group's topics and, the first time, its starting offsets.
 
-        Exact patterns get their topic (policy permitting); the retry and
-        dead-letter topics are always made. With ``start="declared"``, the first
-        declare of a group commits the current end of every existing matching
-        topic, so the group reads only what is published from then on; topics
-        created later are read from their beginning. Later declares never move
+        Exact patterns get their topic (``create_topics``); the retry and
+        dead-letter topics are made, or with ``create_internal_topics=False``
+        only checked (:class:`ConfigError` naming the missing ones). With
+        ``start="declared"``, the first declare of a group commits the current
+        end of every existing matching topic, so the group reads only what is
+        published from then on; topics created later are read from their
+        beginning. Later declares never move
         offsets (members may not have committed everything they must still read).
         """
         if self.clients.closed:
@@ -171,10 +175,10 @@ class KafkaAdapter(Adapter):
         if self._declared.get(group) == matcher.patterns:
             return
         s = self.settings
-        names = {retry_topic(s.prefix, group), dead_topic(s.prefix, group)}
+        internal = {retry_topic(s.prefix, group), dead_topic(s.prefix, group)}
+        self.clients.ensure_topics(internal, create=s.create_internal_topics)
         if s.create_topics:
-            names |= {topic_for(p, s.prefix) for p in matcher.patterns if not is_wild(p)}
-        self.ensure_topics(names)
+            self.ensure_topics(topic_for(p, s.prefix) for p in matcher.patterns if not is_wild(p))
         if s.start == "declared":
             self._commit_start(group, matcher)
         with self._lock:

@@ -15,15 +15,17 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from eventbus import ClosedError
+from eventbus import BrokerError, ClosedError, ConfigError
 from eventbus.adapter import require
 
-from ._errors import config_errors, error, kafka_errors
+from ._errors import config_errors, error, kafka_errors, log
 from ._settings import KafkaSettings
 
-__all__ = ["KafkaClients", "TopicEpoch", "bump_epoch", "client_log"]
+__all__ = ["FORCED_PRODUCER", "KafkaClients", "TopicEpoch", "bump_epoch", "client_log"]
 
 client_log = logging.getLogger("eventbus.kafka.client")  # librdkafka's own log lines
+_NOT_ALLOWED = frozenset(("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED",
+                          "POLICY_VIOLATION"))  # fmt: skip
 
 
 class TopicEpoch:
@@ -34,6 +36,13 @@ class TopicEpoch:
 
 def bump_epoch() -> None:
     TopicEpoch.value += 1
+
+
+#: Producer properties a ``client`` table cannot change: the idempotent producer is what
+#: keeps a key's order and drops the producer's own retries (no duplicates from a
+#: resend), and it requires ``acks=all``, which is also what makes an acknowledged
+#: publish survive a broker's loss.
+FORCED_PRODUCER: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
 
 
 class KafkaClients:
@@ -52,6 +61,7 @@ class KafkaClients:
         self.closed = False
         self._producer: Any = None
         self._admin: Any = None
+        self._fatal = False  # the producer hit a fatal error: make a new one
 
     # -- configuration and creation ------------------------------------------------------
     def config(self, **extra: Any) -> dict[str, Any]:
@@ -64,17 +74,15 @@ class KafkaClients:
         }
 
     def producer_config(self, **extra: Any) -> dict[str, Any]:
+        """The producer's properties: ours as defaults, the ``client`` table's win, except
+        :data:`FORCED_PRODUCER` (what publish's guarantees rest on) and ``extra``."""
         s = self.settings
-        return self.config(
-            **{
-                "enable.idempotence": True,  # broker drops the producer's own retries
-                "acks": "all",
-                "linger.ms": s.linger * 1000,
-                "message.timeout.ms": int(s.publish_timeout * 1000),
-                "message.max.bytes": s.max_message_size + 64 * 1024,
-                **extra,
-            }
-        )
+        defaults = {
+            "linger.ms": s.linger * 1000,
+            "message.timeout.ms": int(s.publish_timeout * 1000),
+            "message.max.bytes": s.max_message_size + 64 * 1024,
+        }
+        return {**defaults, **self.config(**FORCED_PRODUCER, **extra)}
 
     def make(self, cls: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
         """A new client of class ``cls`` (``ck.Consumer``, ...) with ``config``."""
@@ -84,15 +92,24 @@ class KafkaClients:
     def producer(self) -> Any:
         """The shared producer (made on first use)."""
         p = self._producer
-        if p is None:
+        if p is None or self._fatal:
             with self.lock:
                 if self.closed:
                     raise ClosedError("kafka adapter is closed")
-                if self._producer is None:
+                if self._producer is None or self._fatal:
+                    if self._fatal:
+                        log.warning("kafka: the producer hit a fatal error; making a new one")
+                    self._fatal = False
                     config = self.producer_config(**{"delivery.report.only.error": True})
                     self._producer = self.make(self.ck.Producer, config)
                 p = self._producer
         return p
+
+    def producer_failed(self, err: Any) -> None:
+        """``err`` came from the shared producer: after a fatal one (the idempotent
+        producer's state is lost for good), the next publish makes a new producer."""
+        if hasattr(err, "fatal") and err.fatal():
+            self._fatal = True
 
     def admin(self) -> Any:
         """The shared admin client (made on first use)."""
@@ -113,11 +130,39 @@ class KafkaClients:
         return producer
 
     # -- topics ----------------------------------------------------------------------------
-    def ensure_topics(self, names: Iterable[str]) -> None:
-        """Create the topics in ``names`` that don't exist yet (policy from the settings)."""
+    def existing_topics(self) -> set[str]:
+        """The topics the cluster lists (to this principal: Describe is needed per topic)."""
+        with kafka_errors(self.ck, "listing topics"):
+            listed = self.admin().list_topics(timeout=self.settings.publish_timeout).topics
+        return {name for name, meta in listed.items() if meta.error is None}
+
+    def ensure_topics(self, names: Iterable[str], create: bool = True) -> None:
+        """Make sure the topics in ``names`` exist: create the missing ones, or with
+        ``create=False`` raise :class:`ConfigError` naming them.
+
+        The cluster is asked which exist first, and only the missing ones are
+        created: on an ACL'd cluster (Confluent Cloud, MSK) a principal may have
+        no Create permission, and CreateTopics then fails with an authorization
+        error even for a topic that exists. Such an error is accepted when the
+        topic turns out to exist after all.
+        """
         names = sorted(set(names) - self.known)
         if not names:
             return
+        existing = self.existing_topics()
+        missing = [n for n in names if n not in existing]
+        if missing and not create:
+            raise ConfigError(
+                f"kafka: topic(s) {', '.join(missing)} do not exist and this adapter does not "
+                "create them (create_internal_topics=false): create them, or grant the "
+                "principal Describe on them"
+            )
+        if missing:
+            self._create(missing)
+        with self.lock:
+            self.known.update(names)
+
+    def _create(self, names: list[str]) -> None:
         s, ck = self.settings, self.ck
         new = self.ck_admin.NewTopic
         topics = [new(n, num_partitions=s.partitions, replication_factor=s.replication_factor)
@@ -125,16 +170,27 @@ class KafkaClients:
         with kafka_errors(ck, "creating topics"):
             futures = self.admin().create_topics(topics, request_timeout=s.publish_timeout)
         created = False
+        refused: list[tuple[str, Any, BaseException]] = []
         for name, future in futures.items():
             try:
                 future.result()
                 created = True
             except ck.KafkaException as exc:
                 err = exc.args[0]
-                if err.code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise error(err, f"creating topic {name!r}") from exc
-        with self.lock:
-            self.known.update(names)
+                if err.code() == ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                if err.name() in _NOT_ALLOWED:
+                    refused.append((name, err, exc))
+                    continue
+                raise error(err, f"creating topic {name!r}") from exc
+        if refused:  # another principal may have made it meanwhile
+            existing = self.existing_topics()
+            for name, err, cause in refused:
+                if name not in existing:
+                    raise BrokerError(
+                        f"kafka: creating topic {name!r}: {err.str()} ({err.name()}); the "
+                        "principal needs Create on it (or the cluster), or create it beforehand"
+                    ) from cause
         if created:
             bump_epoch()
 

@@ -495,6 +495,7 @@ class KafkaConsumer(Consumer):
                     raise BrokerUnavailable("kafka: the copy producer's queue is full") from None
                 p.poll(0.05)
             except self._ck.KafkaException as exc:
+                self._copy_failed(exc.args[0])
                 raise error(exc.args[0], f"copying an event to {topic!r}") from exc
         self._copies += 1
         p.poll(0)
@@ -547,9 +548,19 @@ class KafkaConsumer(Consumer):
                 why = f"the broker refused a copy as too large ({err.str()})"
                 self._copy(self._dead_topic, d, self._dead_headers(d, why), cut=True)
             elif h.part.live:  # the copy failed: the event comes back to be handled again
+                self._copy_failed(err)
                 log.warning("kafka: group %s: copy failed (%s); the event comes back",
                             self.group, err)  # fmt: skip
                 self._enqueue(d, front=True)
+
+    def _copy_failed(self, err: Any) -> None:
+        """After a fatal producer error (idempotence state lost), copy with a new producer."""
+        old = self._producer
+        if err.fatal() and old is not None:
+            log.warning("kafka: group %s: the copy producer hit a fatal error; making a new "
+                        "one", self.group)  # fmt: skip
+            self._producer = None
+            old.flush(5.0)  # its other copies fail now too: their reports bring them back
 
     def _flush_copies(self) -> None:
         if self._producer is not None and self._copies:

@@ -53,8 +53,11 @@ class KafkaSettings(Settings):
     - ``create_topics``: the topic auto-creation policy. True: ``publish`` and
       ``declare`` create missing event topics with ``partitions`` and
       ``replication_factor``. False: topics must exist (or the broker's own
-      ``auto.create.topics.enable`` makes them). The group's retry and
-      dead-letter topics are always created by ``declare``.
+      ``auto.create.topics.enable`` makes them).
+    - ``create_internal_topics``: True: ``declare`` creates the group's retry
+      and dead-letter topics if missing. False (a cluster where the principal
+      may not create topics): they must exist; ``declare`` only checks, and
+      names the missing ones in a :class:`ConfigError`.
     - ``start``: where a group with no committed offsets begins on topics that
       existed when it was declared: ``"declared"`` (only newer events, like every
       other adapter) or ``"earliest"`` (replay the retained history).
@@ -107,6 +110,7 @@ class KafkaSettings(Settings):
     bootstrap_servers: str = "127.0.0.1:9092"
     prefix: str = ""
     create_topics: bool = True
+    create_internal_topics: bool = True
     partitions: int = 4
     replication_factor: int = -1
     start: Literal["declared", "earliest"] = "declared"

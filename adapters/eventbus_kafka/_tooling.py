@@ -230,7 +230,7 @@ def replay_dead_letters(clients: KafkaClients, group: str, limit: int | None = N
                 if not batch:
                     break
                 if producer is None:
-                    clients.ensure_topics([retry])
+                    clients.ensure_topics([retry], create=clients.settings.create_internal_topics)
                     producer = clients.make(ck.Producer, clients.producer_config())
                 _copy(clients, producer, retry, batch)
                 ends = {x.partition: x.offset + 1 for x in batch}  # in offset order per partition

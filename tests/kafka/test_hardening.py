@@ -11,9 +11,9 @@ from typing import Any
 import confluent_kafka
 import pytest
 from confluent_kafka import TopicPartition
-from eventbus_kafka import KafkaAdapter, KafkaSettings, dead_topic, topic_for
+from eventbus_kafka import KafkaAdapter, KafkaSettings, dead_topic, retry_topic, topic_for
 
-from eventbus import BusConfig, EncodeError, EventBus, RetryPolicy
+from eventbus import BusConfig, ConfigError, EncodeError, EventBus, RetryPolicy
 from eventbus.adapter import H_REASON, H_SIZE
 from eventbus.testing import Collector, eventually
 
@@ -142,3 +142,38 @@ def test_an_attribute_that_is_not_utf8_is_an_encode_error_and_nothing_is_sent(
     bus.publish(event_type, {"n": 3}, key="k")  # one key, one partition: the first record
     (first,) = read_all(kafka_settings, topic_for(event_type, kafka_settings.prefix), 1)
     assert json.loads(first.value()) == {"n": 3}
+
+
+def test_without_creating_internal_topics_declare_checks_and_names_the_missing(
+    make_adapter: Callable[..., KafkaAdapter], kafka_settings: KafkaSettings, word: str
+) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    group = f"{word}-acl"
+    a = make_adapter(create_topics=False, create_internal_topics=False)
+    retry, dead = retry_topic(a.settings.prefix, group), dead_topic(a.settings.prefix, group)
+    with pytest.raises(ConfigError, match="create_internal_topics") as info:
+        a.declare(group, [f"{word}.x"])
+    assert retry in str(info.value) and dead in str(info.value)
+    admin = AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers})
+    for f in admin.create_topics([NewTopic(retry, 2, -1), NewTopic(dead, 1, -1)]).values():
+        f.result()
+    eventually(lambda: {retry, dead} <= set(admin.list_topics(timeout=10).topics),
+               what="the topics listed")  # fmt: skip
+    a.declare(group, [f"{word}.x"])  # they exist: nothing is created, nothing refused
+    topics = admin.list_topics(timeout=10).topics
+    assert topic_for(f"{word}.x", a.settings.prefix) not in topics
+    assert len(topics[retry].partitions) == 2
+
+
+def test_client_properties_win_over_the_producer_defaults_but_not_idempotence(
+    make_adapter: Callable[..., KafkaAdapter], word: str
+) -> None:
+    a = make_adapter(client={"linger.ms": 50, "message.timeout.ms": 20_000,
+                             "enable.idempotence": False, "acks": "1"})  # fmt: skip
+    config = a.clients.producer_config()
+    assert (config["linger.ms"], config["message.timeout.ms"]) == (50, 20_000)
+    assert (config["enable.idempotence"], config["acks"]) == (True, "all")
+    bus = EventBus(a, source="/tests/kafka")
+    bus.publish(f"{word}.x", {"n": 1})  # the producer accepts the mix
+
