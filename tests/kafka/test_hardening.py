@@ -4,60 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import confluent_kafka
 import pytest
-from confluent_kafka import TopicPartition
 from eventbus_kafka import KafkaAdapter, KafkaSettings, dead_topic, retry_topic, topic_for
 
-from eventbus import BusConfig, ConfigError, EncodeError, EventBus, RetryPolicy
+from eventbus import ConfigError, EncodeError, EventBus, RetryPolicy
 from eventbus.adapter import H_REASON, H_SIZE
 from eventbus.testing import Collector, eventually
 
 pytestmark = pytest.mark.kafka
-
-FAST = RetryPolicy(max_attempts=2, initial_delay=0.05, max_delay=0.2, jitter=0.0)
-
-
-@pytest.fixture
-def word() -> str:
-    return "h" + uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def buses(make_adapter: Callable[..., KafkaAdapter]) -> Iterator[Callable[..., EventBus]]:
-    made: list[EventBus] = []
-
-    def new(retry: RetryPolicy = FAST, **changes: Any) -> EventBus:
-        config = BusConfig(prefetch=20, poll_interval=0.2, retry=retry)
-        bus = EventBus(make_adapter(**changes), source="/tests/kafka", config=config)
-        made.append(bus)
-        return bus
-
-    yield new
-    for bus in made:
-        bus.close()
-
-
-def read_all(settings: KafkaSettings, topic: str, n: int, timeout: float = 15) -> list[Any]:
-    c = confluent_kafka.Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                                  "group.id": "reader-" + uuid.uuid4().hex,
-                                  "enable.auto.commit": False})  # fmt: skip
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        c.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in parts])
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is not None and m.error() is None:
-                out.append(m)
-        return out
-    finally:
-        c.close()
 
 
 def foreign_producer(settings: KafkaSettings, topic: str) -> Any:
@@ -73,7 +31,8 @@ def foreign_producer(settings: KafkaSettings, topic: str) -> Any:
 
 @pytest.mark.parametrize("local_retries", [3, 0])
 def test_an_oversized_foreign_record_is_dead_lettered_cut_and_the_partition_goes_on(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str, local_retries: int
+    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str, local_retries: int,
+    read_topic: Callable[..., list[Any]],
 ) -> None:
     # local_retries=0: the failed handler's retry goes to the retry topic first, where
     # the record cannot be copied either, so it is dead-lettered cut from there
@@ -94,7 +53,7 @@ def test_an_oversized_foreign_record_is_dead_lettered_cut_and_the_partition_goes
     assert producer.flush(15) == 0
     eventually(lambda: any(e.id == "small-1" for e in got.events), timeout=30,
                what="the record after the oversized one")  # fmt: skip
-    (record,) = read_all(kafka_settings, dead_topic(kafka_settings.prefix, group), 1)
+    (record,) = read_topic(dead_topic(kafka_settings.prefix, group), 1)
     h = dict(record.headers())
     assert int(h[H_SIZE]) == len(big)
     assert len(record.value()) < kafka_settings.max_message_size
@@ -130,7 +89,8 @@ def test_a_paused_retry_topic_is_resumed_after_a_rebalance(
 
 
 def test_an_attribute_that_is_not_utf8_is_an_encode_error_and_nothing_is_sent(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str
+    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str,
+    read_topic: Callable[..., list[Any]],
 ) -> None:
     bus = buses()
     event_type = f"{word}.x"
@@ -140,7 +100,7 @@ def test_an_attribute_that_is_not_utf8_is_an_encode_error_and_nothing_is_sent(
         bad = bus.event(event_type, {"n": 2}, key="k", correlationid="\udc80")
         bus.publish_many([bus.event(event_type, {"n": 1}, key="k"), bad])
     bus.publish(event_type, {"n": 3}, key="k")  # one key, one partition: the first record
-    (first,) = read_all(kafka_settings, topic_for(event_type, kafka_settings.prefix), 1)
+    (first,) = read_topic(topic_for(event_type, kafka_settings.prefix), 1)
     assert json.loads(first.value()) == {"n": 3}
 
 
