@@ -79,6 +79,18 @@ class KafkaAdapter(Adapter):
         """The shared admin client."""
         return self.clients.admin()
 
+    def health(self) -> dict[str, Any]:
+        """Whether the brokers answer this adapter's clients, as librdkafka reports it:
+        ``{"up": bool, "down_since": epoch seconds or None, "error": last error or None}``.
+
+        Set down by librdkafka's error callback (all brokers down, transport
+        errors), up again by the next publish, fetch or metadata answer; a WARNING
+        is logged at each change. The callbacks run while a client is polled, so a
+        process that neither publishes nor consumes learns of an outage late.
+        """
+        h = self.clients.health
+        return {"up": h.up, "down_since": h.down_since, "error": h.error if not h.up else None}
+
     def ensure_topics(self, names: Iterable[str]) -> None:
         """Create the topics in ``names`` that don't exist yet (policy from the settings)."""
         self.clients.ensure_topics(names)
@@ -136,6 +148,8 @@ class KafkaAdapter(Adapter):
             raise BrokerUnavailable(
                 f"kafka: {left} event(s) not acknowledged within {s.publish_timeout}s"
             )
+        if not self.clients.health.up:
+            self.clients.health.answered()
 
     def _topic_name(self, event_type: str) -> str:
         name = topic_for(event_type, self.settings.prefix)

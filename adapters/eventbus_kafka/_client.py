@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,7 +22,7 @@ from eventbus.adapter import require
 from ._errors import config_errors, error, kafka_errors, log
 from ._settings import KafkaSettings
 
-__all__ = ["FORCED_PRODUCER", "KafkaClients", "TopicEpoch", "bump_epoch", "client_log"]
+__all__ = ["FORCED_PRODUCER", "Health", "KafkaClients", "TopicEpoch", "bump_epoch", "client_log"]
 
 client_log = logging.getLogger("eventbus.kafka.client")  # librdkafka's own log lines
 _NOT_ALLOWED = frozenset(("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED",
@@ -36,6 +37,49 @@ class TopicEpoch:
 
 def bump_epoch() -> None:
     TopicEpoch.value += 1
+
+
+#: librdkafka errors that mean "the brokers do not answer" (the error callback's).
+_DOWN = frozenset(("_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_AUTHENTICATION", "_SSL"))
+
+
+class Health:
+    """Whether this adapter's clients reach the brokers, from librdkafka's error callbacks.
+
+    One WARNING when an outage starts and one when it ends, however many
+    clients report it. ``up``/``down_since``/``error`` are read without the lock
+    (each is one store); :meth:`KafkaAdapter.health` reports them.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.lock = threading.Lock()
+        self.up = True
+        self.down_since: float | None = None  # epoch seconds
+        self.error: str | None = None  # the last error reported while down
+
+    def on_error(self, err: Any) -> None:
+        """librdkafka's ``error_cb``, for every client of the adapter."""
+        name = err.name() if hasattr(err, "name") else ""
+        if name not in _DOWN:
+            log.warning("kafka: %s: %s", self.where, err.str() if hasattr(err, "str") else err)
+            return
+        with self.lock:
+            self.error = f"{err.str()} ({name})"
+            if not self.up:
+                return
+            self.up, self.down_since = False, time.time()
+        log.warning("kafka: the brokers at %s do not answer (%s); publishing and consuming "
+                    "wait for them", self.where, self.error)  # fmt: skip
+
+    def answered(self) -> None:
+        """A request went through: if the brokers were down, they are back."""
+        with self.lock:
+            if self.up:
+                return
+            since, self.up, self.down_since = self.down_since or time.time(), True, None
+        log.warning("kafka: the brokers at %s answer again (after %.0f s)", self.where,
+                    time.time() - since)  # fmt: skip
 
 
 #: Producer properties a ``client`` table cannot change: the idempotent producer is what
@@ -62,6 +106,7 @@ class KafkaClients:
         self._producer: Any = None
         self._admin: Any = None
         self._fatal = False  # the producer hit a fatal error: make a new one
+        self.health = Health(settings.bootstrap_servers)
 
     # -- configuration and creation ------------------------------------------------------
     def config(self, **extra: Any) -> dict[str, Any]:
@@ -69,6 +114,7 @@ class KafkaClients:
         return {
             "bootstrap.servers": self.settings.bootstrap_servers,
             "logger": client_log,
+            "error_cb": self.health.on_error,
             **self.settings.client,
             **extra,
         }

@@ -176,6 +176,7 @@ class KafkaConsumer(Consumer):
         self._epoch = TopicEpoch.value
         self._paused_main = False
         self._paused_retry = False
+        self._next_probe = 0.0  # see _probe
         self._assigned = False  # False while joining or after a revoke, until the next assign
 
     def __repr__(self) -> str:
@@ -197,7 +198,6 @@ class KafkaConsumer(Consumer):
             "topic.metadata.refresh.interval.ms": int(s.metadata_refresh * 1000),
             "fetch.wait.max.ms": s.client.get("fetch.wait.max.ms", int(s.fetch_wait * 1000)),
             "on_commit": self._on_commit,
-            "error_cb": self._on_client_error,
         }))  # fmt: skip
         subscription = [
             group_regex(s.prefix, p) if is_wild(p) else topic_for(p, s.prefix)
@@ -223,6 +223,7 @@ class KafkaConsumer(Consumer):
             self._check()
             c = self._c or self._open()
             n = max(1, max_messages)
+            health = self._clients.health
             deadline = time.monotonic() + max(0.0, timeout)
             try:
                 while True:
@@ -232,9 +233,13 @@ class KafkaConsumer(Consumer):
                         self._ingest(c.consume(n, 0))
                     out = self._take(n)
                     if out:
+                        if not health.up:
+                            health.answered()
                         self._write_marks()
                         self._maybe_commit(c, now)
                         return out
+                    if not health.up:
+                        self._probe(c, now)
                     wait = deadline - now
                     if wait <= 0:
                         self._maybe_commit(c, now)
@@ -277,6 +282,18 @@ class KafkaConsumer(Consumer):
                 log.debug("kafka: metadata refresh failed: %s", exc)
 
     _backlog_limit = 5000
+
+    def _probe(self, c: Any, now: float) -> None:
+        """While the brokers are down, ask for metadata every few seconds: an answer
+        means they are back (an idle member fetches nothing that would say so)."""
+        if now < self._next_probe:
+            return
+        self._next_probe = now + 2.0
+        try:
+            c.list_topics(self._retry_topic, timeout=1.0)
+        except self._ck.KafkaException:
+            return
+        self._clients.health.answered()
 
     def _ingest(self, msgs: Iterable[Any]) -> None:
         parts = self._parts.get
@@ -712,9 +729,6 @@ class KafkaConsumer(Consumer):
     def _on_commit(self, err: Any, partitions: list[Any]) -> None:
         if err is not None and err.code() != self._ck.KafkaError._NO_OFFSET:
             log.warning("kafka: group %s: async commit failed: %s", self.group, err)
-
-    def _on_client_error(self, err: Any) -> None:
-        log.warning("kafka: group %s: %s", self.group, err.str())
 
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:

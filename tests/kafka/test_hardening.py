@@ -11,7 +11,7 @@ import confluent_kafka
 import pytest
 from eventbus_kafka import KafkaAdapter, KafkaSettings, dead_topic, retry_topic, topic_for
 
-from eventbus import ConfigError, EncodeError, EventBus, RetryPolicy
+from eventbus import BusConfig, ConfigError, EncodeError, EventBus, RetryPolicy
 from eventbus.adapter import H_REASON, H_SIZE
 from eventbus.testing import Collector, eventually
 
@@ -137,3 +137,30 @@ def test_client_properties_win_over_the_producer_defaults_but_not_idempotence(
     bus = EventBus(a, source="/tests/kafka")
     bus.publish(f"{word}.x", {"n": 1})  # the producer accepts the mix
 
+
+def test_a_vanished_broker_is_logged_once_and_observable_and_so_is_its_return(
+    kafka_restartable: Any, caplog: pytest.LogCaptureFixture, word: str
+) -> None:
+    from eventbus_test_brokers.kafka import settings_for
+
+    adapter = KafkaAdapter(settings_for(kafka_restartable.bootstrap))
+    bus = EventBus(adapter, source="/tests/kafka", config=BusConfig(poll_interval=0.2))
+    got = Collector()
+    bus.subscribe(f"{word}.*", got, group=f"{word}-health")
+    bus.declare()
+    bus.start()
+    bus.publish(f"{word}.x", {"n": 1})
+    got.wait(1)
+    assert adapter.health()["up"]
+    caplog.set_level("WARNING", logger="eventbus.kafka")
+    kafka_restartable.stop()
+    eventually(lambda: not adapter.health()["up"], timeout=30, what="the outage noticed")
+    state = adapter.health()
+    assert state["down_since"] is not None and state["error"]
+    time.sleep(3)  # librdkafka keeps reporting the outage: still one warning
+    down = [r for r in caplog.records if "do not answer" in r.getMessage()]
+    assert len(down) == 1 and down[0].levelname == "WARNING"
+    kafka_restartable.start()
+    eventually(lambda: adapter.health()["up"], timeout=30, what="the return noticed")
+    assert any("answer again" in r.getMessage() for r in caplog.records)
+    bus.close()
