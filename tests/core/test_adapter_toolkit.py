@@ -62,6 +62,8 @@ class DemoSettings(Settings):
     @classmethod
     def url_fields(cls, url: SplitResult) -> dict[str, Any]:
         out: dict[str, Any] = {"url": url.geturl()}
+        if "," in url.netloc:  # a list of hosts: kept in the URL
+            return out
         if url.hostname:
             out["host"] = url.hostname
         if url.port:
