@@ -1,7 +1,7 @@
 """Shared helpers of the benchmarks: payloads, brokers, timing, latency, RSS, the machine, JSON.
 
-Imported by ``run_all.py`` and the scripts it drives (``sys.path`` holds this
-directory when a script here runs). Nothing here imports a broker SDK at
+Imported by ``run_all.py``, the modules beside it and the scripts they drive (``sys.path``
+holds this directory when a script here runs). Nothing here imports a broker SDK at
 module level: each helper imports what it needs when called.
 """
 
@@ -302,6 +302,11 @@ def run_script(
             }
         data: dict[str, Any] = json.loads(out.read_text())
         return {"ok": True, "data": data, "stdout": proc.stdout, "seconds": round(elapsed, 1)}
+
+
+def log(text: str) -> None:
+    """A progress line on stderr (stdout of a script is its own)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def _text(b: bytes | str | None) -> str:

@@ -69,7 +69,7 @@ from typing import Any
 
 import confluent_kafka
 from eventbus_kafka import KafkaAdapter, KafkaSettings, topic_for
-from eventbus_kafka._wire import out_headers
+from eventbus_kafka._codec import out_headers
 
 from eventbus import BusConfig, Event, EventBus, encode
 

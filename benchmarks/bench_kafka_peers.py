@@ -63,7 +63,7 @@ def raw_single_headers(bootstrap: str, topic: str, n: int) -> float:
     """``raw_single`` with the CloudEvents headers eventbus's records carry (built the way
     the adapter builds them, before the timing): what the binding costs a confirmed send."""
     import confluent_kafka
-    from eventbus_kafka._wire import out_headers
+    from eventbus_kafka._codec import out_headers
 
     from eventbus import EventBus, encode
 

@@ -377,7 +377,18 @@ def _check_str(name: str, value: object) -> str:
         raise EncodeError(f"attribute {name!r} must be a str, not {type(value).__name__}")
     if "\x00" in value:
         raise EncodeError(f"attribute {name!r} contains a NUL character")
+    if not _utf8(value):
+        raise EncodeError(f"attribute {name!r} is not valid Unicode (a lone surrogate)")
     return value
+
+
+def _utf8(text: str) -> bool:
+    """True if ``text`` can be encoded as UTF-8 (it has no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _valid_types: dict[str, None] = {}  # event types that passed _check_type (bounded)
@@ -423,9 +434,9 @@ def encode(event: Event, *, max_size: int | None = None) -> Message:
             ) from None
     content_type = event.datacontenttype or _content_type_of(data)
     headers = _attributes(event, content_type)
-    try:  # the fast path: every value a str, none with a NUL
+    try:  # the fast path: every value a str, none with a NUL, all encodable as UTF-8
         values = "".join(headers.values())
-        bad = "\x00" in values
+        bad = "\x00" in values or (not values.isascii() and not _utf8(values))
     except TypeError:
         values, bad = "", True
     if bad:

@@ -154,7 +154,10 @@ def find_spec(name: str) -> AdapterSpec:
 
 def spec_for_url(url: str) -> AdapterSpec:
     """The adapter whose URL scheme ``url`` uses."""
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed '['
+        raise ConfigError(f"broker URL is not valid ({exc})") from None
     if not scheme:
         raise ConfigError(
             f"broker URL {url!r} has no scheme; write e.g. 'sqlite:///eventbus.db' "

@@ -6,17 +6,18 @@ retry topic, a dead-letter topic per group. See ``docs/adapters/kafka.md``.
 
 Importing this module does not import confluent-kafka; building an adapter
 does (``pip install 'eventbus[kafka]'`` if it is missing).
+
+Modules (the roles every adapter package has): ``_settings`` (settings,
+capabilities), ``_codec`` (Message <-> record headers), ``_errors`` (librdkafka
+errors -> ours), ``_client`` (the shared clients), ``_adapter``, ``_consumer``,
+``_tooling`` (dead letters, delete_group); plus ``_names`` (event types <->
+Kafka topic names, regexes), which ``_settings`` and ``_codec`` use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from eventbus.adapter import AdapterSpec, adapter_spec, hookimpl, lazy_exports
 
-from eventbus import AdapterSpec, hookimpl
-
-from ._adapter import KafkaAdapter
-from ._consumer import KafkaConsumer
 from ._names import dead_topic, retry_topic, topic_for
 from ._settings import CAPABILITIES, DEFAULT_URL, KafkaSettings
 
@@ -30,25 +31,22 @@ __all__ = [
     "topic_for",
 ]
 
-__version__ = "0.1.0"
-
-
-def _from_url(url: str, options: Mapping[str, Any]) -> KafkaAdapter:
-    return KafkaAdapter(KafkaSettings.from_url(url, options))
+SPEC = adapter_spec(
+    name="kafka",
+    settings=KafkaSettings,
+    adapter="._adapter:KafkaAdapter",
+    package=__name__,
+    schemes=("kafka",),
+    capabilities=CAPABILITIES,
+    extra="kafka",
+    sdk="confluent_kafka",
+    description="Kafka and Kafka-protocol brokers (Redpanda, Tansu), via confluent-kafka",
+    default_url=DEFAULT_URL,
+)
+__version__ = SPEC.version
+__getattr__ = lazy_exports(__name__, {"KafkaAdapter": "._adapter", "KafkaConsumer": "._consumer"})
 
 
 @hookimpl
 def eventbus_adapters() -> list[AdapterSpec]:
-    return [
-        AdapterSpec(
-            name="kafka",
-            factory=_from_url,
-            schemes=("kafka",),
-            capabilities=CAPABILITIES,
-            version=__version__,
-            extra="kafka",
-            sdk="confluent_kafka",
-            description="Kafka and Kafka-protocol brokers (Redpanda, Tansu), via confluent-kafka",
-            default_url=DEFAULT_URL,
-        )
-    ]
+    return [SPEC]

@@ -20,36 +20,25 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventbus import (
-    Adapter,
-    BrokerError,
     BrokerUnavailable,
     ClosedError,
-    Delivery,
     Matcher,
-    Message,
     MessageTooLarge,
     PublishError,
-    require,
 )
+from eventbus.adapter import Adapter, Delivery, Message
 
 from . import _tooling
+from ._client import KafkaClients
+from ._codec import event_type_of, out_headers
 from ._consumer import KafkaConsumer
-from ._names import INTERNAL, dead_topic, is_wild, retry_topic, topic_for, unescape
+from ._errors import TOO_LARGE, UNAVAILABLE, error, kafka_errors, log
+from ._names import dead_topic, is_wild, retry_topic, topic_for
 from ._settings import KafkaSettings
-from ._wire import (
-    TOO_LARGE,
-    UNAVAILABLE,
-    bump_epoch,
-    client_log,
-    error,
-    is_event_topic,
-    log,
-    out_headers,
-)
 
 __all__ = ["KafkaAdapter"]
 
@@ -70,72 +59,41 @@ class KafkaAdapter(Adapter):
             s = s.replace(**changes)
         self.settings = s
         self.capabilities = s.capabilities
-        self.ck: Any = require("confluent_kafka", "kafka", "kafka")
-        self.ck_admin: Any = require("confluent_kafka.admin", "kafka", "kafka")
-        self._lock = threading.Lock()
-        self._producer: Any = None
-        self._admin: Any = None
-        self._known: set[str] = set()
+        self.clients = clients = KafkaClients(s)
+        self.ck: Any = clients.ck
+        self._lock = threading.Lock()  # guards _declared and _consumers
         self._topic_names: dict[str, str] = {}
         self._declared: dict[str, tuple[str, ...]] = {}
         self._consumers: weakref.WeakSet[KafkaConsumer] = weakref.WeakSet()
-        self._closed = False
 
     def __repr__(self) -> str:
         s = self.settings
         return f"<KafkaAdapter {s.bootstrap_servers} prefix={s.prefix!r}>"
 
-    # -- clients ------------------------------------------------------------------
+    # -- clients (the work is in ._client) ------------------------------------------
     def client_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka properties shared by every client, plus ``extra``."""
-        return {
-            "bootstrap.servers": self.settings.bootstrap_servers,
-            "logger": client_log,
-            **self.settings.client,
-            **extra,
-        }
-
-    def producer_config(self, **extra: Any) -> dict[str, Any]:
-        s = self.settings
-        return self.client_config(
-            **{
-                "enable.idempotence": True,  # broker drops the producer's own retries
-                "acks": "all",
-                "linger.ms": s.linger * 1000,
-                "message.timeout.ms": int(s.publish_timeout * 1000),
-                "message.max.bytes": s.max_message_size + 64 * 1024,
-                **extra,
-            }
-        )
-
-    def _get_producer(self) -> Any:
-        p = self._producer
-        if p is None:
-            with self._lock:
-                if self._closed:
-                    raise ClosedError("kafka adapter is closed")
-                if self._producer is None:
-                    config = self.producer_config(**{"delivery.report.only.error": True})
-                    self._producer = self._make(self.ck.Producer, config)
-                p = self._producer
-        return p
+        return self.clients.config(**extra)
 
     def admin(self) -> Any:
-        a = self._admin
-        if a is None:
-            with self._lock:
-                if self._admin is None:
-                    self._admin = self._make(self.ck_admin.AdminClient, self.client_config())
-                a = self._admin
-        return a
+        """The shared admin client."""
+        return self.clients.admin()
 
-    def _make(self, cls: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
-        try:
-            return cls(config)
-        except self.ck.KafkaException as exc:
-            raise error(exc.args[0], "creating a client") from exc
-        except (TypeError, ValueError) as exc:  # a bad librdkafka property
-            raise BrokerError(f"kafka: client configuration: {exc}") from exc
+    def health(self) -> dict[str, Any]:
+        """Whether the brokers answer this adapter's clients, as librdkafka reports it:
+        ``{"up": bool, "down_since": epoch seconds or None, "error": last error or None}``.
+
+        Set down by librdkafka's error callback (all brokers down, transport
+        errors), up again by the next publish, fetch or metadata answer; a WARNING
+        is logged at each change. The callbacks run while a client is polled, so a
+        process that neither publishes nor consumes learns of an outage late.
+        """
+        h = self.clients.health
+        return {"up": h.up, "down_since": h.down_since, "error": h.error if not h.up else None}
+
+    def ensure_topics(self, names: Iterable[str]) -> None:
+        """Create the topics in ``names`` that don't exist yet (policy from the settings)."""
+        self.clients.ensure_topics(names)
 
     # -- publishing ---------------------------------------------------------------
     def publish(self, messages: Sequence[Message]) -> None:
@@ -144,7 +102,7 @@ class KafkaAdapter(Adapter):
         The producer is idempotent with ``acks=all``; one ``publish`` of many
         messages is one pipelined flush.
         """
-        if self._closed:
+        if self.clients.closed:
             raise ClosedError("kafka adapter is closed")
         if not messages:
             return
@@ -152,11 +110,11 @@ class KafkaAdapter(Adapter):
         names = self._topic_names  # event type -> Kafka topic, worked out once per type
         topics = [names.get(m.topic) or self._topic_name(m.topic) for m in messages]
         if s.create_topics:
-            known = self._known
+            known = self.clients.known
             missing = {t for t in topics if t not in known}
             if missing:
                 self.ensure_topics(missing)
-        p = self._get_producer()
+        p = self.clients.producer()
         failed: list[Any] = []
 
         def report(err: Any, _msg: Any) -> None:  # errors only (delivery.report.only.error)
@@ -181,13 +139,17 @@ class KafkaAdapter(Adapter):
                         p.poll(0.05)
             left = p.flush(s.publish_timeout)
         except self.ck.KafkaException as exc:
+            self.clients.producer_failed(exc.args[0])
             raise self._publish_error(exc.args[0], len(messages)) from exc
         if failed:
+            self.clients.producer_failed(failed[0])
             raise self._publish_error(failed[0], len(messages), len(failed))
         if left:
             raise BrokerUnavailable(
                 f"kafka: {left} event(s) not acknowledged within {s.publish_timeout}s"
             )
+        if not self.clients.health.up:
+            self.clients.health.answered()
 
     def _topic_name(self, event_type: str) -> str:
         name = topic_for(event_type, self.settings.prefix)
@@ -206,45 +168,20 @@ class KafkaAdapter(Adapter):
             return BrokerUnavailable(text)
         return PublishError(text)
 
-    def ensure_topics(self, names: Iterable[str]) -> None:
-        """Create the topics in ``names`` that don't exist yet (policy from the settings)."""
-        names = sorted(set(names) - self._known)
-        if not names:
-            return
-        s = self.settings
-        new = self.ck_admin.NewTopic
-        topics = [new(n, num_partitions=s.partitions, replication_factor=s.replication_factor)
-                  for n in names]  # fmt: skip
-        try:
-            futures = self.admin().create_topics(topics, request_timeout=s.publish_timeout)
-        except self.ck.KafkaException as exc:
-            raise error(exc.args[0], "creating topics") from exc
-        created = False
-        for name, future in futures.items():
-            try:
-                future.result()
-                created = True
-            except self.ck.KafkaException as exc:
-                err = exc.args[0]
-                if err.code() != self.ck.KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise error(err, f"creating topic {name!r}") from exc
-        with self._lock:
-            self._known.update(names)
-        if created:
-            bump_epoch()
-
     # -- groups ---------------------------------------------------------------------
     def declare(self, group: str, patterns: Sequence[str]) -> None:
         """Create the group's topics and, the first time, its starting offsets.
 
-        Exact patterns get their topic (policy permitting); the retry and
-        dead-letter topics are always made. With ``start="declared"``, the first
-        declare of a group commits the current end of every existing matching
-        topic, so the group reads only what is published from then on; topics
-        created later are read from their beginning. Later declares never move
+        Exact patterns get their topic (``create_topics``); the retry and
+        dead-letter topics are made, or with ``create_internal_topics=False``
+        only checked (:class:`ConfigError` naming the missing ones). With
+        ``start="declared"``, the first declare of a group commits the current
+        end of every existing matching topic, so the group reads only what is
+        published from then on; topics created later are read from their
+        beginning. Later declares never move
         offsets (members may not have committed everything they must still read).
         """
-        if self._closed:
+        if self.clients.closed:
             raise ClosedError("kafka adapter is closed")
         if not group:
             raise ValueError("group name must not be empty")
@@ -252,10 +189,10 @@ class KafkaAdapter(Adapter):
         if self._declared.get(group) == matcher.patterns:
             return
         s = self.settings
-        names = {retry_topic(s.prefix, group), dead_topic(s.prefix, group)}
+        internal = {retry_topic(s.prefix, group), dead_topic(s.prefix, group)}
+        self.clients.ensure_topics(internal, create=s.create_internal_topics)
         if s.create_topics:
-            names |= {topic_for(p, s.prefix) for p in matcher.patterns if not is_wild(p)}
-        self.ensure_topics(names)
+            self.ensure_topics(topic_for(p, s.prefix) for p in matcher.patterns if not is_wild(p))
         if s.start == "declared":
             self._commit_start(group, matcher)
         with self._lock:
@@ -269,10 +206,8 @@ class KafkaAdapter(Adapter):
         """
         ck, s = self.ck, self.settings
         kafka_group, retry = s.prefix + group, retry_topic(s.prefix, group)
-        try:
+        with kafka_errors(ck, "listing topics"):
             topics = self.admin().list_topics(timeout=s.publish_timeout).topics
-        except ck.KafkaException as exc:
-            raise error(exc.args[0], "listing topics") from exc
         if retry not in topics:
             return  # topic creation is not visible yet: members start from the beginning
         markers = [ck.TopicPartition(retry, p) for p in topics[retry].partitions]
@@ -282,7 +217,7 @@ class KafkaAdapter(Adapter):
             if (event_type := self.event_type_of(name)) is not None and matcher(event_type)
             for p in meta.partitions
         ]
-        c = self._make(ck.Consumer, self.client_config(**{
+        c = self.clients.make(ck.Consumer, self.client_config(**{
             "group.id": kafka_group, "enable.auto.commit": False}))  # fmt: skip
         try:
             committed = c.committed(markers + tps, timeout=s.publish_timeout)
@@ -305,19 +240,13 @@ class KafkaAdapter(Adapter):
 
     def event_type_of(self, kafka_topic: str) -> str | None:
         """The event type a Kafka topic carries, or None if it is not an event topic of ours."""
-        prefix = self.settings.prefix
-        if not kafka_topic.startswith(prefix):
-            return None
-        body = kafka_topic[len(prefix):]
-        if body.startswith(INTERNAL) or not is_event_topic(body):
-            return None
-        return unescape(body)
+        return event_type_of(self.settings.prefix, kafka_topic)
 
     def consumer(self, group: str, patterns: Sequence[str]) -> KafkaConsumer:
         self.declare(group, patterns)
-        c = KafkaConsumer(self, group, Matcher(patterns))
+        c = KafkaConsumer(self.clients, group, Matcher(patterns))
         with self._lock:
-            if self._closed:
+            if self.clients.closed:
                 raise ClosedError("kafka adapter is closed")
             self._consumers.add(c)
         return c
@@ -326,12 +255,10 @@ class KafkaAdapter(Adapter):
     def close(self) -> None:
         """Close the consumers (commit what was settled), flush the producer. Idempotent."""
         with self._lock:
-            if self._closed:
+            if self.clients.closed:
                 return
-            self._closed = True
             consumers = list(self._consumers)
-            producer, self._producer = self._producer, None
-            self._admin = None
+            producer = self.clients.take_producer()
         for c in consumers:
             c.close()
         if producer is not None:
@@ -347,16 +274,15 @@ class KafkaAdapter(Adapter):
         group hands their partitions to the others from the last commit.
         """
         with self._lock:
-            self._closed = True
             consumers = list(self._consumers)
-            self._producer = None
+            self.clients.take_producer()
         for c in consumers:
             c.crash()
 
     # -- dead letters and group removal (the work is in ._tooling) -------------------
     def dead_letters(self, group: str, limit: int = 100) -> list[tuple[Delivery, str]]:
         """Up to ``limit`` dead letters of ``group`` not yet replayed or purged, oldest first."""
-        return _tooling.dead_letters(self, group, limit)
+        return _tooling.dead_letters(self.clients, group, limit)
 
     def replay_dead_letters(self, group: str, limit: int | None = None) -> int:
         """Copy dead letters to the group's retry topic with ``attempt`` 1, oldest first.
@@ -364,14 +290,16 @@ class KafkaAdapter(Adapter):
         The copies are acknowledged before the letters count as replayed: a crash
         mid-replay may repeat letters, never lose one (see :mod:`._tooling`).
         """
-        return _tooling.replay_dead_letters(self, group, limit)
+        return _tooling.replay_dead_letters(self.clients, group, limit)
 
     def purge_dead_letters(self, group: str) -> int:
-        return _tooling.purge_dead_letters(self, group)
+        return _tooling.purge_dead_letters(self.clients, group)
 
     def delete_group(self, group: str) -> None:
         """Delete the consumer group, its retry and dead-letter topics; idempotent.
 
         Close the group's consumers first (:class:`BrokerError` while it has members).
         """
-        _tooling.delete_group(self, group)
+        _tooling.delete_group(self.clients, group)
+        with self._lock:
+            self._declared.pop(group, None)

@@ -30,42 +30,38 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from eventbus import (
-    BrokerError,
-    BrokerUnavailable,
-    ClosedError,
-    Consumer,
-    Delivery,
-    Matcher,
-    Message,
-)
+from eventbus import BrokerError, BrokerUnavailable, ClosedError, Matcher
+from eventbus.adapter import Consumer, Delivery, Message
 
-from ._names import dead_topic, group_regex, is_wild, marks_group, retry_topic, topic_for
-from ._wire import (
+from ._client import KafkaClients, TopicEpoch
+from ._codec import (
     H_ATTEMPT,
     H_DUE,
     H_FAILED_AT,
     H_GROUP,
     H_REASON,
+    H_SIZE,
     H_TOPIC,
     OWN,
-    TopicEpoch,
-    error,
+    event_type_of,
     in_attributes,
     in_headers,
-    log,
     to_int,
 )
-
-if TYPE_CHECKING:
-    from ._adapter import KafkaAdapter
+from ._errors import TOO_LARGE, error, log
+from ._names import dead_topic, group_regex, is_wild, marks_group, retry_topic, topic_for
 
 __all__ = ["KafkaConsumer"]
 
 _UNKNOWN = object()
 _MAX_REASON = 16_000
+_OVERHEAD = 256  # bytes of a record's framing, besides its key, value and headers
+# Where a dead letter whose body was cut came from (eventbus.adapter has no names for these).
+H_SOURCE_TOPIC = "eventbus-source-topic"
+H_SOURCE_PARTITION = "eventbus-source-partition"
+H_SOURCE_OFFSET = "eventbus-source-offset"
 
 
 class _Part:
@@ -149,10 +145,10 @@ def _delivery(
 class KafkaConsumer(Consumer):
     """One member of a consumer group (see the module docstring for the mapping)."""
 
-    def __init__(self, adapter: KafkaAdapter, group: str, matcher: Matcher) -> None:
-        self._a = adapter
-        self._s = s = adapter.settings
-        self._ck = adapter.ck
+    def __init__(self, clients: KafkaClients, group: str, matcher: Matcher) -> None:
+        self._clients = clients
+        self._s = s = clients.settings
+        self._ck = clients.ck
         self.group = group
         self.kafka_group = s.prefix + group
         self._matcher = matcher
@@ -174,12 +170,13 @@ class KafkaConsumer(Consumer):
         self._claims: dict[str, Delivery] = {}  # key -> the one delivery of it out or ready
         self._held: list[tuple[float, int, Delivery, bool]] = []  # (due, seq, delivery, local)
         self._seq = itertools.count()
-        self._reports: deque[tuple[Delivery, Any]] = deque()
+        self._reports: deque[tuple[Delivery, Any, bool]] = deque()
         self._copies = 0  # retry/dead-letter copies not yet acknowledged
         self._last_commit = time.monotonic()
         self._epoch = TopicEpoch.value
         self._paused_main = False
         self._paused_retry = False
+        self._next_probe = 0.0  # see _probe
         self._assigned = False  # False while joining or after a revoke, until the next assign
 
     def __repr__(self) -> str:
@@ -187,9 +184,9 @@ class KafkaConsumer(Consumer):
 
     # -- the librdkafka consumer ------------------------------------------------------
     def _open(self) -> Any:
-        s, a = self._s, self._a
+        s, cl = self._s, self._clients
         ms = int(s.session_timeout * 1000)
-        c = a._make(self._ck.Consumer, a.client_config(**{
+        c = cl.make(self._ck.Consumer, cl.config(**{
             "group.id": self.kafka_group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -201,7 +198,6 @@ class KafkaConsumer(Consumer):
             "topic.metadata.refresh.interval.ms": int(s.metadata_refresh * 1000),
             "fetch.wait.max.ms": s.client.get("fetch.wait.max.ms", int(s.fetch_wait * 1000)),
             "on_commit": self._on_commit,
-            "error_cb": self._on_client_error,
         }))  # fmt: skip
         subscription = [
             group_regex(s.prefix, p) if is_wild(p) else topic_for(p, s.prefix)
@@ -227,6 +223,7 @@ class KafkaConsumer(Consumer):
             self._check()
             c = self._c or self._open()
             n = max(1, max_messages)
+            health = self._clients.health
             deadline = time.monotonic() + max(0.0, timeout)
             try:
                 while True:
@@ -236,9 +233,13 @@ class KafkaConsumer(Consumer):
                         self._ingest(c.consume(n, 0))
                     out = self._take(n)
                     if out:
+                        if not health.up:
+                            health.answered()
                         self._write_marks()
                         self._maybe_commit(c, now)
                         return out
+                    if not health.up:
+                        self._probe(c, now)
                     wait = deadline - now
                     if wait <= 0:
                         self._maybe_commit(c, now)
@@ -269,7 +270,7 @@ class KafkaConsumer(Consumer):
                 self._ready.appendleft(d)
             else:
                 self._enqueue(d)
-        if self._paused_retry and len(held) < self._s.max_held // 2:
+        if self._paused_retry and len(held) <= self._s.max_held // 2:
             self._pause(c, retry=True, on=False)
         if self._paused_main and self._n_waiting < self._backlog_limit // 2:
             self._pause(c, retry=False, on=False)
@@ -281,6 +282,18 @@ class KafkaConsumer(Consumer):
                 log.debug("kafka: metadata refresh failed: %s", exc)
 
     _backlog_limit = 5000
+
+    def _probe(self, c: Any, now: float) -> None:
+        """While the brokers are down, ask for metadata every few seconds: an answer
+        means they are back (an idle member fetches nothing that would say so)."""
+        if now < self._next_probe:
+            return
+        self._next_probe = now + 2.0
+        try:
+            c.list_topics(self._retry_topic, timeout=1.0)
+        except self._ck.KafkaException:
+            return
+        self._clients.health.answered()
 
     def _ingest(self, msgs: Iterable[Any]) -> None:
         parts = self._parts.get
@@ -318,7 +331,7 @@ class KafkaConsumer(Consumer):
 
     def _type_of(self, topic: str) -> str | None:
         """The event type this group takes from ``topic``, or None (worked out once)."""
-        found = self._a.event_type_of(topic)
+        found = event_type_of(self._s.prefix, topic)
         if found is not None and not self._matcher(found):
             found = None
         self._types[topic] = found
@@ -451,55 +464,120 @@ class KafkaConsumer(Consumer):
             self._check()
             if not delivery.handle.part.live:
                 return
-            self._copy(self._dead_topic, delivery, [
-                (H_TOPIC, delivery.message.topic),
-                (H_ATTEMPT, str(delivery.attempt)),
-                (H_REASON, reason[:_MAX_REASON]),
-                (H_GROUP, self.group),
-                (H_FAILED_AT, datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")),
-            ])  # fmt: skip
+            self._copy(self._dead_topic, delivery, self._dead_headers(delivery, reason))
             self._release(delivery)
 
-    def _copy(self, topic: str, d: Delivery, own: list[tuple[str, str]]) -> None:
-        """Produce ``d`` byte for byte to ``topic`` with ``own`` headers; settle it when acked."""
+    def _dead_headers(self, d: Delivery, reason: str) -> list[tuple[str, str]]:
+        return [
+            (H_TOPIC, d.message.topic),
+            (H_ATTEMPT, str(d.attempt)),
+            (H_REASON, reason[:_MAX_REASON]),
+            (H_GROUP, self.group),
+            (H_FAILED_AT, datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")),
+        ]
+
+    def _copy(self, topic: str, d: Delivery, own: list[tuple[str, str]], cut: bool = False) -> None:
+        """Produce ``d`` byte for byte to ``topic`` with ``own`` headers; settle it when acked.
+
+        A record too large to copy (a foreign producer may write records larger
+        than ``max_message_size``) must still leave its partition: it goes to the
+        dead-letter topic with its body cut to fit (:meth:`_cut`). ``cut``: the
+        broker refused a copy as too large, so send the smallest copy there is.
+        """
         p = self._producer
         if p is None:
-            p = self._producer = self._a._make(self._ck.Producer, self._a.producer_config())
+            cl = self._clients
+            p = self._producer = cl.make(self._ck.Producer, cl.producer_config())
         h = d.handle
-        headers = [(k, v) for k, v in (h.raw_headers or ()) if not k.startswith(OWN)] + own
+        headers: list[tuple[str, Any]] = [
+            (k, v) for k, v in (h.raw_headers or ()) if not k.startswith(OWN)
+        ]
+        body = d.message.body
+        size = len(body) + len(h.raw_key or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+        if cut or size + _OVERHEAD > self._s.max_message_size:
+            topic, body, headers, own = self._cut(topic, d, headers, own, size, cut)
+        headers += own
         reports = self._reports
 
         def report(err: Any, _msg: Any) -> None:
-            reports.append((d, err))
+            reports.append((d, err, cut))
 
         deadline = time.monotonic() + self._s.publish_timeout
         while True:
             try:
-                p.produce(topic, d.message.body, h.raw_key, headers=headers, on_delivery=report)
+                p.produce(topic, body, h.raw_key, headers=headers, on_delivery=report)
                 break
             except BufferError:
                 if time.monotonic() > deadline:
                     raise BrokerUnavailable("kafka: the copy producer's queue is full") from None
                 p.poll(0.05)
             except self._ck.KafkaException as exc:
+                self._copy_failed(exc.args[0])
                 raise error(exc.args[0], f"copying an event to {topic!r}") from exc
         self._copies += 1
         p.poll(0)
         self._settle_reports()
 
+    def _cut(
+        self, topic: str, d: Delivery, headers: list[tuple[str, Any]],
+        own: list[tuple[str, str]], size: int, smallest: bool,
+    ) -> tuple[str, bytes, list[tuple[str, Any]], list[tuple[str, str]]]:  # fmt: skip
+        """A copy of ``d`` that fits: to the dead-letter topic (a retry of a cut body would
+        be wrong), the body cut, the original size and place in headers."""
+        h = d.handle
+        where = f"{h.part.topic}/{h.part.partition}@{h.offset}"
+        if topic == self._dead_topic:
+            reason = dict(own).get(H_REASON, "")
+        else:
+            reason = f"could not be retried through {topic!r}"
+        if smallest:
+            headers = []  # the broker refused even a copy that fitted max_message_size
+        own = self._dead_headers(d, reason)
+        room = self._s.max_message_size - _OVERHEAD - 512 - len(h.raw_key or b"")
+        room -= sum(len(k) + len(v or b"") for k, v in headers + own)
+        if room < 0:  # the foreign headers alone are too large: drop them too
+            headers, room = [], self._s.max_message_size // 2
+        body = b"" if smallest else d.message.body[:room]
+        n = len(d.message.body)
+        note = (f"; the record ({size} bytes) is too large to copy whole: its body was cut "
+                f"to {len(body)} of {n} bytes; the original is {where}")  # fmt: skip
+        own = [
+            *self._dead_headers(d, reason[: _MAX_REASON - len(note)] + note),
+            (H_SIZE, str(n)),
+            (H_SOURCE_TOPIC, h.part.topic),
+            (H_SOURCE_PARTITION, str(h.part.partition)),
+            (H_SOURCE_OFFSET, str(h.offset)),
+        ]
+        log.warning("kafka: group %s: the event at %s is too large to copy (%d bytes); "
+                    "dead-lettered with its body cut", self.group, where, size)  # fmt: skip
+        return self._dead_topic, body, headers, own
+
     def _settle_reports(self) -> None:
         reports = self._reports
         while reports:
-            d, err = reports.popleft()
+            d, err, cut = reports.popleft()
             self._copies -= 1
             h = d.handle
             if err is None:
                 if h.part.live:
                     h.part.settle(h.offset)
+            elif h.part.live and not cut and err.name() in TOO_LARGE:
+                why = f"the broker refused a copy as too large ({err.str()})"
+                self._copy(self._dead_topic, d, self._dead_headers(d, why), cut=True)
             elif h.part.live:  # the copy failed: the event comes back to be handled again
+                self._copy_failed(err)
                 log.warning("kafka: group %s: copy failed (%s); the event comes back",
                             self.group, err)  # fmt: skip
                 self._enqueue(d, front=True)
+
+    def _copy_failed(self, err: Any) -> None:
+        """After a fatal producer error (idempotence state lost), copy with a new producer."""
+        old = self._producer
+        if err.fatal() and old is not None:
+            log.warning("kafka: group %s: the copy producer hit a fatal error; making a new "
+                        "one", self.group)  # fmt: skip
+            self._producer = None
+            old.flush(5.0)  # its other copies fail now too: their reports bring them back
 
     def _flush_copies(self) -> None:
         if self._producer is not None and self._copies:
@@ -535,7 +613,8 @@ class KafkaConsumer(Consumer):
     def _marks(self) -> Any:
         """A group-less client of the marks group: it only commits and reads offsets."""
         if self._marks_c is None:
-            self._marks_c = self._a._make(self._ck.Consumer, self._a.client_config(**{
+            cl = self._clients
+            self._marks_c = cl.make(self._ck.Consumer, cl.config(**{
                 "group.id": self._marks_group, "enable.auto.commit": False}))  # fmt: skip
         return self._marks_c
 
@@ -582,7 +661,18 @@ class KafkaConsumer(Consumer):
             part = _Part(tp.topic, tp.partition, tp.topic == self._retry_topic)
             self._parts[(tp.topic, tp.partition)] = part
             new.append(part)
-        self._paused_main = self._paused_retry = False
+        # librdkafka keeps an application's pause on a partition across revoke and
+        # assign, and a revoke may clear our flags with no partition left to resume:
+        # resume what comes (back) now, then pause it again if its kind still is
+        # (partitions kept through a cooperative rebalance keep flag and pause).
+        try:
+            c.resume(partitions)
+            again = [tp for tp in partitions if (self._paused_retry
+                     if tp.topic == self._retry_topic else self._paused_main)]  # fmt: skip
+            if again:
+                c.pause(again)
+        except self._ck.KafkaException as exc:
+            log.debug("kafka: resume on assign failed: %s", exc)
         self._assigned = True
         if new:
             self._read_marks(new)
@@ -639,9 +729,6 @@ class KafkaConsumer(Consumer):
     def _on_commit(self, err: Any, partitions: list[Any]) -> None:
         if err is not None and err.code() != self._ck.KafkaError._NO_OFFSET:
             log.warning("kafka: group %s: async commit failed: %s", self.group, err)
-
-    def _on_client_error(self, err: Any) -> None:
-        log.warning("kafka: group %s: %s", self.group, err.str())
 
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:

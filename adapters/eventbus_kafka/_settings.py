@@ -13,13 +13,13 @@ client untouched (``security.protocol=SASL_SSL``, ``sasl.mechanism=PLAIN``,
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, ClassVar, Literal
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from eventbus import Capabilities, ConfigError
+from eventbus.adapter import Settings
 
 from ._names import check_prefix
 
@@ -43,8 +43,8 @@ CAPABILITIES = Capabilities(
 )
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
+@dataclass(frozen=True, repr=False)
+class KafkaSettings(Settings):
     """How the adapter talks to Kafka and lays out topics and groups.
 
     - ``bootstrap_servers``: ``host:port[,host:port...]``.
@@ -53,8 +53,11 @@ class KafkaSettings:
     - ``create_topics``: the topic auto-creation policy. True: ``publish`` and
       ``declare`` create missing event topics with ``partitions`` and
       ``replication_factor``. False: topics must exist (or the broker's own
-      ``auto.create.topics.enable`` makes them). The group's retry and
-      dead-letter topics are always created by ``declare``.
+      ``auto.create.topics.enable`` makes them).
+    - ``create_internal_topics``: True: ``declare`` creates the group's retry
+      and dead-letter topics if missing. False (a cluster where the principal
+      may not create topics): they must exist; ``declare`` only checks, and
+      names the missing ones in a :class:`ConfigError`.
     - ``start``: where a group with no committed offsets begins on topics that
       existed when it was declared: ``"declared"`` (only newer events, like every
       other adapter) or ``"earliest"`` (replay the retained history).
@@ -97,15 +100,20 @@ class KafkaSettings:
     - ``publish_timeout``: seconds ``publish`` waits for the broker's acks.
     - ``max_message_size``: largest encoded event (body + attributes); the
       broker's ``message.max.bytes`` (about 1 MiB by default) must allow it.
-    - ``client``: extra librdkafka properties for every client (TLS, SASL, ...).
+    - ``client``: extra librdkafka properties for every client (TLS, SASL, ...);
+      masked in ``repr()`` (it holds SASL passwords).
     """
+
+    adapter: ClassVar[str] = "kafka"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"client"})
 
     bootstrap_servers: str = "127.0.0.1:9092"
     prefix: str = ""
     create_topics: bool = True
+    create_internal_topics: bool = True
     partitions: int = 4
     replication_factor: int = -1
-    start: str = "declared"
+    start: Literal["declared", "earliest"] = "declared"
     session_timeout: float = 10.0
     max_poll_interval: float = 300.0
     commit_interval: float = 1.0
@@ -123,6 +131,9 @@ class KafkaSettings:
     client: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.validate()  # KafkaSettings(...) is checked like from_url's
+
+    def validate(self) -> None:
         if not self.bootstrap_servers.strip():
             raise ConfigError("kafka: bootstrap_servers must name at least one host:port")
         try:
@@ -167,45 +178,40 @@ class KafkaSettings:
         )
 
     @classmethod
-    def from_url(cls, url: str, options: Mapping[str, Any] | None = None) -> KafkaSettings:
-        """Settings from ``kafka://host:port[,host:port]?key=value`` and an options mapping."""
-        parts = urlsplit(url or DEFAULT_URL)
-        if parts.scheme.lower() != "kafka":
-            raise ConfigError(f"kafka: the URL must be kafka://host:port, not {url!r}")
-        raw: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
-        raw.update(options or {})
-        client = dict(raw.pop("client", None) or {})
-        for key in [k for k in raw if "." in k]:  # librdkafka properties
-            client[key] = raw.pop(key)
-        hosts = unquote(parts.netloc.rsplit("@", 1)[-1]) or "127.0.0.1:9092"
-        values: dict[str, Any] = {"bootstrap_servers": raw.pop("bootstrap_servers", hosts)}
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key, value in raw.items():
-            f = fields.get(key)
-            if f is None or key == "client":
-                close = difflib.get_close_matches(key, list(fields), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"kafka: unknown setting {key!r}{hint}")
-            values[key] = _coerce(key, value, cls.__dataclass_fields__[key].default)
-        return cls(client=client, **values)
+    def url_fields(cls, url: SplitResult) -> dict[str, Any]:
+        if url.scheme.lower() != "kafka":
+            raise ConfigError(f"kafka: the URL must be kafka://host:port, not {url.geturl()!r}")
+        return {}  # the hosts: see from_url
 
+    @classmethod
+    def from_url(
+        cls, url: str | None = None, options: Mapping[str, Any] | None = None
+    ) -> KafkaSettings:
+        """Settings from ``kafka://host:port[,host:port]?key=value`` and an options mapping.
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    kind = type(default)
-    try:
-        if kind is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                    raise ValueError(value)
-                return low in ("1", "true", "yes", "on")
-            return bool(value)
-        if kind is int and not isinstance(value, bool):
-            return int(value)
-        if kind is float and not isinstance(value, bool):
-            return float(value)
-        if kind is str:
-            return str(value)
-    except (TypeError, ValueError):
-        pass
-    raise ConfigError(f"kafka: setting {key!r} must be a {kind.__name__}, not {value!r}")
+        The base rules (:class:`eventbus.adapter.Settings`), plus: a key with a dot,
+        in the query or the options, is a librdkafka property and joins ``client``;
+        the URL's hosts are ``bootstrap_servers`` (a list the base's URL check would
+        refuse as a port, so they are taken out here).
+        """
+        split = urlsplit(url or DEFAULT_URL)
+        query = parse_qsl(split.query, keep_blank_values=True)
+        opts = dict(options or {})
+        table = opts.pop("client", None) or {}
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"kafka: option 'client' must be a table, not {table!r}")
+        client = dict(table)
+        client.update((k, v) for k, v in query if "." in k)
+        client.update((k, opts.pop(k)) for k in [k for k in opts if "." in k])
+        ours = [(k, v) for k, v in query if "." not in k]
+        hosts = unquote(split.netloc.rsplit("@", 1)[-1])
+        named = "bootstrap_servers" in opts or any(k == "bootstrap_servers" for k, _ in ours)
+        if hosts and not named:
+            ours.insert(0, ("bootstrap_servers", hosts))
+        elif not hosts and not named and split.scheme.lower() == "kafka":
+            raise ConfigError(
+                "kafka: the URL names no broker; write kafka://host:9092[,host:9092] "
+                "or set the bootstrap_servers option"
+            )
+        rest = split._replace(netloc="", query=urlencode(ours)).geturl()
+        return super().from_url(rest, {**opts, "client": client})

@@ -23,15 +23,15 @@ import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from eventbus import BrokerError, BrokerUnavailable, Delivery, Message
+from eventbus import BrokerError, BrokerUnavailable
+from eventbus.adapter import Delivery, Message
 
+from ._client import KafkaClients
+from ._codec import H_ATTEMPT, H_REASON, H_TOPIC, OWN, in_headers, to_int
+from ._errors import error, kafka_errors, log
 from ._names import dead_topic, marks_group, retry_topic
-from ._wire import H_ATTEMPT, H_REASON, H_TOPIC, OWN, error, in_headers, log, to_int
-
-if TYPE_CHECKING:
-    from ._adapter import KafkaAdapter
 
 __all__ = [
     "dead_letters",
@@ -68,11 +68,11 @@ def _oldest_first(got: dict[int, list[_Letter]], n: int | None) -> list[_Letter]
 class _Cursor:
     """A group-less client of the cursor group, assigned to the dead-letter topic by hand."""
 
-    def __init__(self, adapter: KafkaAdapter, group: str) -> None:
-        self.a, self.ck, s = adapter, adapter.ck, adapter.settings
+    def __init__(self, clients: KafkaClients, group: str) -> None:
+        self.a, self.ck, s = clients, clients.ck, clients.settings
         self.group = group
         self.topic = dead_topic(s.prefix, group)
-        self.c = adapter._make(self.ck.Consumer, adapter.client_config(**{
+        self.c = clients.make(self.ck.Consumer, clients.config(**{
             "group.id": dlq_group(s.prefix + group),
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -170,20 +170,19 @@ class _Cursor:
 
 
 @contextmanager
-def _cursor(adapter: KafkaAdapter, group: str, doing: str) -> Iterator[_Cursor]:
+def _cursor(clients: KafkaClients, group: str, doing: str) -> Iterator[_Cursor]:
     """A cursor for ``group``, closed afterwards; librdkafka errors become ours."""
-    cursor = _Cursor(adapter, group)
+    cursor = _Cursor(clients, group)
     try:
-        yield cursor
-    except adapter.ck.KafkaException as exc:
-        raise error(exc.args[0], f"{doing} of {group!r}") from exc
+        with kafka_errors(clients.ck, f"{doing} of {group!r}"):
+            yield cursor
     finally:
         cursor.close()
 
 
-def dead_letters(adapter: KafkaAdapter, group: str, limit: int) -> list[tuple[Delivery, str]]:
+def dead_letters(clients: KafkaClients, group: str, limit: int) -> list[tuple[Delivery, str]]:
     """Up to ``limit`` dead letters of ``group`` not yet replayed or purged, oldest first."""
-    with _cursor(adapter, group, "reading the dead letters") as cursor:
+    with _cursor(clients, group, "reading the dead letters") as cursor:
         got, _, _ = cursor.scan(cursor.starts(), cap=max(0, limit))
     out: list[tuple[Delivery, str]] = []
     for letter in _oldest_first(got, limit):
@@ -199,7 +198,7 @@ def dead_letters(adapter: KafkaAdapter, group: str, limit: int) -> list[tuple[De
     return out
 
 
-def replay_dead_letters(adapter: KafkaAdapter, group: str, limit: int | None = None) -> int:
+def replay_dead_letters(clients: KafkaClients, group: str, limit: int | None = None) -> int:
     """Copy up to ``limit`` (None: all there are now) dead letters to the group's retry
     topic, oldest first, with ``attempt`` 1; returns how many.
 
@@ -213,10 +212,10 @@ def replay_dead_letters(adapter: KafkaAdapter, group: str, limit: int | None = N
     """
     if limit is not None and limit <= 0:
         return 0
-    ck, s = adapter.ck, adapter.settings
+    ck, s = clients.ck, clients.settings
     retry = retry_topic(s.prefix, group)
     moved = 0
-    with _cursor(adapter, group, "replaying the dead letters") as cursor:
+    with _cursor(clients, group, "replaying the dead letters") as cursor:
         starts = cursor.starts()
         if not starts:
             return 0
@@ -231,9 +230,9 @@ def replay_dead_letters(adapter: KafkaAdapter, group: str, limit: int | None = N
                 if not batch:
                     break
                 if producer is None:
-                    adapter.ensure_topics([retry])
-                    producer = adapter._make(ck.Producer, adapter.producer_config())
-                _copy(adapter, producer, retry, batch)
+                    clients.ensure_topics([retry], create=clients.settings.create_internal_topics)
+                    producer = clients.make(ck.Producer, clients.producer_config())
+                _copy(clients, producer, retry, batch)
                 ends = {x.partition: x.offset + 1 for x in batch}  # in offset order per partition
                 cursor.commit(ends)
                 starts.update(ends)
@@ -247,9 +246,9 @@ def replay_dead_letters(adapter: KafkaAdapter, group: str, limit: int | None = N
     return moved
 
 
-def _copy(adapter: KafkaAdapter, producer: Any, topic: str, batch: list[_Letter]) -> None:
+def _copy(clients: KafkaClients, producer: Any, topic: str, batch: list[_Letter]) -> None:
     """Produce ``batch`` in order to ``topic`` as attempt-1 retries; raise unless all acked."""
-    s = adapter.settings
+    s = clients.settings
     failed: list[Any] = []
 
     def report(err: Any, _msg: Any) -> None:
@@ -280,13 +279,13 @@ def _copy(adapter: KafkaAdapter, producer: Any, topic: str, batch: list[_Letter]
         )
 
 
-def purge_dead_letters(adapter: KafkaAdapter, group: str) -> int:
+def purge_dead_letters(clients: KafkaClients, group: str) -> int:
     """Move the cursor of ``group`` past every dead letter there is; returns how many.
 
     The records stay on the topic until its retention removes them, but no
     listing or replay sees them again.
     """
-    with _cursor(adapter, group, "purging the dead letters") as cursor:
+    with _cursor(clients, group, "purging the dead letters") as cursor:
         starts = cursor.starts()
         if not starts:
             return 0
@@ -297,7 +296,7 @@ def purge_dead_letters(adapter: KafkaAdapter, group: str) -> int:
     return purged
 
 
-def delete_group(adapter: KafkaAdapter, group: str) -> None:
+def delete_group(clients: KafkaClients, group: str) -> None:
     """Delete the consumer group (and its marks and cursor groups), its retry and
     dead-letter topics. Idempotent.
 
@@ -306,8 +305,8 @@ def delete_group(adapter: KafkaAdapter, group: str) -> None:
     what is published from then on. Other processes that declared the group
     keep it declared in memory (close their adapters first).
     """
-    ck, s = adapter.ck, adapter.settings
-    admin = adapter.admin()
+    ck, s = clients.ck, clients.settings
+    admin = clients.admin()
     kafka_group = s.prefix + group
     groups = [kafka_group, marks_group(kafka_group), dlq_group(kafka_group)]
     topics = [retry_topic(s.prefix, group), dead_topic(s.prefix, group)]
@@ -334,22 +333,20 @@ def delete_group(adapter: KafkaAdapter, group: str) -> None:
                 err = exc.args[0]
                 if err.name() != "UNKNOWN_TOPIC_OR_PART":
                     raise error(err, f"deleting topic {name!r}") from exc
-        with adapter._lock:
-            adapter._declared.pop(group, None)
-            adapter._known.difference_update(topics)
-        _wait_gone(adapter, topics)
+        clients.forget_topics(topics)
+        _wait_gone(clients, topics)
     except ck.KafkaException as exc:
         raise error(exc.args[0], f"deleting group {group!r}") from exc
     log.info("kafka: deleted group %s", group)
 
 
-def _wait_gone(adapter: KafkaAdapter, topics: list[str]) -> None:
+def _wait_gone(clients: KafkaClients, topics: list[str]) -> None:
     """Wait until the metadata no longer lists ``topics`` (Apache Kafka deletes them
     asynchronously; creating one again before that fails or is undone)."""
-    s = adapter.settings
+    s = clients.settings
     deadline = time.monotonic() + s.publish_timeout
     while True:
-        listed = adapter.admin().list_topics(timeout=s.publish_timeout).topics
+        listed = clients.admin().list_topics(timeout=s.publish_timeout).topics
         if not any(t in listed for t in topics):
             return
         if time.monotonic() > deadline:

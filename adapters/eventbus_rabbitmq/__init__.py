@@ -5,57 +5,50 @@ name ``rabbitmq`` or an ``amqp://`` / ``amqps://`` URL. Importing this package
 does not import pika: the adapter module is loaded when an adapter is made, and
 a missing pika becomes an install hint (``pip install 'eventbus[rabbitmq]'``).
 
-See ``docs/adapters/rabbitmq.md`` for the mapping and the threading model.
+Modules (each adapter package has the same roles): ``_settings``, ``_codec``,
+``_errors``, ``_client``, ``_adapter``, ``_consumer``, ``_tooling``; see
+``_adapter``'s docstring. ``docs/adapters/rabbitmq.md`` has the mapping and the
+threading model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from eventbus import AdapterSpec, hookimpl
+from eventbus.adapter import AdapterSpec, adapter_spec, hookimpl, lazy_exports
 
-from ._settings import CAPABILITIES, DEFAULT_URL, RabbitMQSettings
+from ._settings import CAPABILITIES, DEFAULT_URL, RabbitMQSettings, delay_bucket
 
 if TYPE_CHECKING:
-    from ._adapter import RabbitMQAdapter, RabbitMQConsumer
-
-__all__ = ["CAPABILITIES", "RabbitMQAdapter", "RabbitMQConsumer", "RabbitMQSettings"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("RabbitMQAdapter", "RabbitMQConsumer"):
-        from . import _adapter  # imports pika, or raises AdapterNotFound with the hint
-
-        return getattr(_adapter, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _create(url: str, options: Mapping[str, Any]) -> RabbitMQAdapter:
-    settings = RabbitMQSettings.from_url(url, options)  # config errors before the SDK loads
     from ._adapter import RabbitMQAdapter
+    from ._consumer import RabbitMQConsumer
 
-    return RabbitMQAdapter(settings=settings)
+__all__ = [
+    "CAPABILITIES",
+    "RabbitMQAdapter",
+    "RabbitMQConsumer",
+    "RabbitMQSettings",
+    "delay_bucket",
+]
 
+SPEC = adapter_spec(
+    name="rabbitmq",
+    settings=RabbitMQSettings,
+    adapter="._adapter:RabbitMQAdapter",
+    package=__name__,
+    schemes=("amqp", "amqps"),
+    capabilities=CAPABILITIES,
+    extra="rabbitmq",
+    sdk="pika",
+    description="RabbitMQ: topic exchange, a durable queue per group (pika)",
+    default_url=DEFAULT_URL,
+)
 
-def _version() -> str:
-    from eventbus import __version__
-
-    return __version__
+__getattr__ = lazy_exports(
+    __name__, {"RabbitMQAdapter": "._adapter", "RabbitMQConsumer": "._consumer"}
+)
 
 
 @hookimpl
 def eventbus_adapters() -> list[AdapterSpec]:
-    return [
-        AdapterSpec(
-            name="rabbitmq",
-            factory=_create,
-            schemes=("amqp", "amqps"),
-            capabilities=CAPABILITIES,
-            version=_version(),
-            extra="rabbitmq",
-            sdk="pika",
-            description="RabbitMQ: topic exchange, a durable queue per group (pika)",
-            default_url=DEFAULT_URL,
-        )
-    ]
+    return [SPEC]

@@ -5,22 +5,24 @@ the factory validates settings before the SDK is loaded.
 
 Every setting can come from the config's ``options`` table or from the URL's
 query string (``amqp://host/vhost?exchange=shop&queue_type=quorum``); options
-win. Query parameters pika knows itself (``frame_max``, ``socket_timeout``,
-``ssl_options``, ...) are passed on to pika untouched.
+win; the rules are :class:`eventbus.adapter.Settings`'s. The query parameters
+pika reads itself (``frame_max``, ``channel_max``, ``locale``, ``tcp_options``,
+...: :data:`PIKA_QUERY`) are passed on to pika, which checks their values when
+the adapter is made.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, ClassVar, Literal
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from eventbus import Capabilities, ConfigError
+from eventbus.adapter import Settings
 
-__all__ = ["CAPABILITIES", "DEFAULT_URL", "RabbitMQSettings"]
+__all__ = ["CAPABILITIES", "DEFAULT_URL", "PIKA_QUERY", "RabbitMQSettings", "delay_bucket"]
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MiB = 1024 * 1024
@@ -30,6 +32,10 @@ BROKER_MAX_MESSAGE_SIZE = 128 * MiB
 #: (``frame_max``, 128 KiB by default): we keep the attributes well under it.
 MAX_HEADER_SIZE = 64 * 1024
 _MAX_NAME = 255  # AMQP short string: queue, exchange and header names, routing keys
+#: URL query parameters that are pika's own (``pika.URLParameters``), not settings of ours.
+#: Those pika also has a setting of ours for (``heartbeat``, the timeouts) are ours.
+PIKA_QUERY = frozenset({"channel_max", "frame_max", "locale", "retry_delay", "ssl_options",
+                        "tcp_options"})  # fmt: skip
 
 CAPABILITIES = Capabilities(
     ordering_per_key=False,  # competing members and delayed retries reorder; see the docs
@@ -49,8 +55,8 @@ CAPABILITIES = Capabilities(
 )
 
 
-@dataclass(frozen=True)
-class RabbitMQSettings:
+@dataclass(frozen=True, repr=False)
+class RabbitMQSettings(Settings):
     """How the adapter connects and lays out its exchange and queues.
 
     - ``url``: ``amqp://user:password@host:port/vhost`` (``amqps://`` for TLS).
@@ -74,10 +80,12 @@ class RabbitMQSettings:
       (``amqps://`` alone uses the system CAs).
     """
 
+    adapter: ClassVar[str] = "rabbitmq"
+
     url: str = DEFAULT_URL
     exchange: str = "eventbus"
     queue_prefix: str | None = None
-    queue_type: str = "classic"
+    queue_type: Literal["classic", "quorum"] = "classic"
     delivery_limit: int | None = None
     prefetch: int | None = None
     lease: float = 30.0
@@ -91,17 +99,37 @@ class RabbitMQSettings:
     tls_verify: bool = True
     tls_server_hostname: str | None = None
 
-    def __post_init__(self) -> None:
-        scheme = urlsplit(self.url).scheme.lower()
+    @classmethod
+    def from_url(
+        cls, url: str | None = None, options: Mapping[str, Any] | None = None
+    ) -> RabbitMQSettings:
+        """Settings from ``url`` and ``options`` (these win); pika's own query parameters
+        (:data:`PIKA_QUERY`) stay in :attr:`url` for pika."""
+        url = url or DEFAULT_URL
+        try:
+            split = urlsplit(url)
+        except ValueError:
+            return super().from_url(url, options)  # the base words the error
+        query = parse_qsl(split.query, keep_blank_values=True)
+        if "url" in (options or {}) or any(k == "url" for k, _ in query):
+            raise ConfigError("rabbitmq: the URL is the config's url, not an option")
+        ours = [(k, v) for k, v in query if k not in PIKA_QUERY]
+        if len(ours) == len(query):
+            return super().from_url(url, options)
+        settings = super().from_url(urlunsplit(split._replace(query=urlencode(ours))), options)
+        return dataclasses.replace(settings, url=url)
+
+    @classmethod
+    def url_fields(cls, url: SplitResult) -> dict[str, Any]:
+        scheme = url.scheme.lower()
         if scheme not in ("amqp", "amqps"):
             raise ConfigError(
                 f"rabbitmq: URL scheme must be amqp or amqps, not {scheme or 'missing'!r} "
                 f"(e.g. {DEFAULT_URL})"
             )
-        if self.queue_type not in ("classic", "quorum"):
-            raise ConfigError(
-                f"rabbitmq: queue_type must be 'classic' or 'quorum', not {self.queue_type!r}"
-            )
+        return {"url": urlunsplit(url)}
+
+    def validate(self) -> None:
         if self.delivery_limit is not None and self.queue_type != "quorum":
             raise ConfigError("rabbitmq: delivery_limit needs queue_type = 'quorum'")
         if not self.exchange or self.exchange.startswith("amq."):
@@ -117,7 +145,7 @@ class RabbitMQSettings:
             raise ConfigError("rabbitmq: heartbeat must be >= 0 seconds (0 disables it)")
         if self.prefetch is not None and not 1 <= self.prefetch <= 65535:
             raise ConfigError("rabbitmq: prefetch must be between 1 and 65535")
-        if self.tls_configured and scheme != "amqps":
+        if self.tls_configured and urlsplit(self.url).scheme.lower() != "amqps":
             raise ConfigError("rabbitmq: the tls_* options need an amqps:// URL")
         if not 1024 <= self.max_message_size <= BROKER_MAX_MESSAGE_SIZE:
             raise ConfigError(
@@ -184,61 +212,28 @@ class RabbitMQSettings:
         """The URL with this adapter's own query parameters removed (what pika reads)."""
         parts = urlsplit(self.url)
         query = [
-            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _FIELDS
+            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k in PIKA_QUERY
         ]
         return urlunsplit(parts._replace(query=urlencode(query)))
 
-    # -- construction -----------------------------------------------------------------
-    @classmethod
-    def from_url(
-        cls, url: str | None, options: Mapping[str, Any] | None = None
-    ) -> RabbitMQSettings:
-        """Settings from ``url`` (query parameters) and ``options`` (these win)."""
-        url = url or DEFAULT_URL
-        values: dict[str, Any] = {}
-        for key, raw in parse_qsl(urlsplit(url).query, keep_blank_values=True):
-            if key in _FIELDS:
-                values[key] = _coerce(key, raw, "URL query parameter")
-        for key, raw in (options or {}).items():
-            if key not in _FIELDS or key == "url":
-                close = difflib.get_close_matches(key, sorted(_FIELDS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"rabbitmq: unknown option {key!r}{hint}")
-            values[key] = _coerce(key, raw, "option")
-        return cls(url=url, **values)
+
+# Delay buckets in ms: 1, 1.5, 2, 3, 5, 7.5 x 10^k from 10 ms to a day; a delay is
+# rounded up to the next bucket, so an event never comes back early.
+_BUCKETS = sorted(
+    {int(m * 10**k) for k in range(1, 8) for m in (1, 1.5, 2, 3, 5, 7.5)} | {86_400_000}
+)
+_BUCKETS = [b for b in _BUCKETS if b <= 86_400_000]
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(RabbitMQSettings)}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+def delay_bucket(seconds: float) -> int:
+    """The delay bucket (ms) for ``seconds``: the smallest one not shorter; 0 for no delay.
 
-
-def _coerce(key: str, raw: Any, where: str) -> Any:
-    kind = str(_FIELDS[key].type)
-    optional = "None" in kind
-    if raw is None or (optional and isinstance(raw, str) and raw.lower() in ("", "none")):
-        if optional:
-            return None
-        raise ConfigError(f"rabbitmq: {where} {key!r} needs a value")
-    try:
-        if kind.startswith("bool"):
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in _TRUE | _FALSE:
-                return text in _TRUE
-            raise ValueError(raw)
-        if kind.startswith("int"):
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError(raw)
-            return int(raw)
-        if kind.startswith("float"):
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return float(raw)
-        if not isinstance(raw, str):
-            raise ValueError(raw)
-        return raw
-    except (TypeError, ValueError):
-        want = kind.replace(" | None", "").replace("str", "text")
-        raise ConfigError(f"rabbitmq: {where} {key!r} must be {want}, not {raw!r}") from None
+    Delays over a day are cut to a day (the longest bucket).
+    """
+    if seconds <= 0:
+        return 0
+    ms = seconds * 1000.0
+    for b in _BUCKETS:
+        if b >= ms:
+            return b
+    return _BUCKETS[-1]

@@ -10,57 +10,45 @@ name ``sqs`` or an ``sqs://`` URL::
 Importing this package does not import boto3: the adapter module is loaded when
 an adapter is made, and a missing boto3 becomes an install hint
 (``pip install 'eventbus[sqs]'``). Settings: :class:`SqsSettings`; the mapping
-and how to run the tests on AWS or LocalStack: ``docs/adapters/sqs.md``.
+and how to run on AWS or LocalStack: ``docs/adapters/sqs.md``.
+
+Modules: ``_settings`` (settings, capabilities; no SDK), ``_codec`` (Message <->
+SQS body and attributes, SNS filter policies), ``_errors`` (botocore's exceptions
+to eventbus's), ``_client`` (the boto3 clients and shared SQS calls), ``_adapter``
+(publish, declare, consumer, close), ``_consumer`` (the consumer and the lease
+renewer), ``_tooling`` (dead-letter tools, ``delete_group``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from eventbus import AdapterSpec, hookimpl
+from eventbus.adapter import AdapterSpec, adapter_spec, hookimpl, lazy_exports
 
-from ._settings import CAPABILITIES, DEFAULT_URL, SqsSettings
+from ._codec import filter_policy, from_wire, sqs_size, to_wire
+from ._settings import CAPABILITIES, DEFAULT_URL, MAX_MESSAGE_SIZE, SqsSettings
 
 if TYPE_CHECKING:
     from ._adapter import SqsAdapter, SqsConsumer
 
-__all__ = ["CAPABILITIES", "SqsAdapter", "SqsConsumer", "SqsSettings"]
+__all__ = ["CAPABILITIES", "MAX_MESSAGE_SIZE", "SqsAdapter", "SqsConsumer", "SqsSettings",
+           "filter_policy", "from_wire", "sqs_size", "to_wire"]  # fmt: skip
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("SqsAdapter", "SqsConsumer"):
-        from . import _adapter  # imports boto3, or raises AdapterNotFound with the hint
-
-        return getattr(_adapter, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _create(url: str, options: Mapping[str, Any]) -> SqsAdapter:
-    settings = SqsSettings.from_url(url, options)  # config errors before the SDK loads
-    from ._adapter import SqsAdapter
-
-    return SqsAdapter(settings)
-
-
-def _version() -> str:
-    from eventbus import __version__
-
-    return __version__
+SPEC = adapter_spec(
+    name="sqs",
+    settings=SqsSettings,
+    adapter="._adapter:SqsAdapter",
+    package=__name__,
+    schemes=("sqs",),
+    capabilities=CAPABILITIES,
+    extra="sqs",
+    sdk="boto3",
+    description="Amazon SQS: a queue per group, SNS topic fan-out (boto3)",
+    default_url=DEFAULT_URL,
+)
+__getattr__ = lazy_exports(__name__, {"SqsAdapter": "._adapter", "SqsConsumer": "._adapter"})
 
 
 @hookimpl
 def eventbus_adapters() -> list[AdapterSpec]:
-    return [
-        AdapterSpec(
-            name="sqs",
-            factory=_create,
-            schemes=("sqs",),
-            capabilities=CAPABILITIES,
-            version=_version(),
-            extra="sqs",
-            sdk="boto3",
-            description="Amazon SQS: a queue per group, SNS topic fan-out (boto3)",
-            default_url=DEFAULT_URL,
-        )
-    ]
+    return [SPEC]

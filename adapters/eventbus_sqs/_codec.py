@@ -27,20 +27,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
-from collections.abc import Mapping
+import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventbus import EncodeError, Message
+from eventbus import EncodeError
+from eventbus.adapter import H_ATTEMPT, H_FAILED_AT, H_GROUP, H_REASON, Message, make_message
 
-__all__ = ["DEAD_LETTER", "Wire", "from_wire", "sqs_size", "to_wire"]
+__all__ = ["DEAD_LETTER", "Wire", "dead_letter_note", "fifo_id", "filter_policy", "from_wire",
+           "read_dead_letter_note", "sqs_size", "to_wire"]  # fmt: skip
 
 TYPE = "type"
 CE = "ce"
-#: Attribute the adapter adds to a dead-lettered copy: JSON ``{"reason", "attempt", "group"}``.
-DEAD_LETTER = "deadletter"
+#: Attributes the adapter adds to a dead-lettered copy (eventbus's header names).
+DEAD_LETTER = (H_REASON, H_ATTEMPT, H_GROUP, H_FAILED_AT)
+#: What dead letters carried before: one JSON attribute ``{"reason", "attempt", "group"}``.
+_OLD_DEAD_LETTER = "deadletter"
+_NOT_HEADERS = frozenset((*DEAD_LETTER, _OLD_DEAD_LETTER))
 _FIELDS = (
     "id", "source", "time", "datacontenttype", "subject", "correlationid",
     "causationid", "traceparent", "partitionkey", "dataschema",
@@ -52,6 +59,7 @@ EMPTY_BODY = "-"
 # Characters SQS accepts in bodies and attribute values (XML 1.0's), without CR,
 # which XML parsers may turn into LF on the way.
 _UNSAFE = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_FIFO_ID_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +156,9 @@ def from_wire(body: str, attributes: Mapping[str, Any] | None) -> tuple[Message,
     headers = {}
     for name, attr in attributes.items():
         value = _string_value(attr)
-        if value is not None and name != DEAD_LETTER:
+        if value is not None and name not in _NOT_HEADERS:
             headers[name] = value
-    return Message(topic=topic, body=body.encode("utf-8", "surrogatepass"), headers=headers), False
+    return make_message(topic, body.encode("utf-8", "surrogatepass"), headers), False
 
 
 def _unpack(body: str, topic: str, ce: str | None) -> Message | None:
@@ -195,4 +203,65 @@ def _unpack(body: str, topic: str, ce: str | None) -> Message | None:
             data = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             return None
-    return Message(topic=topic, body=data, headers=headers, key=key)
+    return make_message(topic, data, headers, key)
+
+
+def dead_letter_note(reason: str, attempt: int, group: str, failed_at: str) -> dict[str, Any]:
+    """The attributes that say why a dead-lettered copy is dead (String attributes)."""
+    return {
+        H_REASON: _string(reason[:4000] or "-"),
+        H_ATTEMPT: {"DataType": "Number", "StringValue": str(attempt)},
+        H_GROUP: _string(group or "-"),
+        H_FAILED_AT: _string(failed_at),
+    }
+
+
+def read_dead_letter_note(attributes: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """The reason and attempt a dead letter's attributes carry (None: not there)."""
+    reason = _string_value(attributes.get(H_REASON))
+    attempt = _string_value(attributes.get(H_ATTEMPT))
+    old = _string_value(attributes.get(_OLD_DEAD_LETTER))
+    if reason is None and old is not None:  # written by an older version
+        try:
+            info = json.loads(old)
+        except ValueError:
+            info = None
+        if isinstance(info, dict):
+            reason = str(info["reason"]) if "reason" in info else None
+            attempt = str(info["attempt"]) if "attempt" in info else None
+    try:
+        return reason, int(attempt) if attempt is not None else None
+    except ValueError:
+        return reason, None
+
+
+def fifo_id(value: str) -> str:
+    """``value`` if SQS takes it as a message group or dedup id, else a stable hash of it."""
+    if value and len(value) <= 128 and all(c in _FIFO_ID_CHARS for c in value):
+        return value
+    return "h-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def filter_policy(patterns: Sequence[str]) -> dict[str, Any] | None:
+    """The SNS filter policy on ``type`` that lets through at least what ``patterns`` match.
+
+    Direct patterns become exact values; a wildcard pattern becomes a ``prefix``
+    of its literal words (``order.*`` -> ``order.``; ``order.#`` -> ``order``, as
+    ``#`` also matches zero words). A pattern starting with a wildcard can't be
+    narrowed, so then there is no policy at all (every event reaches the queue
+    and the consumer's exact check decides). ``None`` means "no policy".
+    """
+    values: list[Any] = []
+    for pattern in dict.fromkeys(patterns):
+        words = pattern.split(".")
+        wild = next((i for i, w in enumerate(words) if w in ("*", "#")), None)
+        if wild is None:
+            values.append(pattern)
+            continue
+        if wild == 0:
+            return None
+        prefix = ".".join(words[:wild]) + ("." if words[wild] == "*" else "")
+        values.append({"prefix": prefix})
+    if not values or len(values) > 150:  # SNS: at most 150 values in one policy
+        return None
+    return {TYPE: values}

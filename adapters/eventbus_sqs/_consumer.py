@@ -3,13 +3,17 @@
 It receives from the group's queue (long polls, or short polls with a back-off),
 checks each message against the group's patterns, and settles by receipt handle:
 ack = ``DeleteMessageBatch``, nack = ``ChangeMessageVisibility(delay)``, dead
-letter = a copy with the reason to the DLQ, then delete. The adapter's heartbeat
-thread reads what it holds (under a lock) to extend its visibility.
+letter = a copy with the reason to the DLQ, then delete. What it holds is
+registered with the adapter's :class:`~eventbus.adapter.LeaseRenewer`, whose
+thread extends its visibility (:func:`lease_renewer`) while handlers run.
+
+A consumer gets everything it uses at construction: the adapter's
+:class:`~eventbus_sqs._client.SqsClient`, the settings, the group's queues and the
+renewer; it never touches the adapter itself.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -17,18 +21,18 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timezone
+from typing import Any
 
-from eventbus import BrokerError, ClosedError, Consumer, Delivery, Matcher
+from eventbus import ClosedError, Matcher
+from eventbus.adapter import Consumer, Delivery, LeaseRenewer, make_delivery
 
-from ._codec import DEAD_LETTER, from_wire, sqs_size, to_wire
-from ._sdk import BATCH, GONE, ClientError, chunks, error_code, fifo_id, sdk
-from ._settings import MAX_MESSAGE_SIZE, MAX_VISIBILITY
+from ._client import BATCH, SqsClient
+from ._codec import DEAD_LETTER, dead_letter_note, fifo_id, from_wire, sqs_size, to_wire
+from ._errors import GONE, ClientError, error_code, sdk
+from ._settings import MAX_MESSAGE_SIZE, MAX_VISIBILITY, SqsSettings
 
-if TYPE_CHECKING:
-    from ._adapter import SqsAdapter
-
-__all__ = ["GroupQueues", "SqsConsumer"]
+__all__ = ["GroupQueues", "SqsConsumer", "lease_renewer", "sendable"]
 
 log = logging.getLogger("eventbus.sqs")
 
@@ -49,6 +53,7 @@ class _Handle:
     """What a delivery needs to be settled: its receipt and the message as received."""
 
     receipt: str
+    url: str  # the queue it came from
     message_id: str
     body: str
     attributes: dict[str, Any]
@@ -56,7 +61,7 @@ class _Handle:
     expires: float  # monotonic time its visibility runs out, as last set
 
 
-def _sendable(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def sendable(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Received attributes in the form SendMessage takes."""
     out: dict[str, dict[str, Any]] = {}
     for name, attr in attributes.items():
@@ -64,6 +69,31 @@ def _sendable(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if "DataType" in value and len(value) == 2:
             out[name] = value
     return out
+
+
+def lease_renewer(client: SqsClient, settings: SqsSettings) -> LeaseRenewer:
+    """The adapter's renewer: every third of the lease, it extends the visibility of
+    held deliveries whose visibility runs out within two periods."""
+    visibility = settings.visibility
+    period = max(0.5, visibility / 3)
+
+    def renew(handles: Sequence[_Handle]) -> None:
+        now = time.monotonic()
+        due: dict[str, list[_Handle]] = {}
+        for h in handles:
+            if h.expires - now < 2 * period:
+                due.setdefault(h.url, []).append(h)
+        for url, items in due.items():
+            try:
+                refused = client.set_visibility(url, [h.receipt for h in items], visibility)
+            except Exception as exc:  # retried on the next round; the lease may lapse
+                log.debug("extending %d lease(s) failed: %s", len(items), exc)
+                continue
+            for i, h in enumerate(items):
+                if i not in refused:
+                    h.expires = now + visibility
+
+    return LeaseRenewer(renew, period=period, name="eventbus-sqs-lease")
 
 
 # -- the consumer ---------------------------------------------------------------------------
@@ -76,12 +106,21 @@ class SqsConsumer(Consumer):
     never overtaken by the next of its key.
     """
 
-    def __init__(self, adapter: SqsAdapter, group: GroupQueues, matcher: Matcher) -> None:
-        self._a = adapter
+    def __init__(
+        self,
+        client: SqsClient,
+        settings: SqsSettings,
+        group: GroupQueues,
+        matcher: Matcher,
+        renewer: LeaseRenewer,
+    ) -> None:
+        self._client = client
+        self._settings = settings
         self._g = group
         self._matcher = matcher
-        self._fifo = adapter.settings.fifo
-        self._lock = threading.Lock()  # _inflight is read by the heartbeat thread
+        self._renewer = renewer
+        self._fifo = settings.fifo
+        self._lock = threading.Lock()  # _inflight, _held, _busy (close, crash: other threads)
         self._inflight: dict[str, _Handle] = {}
         self._held: deque[tuple[_Handle, Delivery]] = deque()  # FIFO: waiting for their key
         self._busy: set[str] = set()  # FIFO: message groups with a delivery handed out
@@ -95,12 +134,12 @@ class SqsConsumer(Consumer):
 
     # -- receive -------------------------------------------------------------------------
     def receive(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._closed or self._a._closed:
+        if self._closed or self._client.closed:
             raise ClosedError("sqs consumer is closed")
         out = self._release_held(max_messages)
         if out:
             return out
-        s = self._a.settings
+        s = self._settings
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             now = time.monotonic()
@@ -111,7 +150,7 @@ class SqsConsumer(Consumer):
                     return []
             wait = min(s.long_poll, int(deadline - now + 0.01))  # whole seconds; 0: short
             with sdk(f"receiving from {self._g.name!r}"):
-                got = self._a._sqs.receive_message(
+                got = self._client.poll.receive_message(
                     QueueUrl=self._g.url,
                     MaxNumberOfMessages=max(1, min(BATCH, max_messages)),
                     WaitTimeSeconds=wait,
@@ -134,32 +173,46 @@ class SqsConsumer(Consumer):
 
     def _accept(self, got: Sequence[Mapping[str, Any]], expires: float) -> list[Delivery]:
         out: list[Delivery] = []
-        drop: list[str] = []
+        unmatched: list[Delivery] = []
         with self._lock:
             for m in got:
                 message, ours = from_wire(m.get("Body", ""), m.get("MessageAttributes"))
                 receipt = m["ReceiptHandle"]
-                if (ours or message.topic) and not self._matcher(message.topic):
-                    drop.append(receipt)  # SNS's prefix filter let it through: not ours
-                    continue
                 system = m.get("Attributes") or {}
                 attempt = int(system.get("ApproximateReceiveCount", "1"))
                 if message.key is None and system.get("MessageGroupId") and not ours:
                     message.key = system["MessageGroupId"]
-                h = _Handle(receipt, m["MessageId"], m.get("Body", ""),
+                h = _Handle(receipt, self._g.url, m["MessageId"], m.get("Body", ""),
                             dict(m.get("MessageAttributes") or {}),
                             system.get("MessageGroupId"), expires)  # fmt: skip
+                if (ours or message.topic) and not self._matcher(message.topic):
+                    # SNS's prefix filter let it through, or a foreign producer's odd type
+                    unmatched.append(make_delivery(message, attempt, h))
+                    continue
                 self._inflight[receipt] = h
-                d = Delivery(message, attempt, h)
+                self._renewer.hold(receipt, h)
+                d = make_delivery(message, attempt, h)
                 if self._fifo and h.group_id is not None:
                     if h.group_id in self._busy:
                         self._held.append((h, d))
                         continue
                     self._busy.add(h.group_id)
                 out.append(d)
-        if drop:
-            self._delete(drop)
+        if unmatched:
+            self._dead_letter_unmatched(unmatched)
         return out
+
+    def _dead_letter_unmatched(self, deliveries: Sequence[Delivery]) -> None:
+        """Events of a type none of the group's patterns match: to the DLQ, with why."""
+        patterns = list(self._matcher.patterns)
+        for d in deliveries:
+            reason = (
+                f"event type {d.message.topic!r} matches none of the patterns of group "
+                f"{self._g.name!r}: {patterns}"
+            )
+            log.info("group %s: dead-lettering %s", self._g.name, reason)
+            self._copy_to_dlq(d, reason)
+        self._delete([d.handle.receipt for d in deliveries])
 
     def _release_held(self, limit: int) -> list[Delivery]:
         if not self._held:
@@ -181,6 +234,7 @@ class SqsConsumer(Consumer):
         h = d.handle
         if not isinstance(h, _Handle):
             raise ValueError("not a delivery of this consumer")
+        self._renewer.release(h.receipt)
         with self._lock:
             self._inflight.pop(h.receipt, None)
             if h.group_id is not None:
@@ -188,16 +242,7 @@ class SqsConsumer(Consumer):
         return h
 
     def _delete(self, receipts: Sequence[str]) -> None:
-        for chunk in chunks(receipts):
-            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)]
-            with sdk(f"deleting from {self._g.name!r}"):
-                result = self._a._sqs.delete_message_batch(QueueUrl=self._g.url, Entries=entries)
-            failed = [f for f in result.get("Failed") or [] if f.get("Code") not in GONE]
-            if failed:
-                raise BrokerError(
-                    f"SQS refused to delete {len(failed)} message(s) of {self._g.name!r}: "
-                    f"{failed[0].get('Code')}: {failed[0].get('Message')}; they will come back"
-                )
+        self._client.delete(self._g.url, receipts, self._g.name)
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         self._check_open()
@@ -211,7 +256,7 @@ class SqsConsumer(Consumer):
         after = min(MAX_VISIBILITY, math.ceil(delay)) if delay > 0 else 0
         with sdk(f"returning a message to {self._g.name!r}"):
             try:
-                self._a._sqs.change_message_visibility(
+                self._client.sqs.change_message_visibility(
                     QueueUrl=self._g.url, ReceiptHandle=h.receipt, VisibilityTimeout=after
                 )
             except ClientError as exc:
@@ -228,23 +273,30 @@ class SqsConsumer(Consumer):
             self._held = deque((h, d) for h, d in self._held if h.group_id != group_id)
             for h in back:
                 self._inflight.pop(h.receipt, None)
-        self._a._release(self._g.url, [h.receipt for h in back])
+                self._renewer.release(h.receipt)
+        self._client.release(self._g.url, [h.receipt for h in back])
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         self._check_open()
         h = delivery.handle
         if not isinstance(h, _Handle):
             raise ValueError("not a delivery of this consumer")
-        note = {"DataType": "String", "StringValue": json.dumps(
-            {"reason": reason[:4000], "attempt": delivery.attempt, "group": self._g.name},
-            ensure_ascii=True)}  # fmt: skip
-        attributes = _sendable(h.attributes)
-        attributes.pop(DEAD_LETTER, None)
+        self._copy_to_dlq(delivery, reason)
+        self._settled(delivery)
+        self._delete([h.receipt])
+
+    def _copy_to_dlq(self, delivery: Delivery, reason: str) -> None:
+        h = delivery.handle
+        failed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        note = dead_letter_note(reason, delivery.attempt, self._g.name, failed_at)
+        attributes = sendable(h.attributes)
+        for name in DEAD_LETTER:
+            attributes.pop(name, None)
         body = h.body or "-"
-        if len(attributes) >= 10:  # a foreign message with every slot used: repack it
+        if len(attributes) + len(note) > 10:  # a foreign message with many attributes: repack
             wire = to_wire(delivery.message)
             body, attributes = wire.body, dict(wire.attributes)
-        attributes[DEAD_LETTER] = note
+        attributes.update(note)
         fields = {}
         if self._fifo:
             fields = {"MessageGroupId": fifo_id(h.group_id or h.message_id),
@@ -252,38 +304,21 @@ class SqsConsumer(Consumer):
         if sqs_size(body, attributes) > MAX_MESSAGE_SIZE:
             log.warning("dead letter of %s is over 256 KiB with its reason", h.message_id)
         with sdk(f"dead-lettering a message of {self._g.name!r}"):
-            self._a._sqs.send_message(
+            self._client.sqs.send_message(
                 QueueUrl=self._g.dlq_url, MessageBody=body, MessageAttributes=attributes, **fields
             )
-        self._settled(delivery)
-        self._delete([h.receipt])
 
-    # -- heartbeat, close -------------------------------------------------------------------
-    def _extend(self, visibility: int, margin: float) -> None:
-        now = time.monotonic()
-        with self._lock:
-            due = [h for h in self._inflight.values() if h.expires - now < margin]
-        if not due or self._crashed:
-            return
-        for chunk in chunks(due):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": visibility}
-                for i, h in enumerate(chunk)
-            ]
-            result = self._a._sqs.change_message_visibility_batch(
-                QueueUrl=self._g.url, Entries=entries
-            )
-            failed = {f["Id"] for f in result.get("Failed") or []}
-            for i, h in enumerate(chunk):
-                if str(i) not in failed:
-                    h.expires = now + visibility
-
-    def _crash(self) -> None:
+    # -- crash, close ------------------------------------------------------------------------
+    def crash(self) -> None:
+        """Act like a killed process: stop renewing, forget what is held, settle nothing."""
         self._crashed = True
         self._closed = True
         with self._lock:
+            receipts = list(self._inflight)
             self._inflight.clear()
             self._held.clear()
+        for receipt in receipts:
+            self._renewer.release(receipt)
 
     def _check_open(self) -> None:
         if self._crashed:
@@ -298,7 +333,7 @@ class SqsConsumer(Consumer):
             self._inflight.clear()
             self._held.clear()
             self._busy.clear()
-        if receipts and not self._a._closed:
-            self._a._release(self._g.url, receipts)
-        with self._a._lock:
-            self._a._consumers.discard(self)
+        for receipt in receipts:
+            self._renewer.release(receipt)
+        if receipts and not self._client.closed:
+            self._client.release(self._g.url, receipts)

@@ -1,7 +1,8 @@
 """Settings of the SQS adapter: one small typed record, read from a URL and options.
 
 Nothing here imports boto3: the plugin module reads :data:`CAPABILITIES` and the
-factory validates settings before the SDK is loaded.
+factory validates settings before the SDK is loaded. Values are read by
+:meth:`eventbus.adapter.Settings.from_url` (the rules every adapter shares).
 
 URL forms (options from the config's ``options`` table win over the query)::
 
@@ -17,17 +18,15 @@ credentials file (``profile=``), or the instance/task role.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import hashlib
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, ClassVar, Literal
+from urllib.parse import SplitResult
 
-from eventbus import Capabilities, ConfigError
+from eventbus import ConfigError
+from eventbus.adapter import Capabilities, Settings
 
 __all__ = ["CAPABILITIES", "DEFAULT_URL", "MAX_MESSAGE_SIZE", "SqsSettings"]
 
@@ -56,12 +55,9 @@ CAPABILITIES = Capabilities(
     cross_process=True,
 )
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
-
-@dataclass(frozen=True)
-class SqsSettings:
+@dataclass(frozen=True, repr=False)
+class SqsSettings(Settings):
     """Where the queues are and how the adapter lays them out.
 
     - ``region``: AWS region; ``None``: boto3's own (``AWS_REGION``, profile, ...).
@@ -78,21 +74,25 @@ class SqsSettings:
       dedup by event id.
     - ``create``: create the topic, queues and subscriptions on demand (default);
       ``false``: they must exist (made by CloudFormation/Terraform) and are only checked.
-    - ``lease``: visibility timeout in seconds; a heartbeat extends it while a
+    - ``lease``: visibility timeout in seconds; the lease renewer extends it while a
       handler runs, so it is the time a crashed consumer's events wait.
     - ``max_receive_count``: the redrive policy's limit; SQS moves a message to the
       group's DLQ after that many receives. A safety net behind the worker's own
       retry policy, so keep it above ``retry.max_attempts``.
     - ``long_poll``: longest ``WaitTimeSeconds`` of one receive (0-20).
     - ``refresh``: ``mode=sqs`` only: seconds a publisher trusts its list of groups.
-    - ``connect_timeout``: seconds to open a connection to the endpoint.
-    - ``max_attempts``: botocore's attempts per call (its retry with backoff).
+    - ``connect_timeout``: seconds to open a connection to the endpoint (also about
+      the longest a stop waits for a receive while the endpoint is down).
+    - ``max_attempts``: botocore's attempts per call (its retry with backoff);
+      receives, lease renewals and hand-backs make one attempt (the worker retries).
     """
+
+    adapter: ClassVar[str] = "sqs adapter"
 
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
-    mode: str = "sns"
+    mode: Literal["sns", "sqs"] = "sns"
     topic: str = "eventbus"
     topic_arn: str | None = None
     prefix: str = "eventbus-"
@@ -106,6 +106,24 @@ class SqsSettings:
     max_attempts: int = 3
 
     def __post_init__(self) -> None:
+        self.validate()  # also when made directly, not only by from_url
+
+    @classmethod
+    def url_fields(cls, url: SplitResult) -> dict[str, Any]:
+        """``sqs://host:port``: the endpoint (plain http); credentials are refused."""
+        if url.scheme and url.scheme.lower() != "sqs":
+            raise ConfigError(f"{cls.adapter}: URL scheme must be 'sqs', not {url.scheme!r}")
+        if url.username or url.password:
+            raise ConfigError(
+                f"{cls.adapter}: don't put credentials in the URL; boto3 reads them from "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile (profile=...) or a role"
+            )
+        if url.hostname:
+            port = f":{url.port}" if url.port else ""
+            return {"endpoint_url": f"http://{url.hostname}{port}"}
+        return {}
+
+    def validate(self) -> None:
         if self.mode not in ("sns", "sqs"):
             raise ConfigError(f"sqs adapter: mode must be 'sns' or 'sqs', not {self.mode!r}")
         if not 1 <= self.lease <= MAX_VISIBILITY:
@@ -173,55 +191,3 @@ class SqsSettings:
 
     def is_dlq_name(self, name: str) -> bool:
         return name.removesuffix(".fifo").endswith(_DLQ_SUFFIX)
-
-    # -- parsing ---------------------------------------------------------------------
-    @classmethod
-    def from_url(cls, url: str, options: Mapping[str, Any] | None = None) -> SqsSettings:
-        """Settings from ``sqs://[host:port]?key=value...`` and an options mapping (wins)."""
-        parts = urlsplit(url or DEFAULT_URL)
-        if parts.scheme and parts.scheme.lower() != "sqs":
-            raise ConfigError(f"sqs adapter: URL scheme must be 'sqs', not {parts.scheme!r}")
-        if parts.username or parts.password:
-            raise ConfigError(
-                "sqs adapter: don't put credentials in the URL; boto3 reads them from "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile (profile=...) or a role"
-            )
-        raw: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
-        if parts.hostname:
-            port = f":{parts.port}" if parts.port else ""
-            raw.setdefault("endpoint_url", f"http://{parts.hostname}{port}")
-        raw.update(options or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key not in fields:
-                close = difflib.get_close_matches(key, list(fields), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"sqs adapter: unknown option {key!r}{hint}")
-            values[key] = _convert(key, value, fields[key].default)
-        return cls(**values)
-
-
-def _convert(key: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ConfigError(f"sqs adapter: {key} must be true or false, not {value!r}")
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"sqs adapter: {key} must be a number, not {value!r}") from None
-        if isinstance(default, int):
-            if number != int(number):
-                raise ConfigError(f"sqs adapter: {key} must be a whole number, not {value!r}")
-            return int(number)
-        return number
-    if value is None or value == "":
-        return default
-    return str(value)

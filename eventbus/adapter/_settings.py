@@ -88,7 +88,8 @@ class Settings:
         fields = cls._fields()
         try:
             split = urlsplit(url or "")
-            split.port  # noqa: B018 - raises ValueError for a port that is not a number
+            if "," not in split.netloc:  # one host (b1:9092,b2:9092 lists are the adapter's)
+                split.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError as exc:
             raise ConfigError(f"{cls.adapter}: broker URL is not valid ({exc})") from None
         values: dict[str, Any] = {}

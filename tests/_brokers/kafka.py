@@ -100,3 +100,36 @@ def settings_for(bootstrap: str, **changes: Any) -> Any:
 def kafka_settings(kafka_bootstrap: str) -> Any:
     """The session's ``KafkaSettings`` (see ``settings_for``)."""
     return settings_for(kafka_bootstrap)
+
+
+class Restartable:
+    """A Tansu of the test's own on a fixed port: ``stop()`` it (an outage) and ``start()``
+    it again on the same port (memory storage: it comes back empty)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._running: Any = None
+
+    def start(self) -> None:
+        if self._running is None:
+            self._running = tansu(self.port)
+            self._running.__enter__()
+
+    def stop(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            running.__exit__(None, None, None)
+
+
+@pytest.fixture
+def kafka_restartable() -> Iterator[Restartable]:
+    """A broker of this test's own, which it may stop and start (Tansu only)."""
+    if EXTERNAL:
+        pytest.skip("stopping the broker needs the Tansu the tests start, not an external one")
+    broker = Restartable()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -45,9 +45,7 @@ class Topology:
         for a in self.adapters:
             s = a.settings
             self.exchanges |= {s.exchange, s.delay_exchange}
-            for group in a._bound:
-                self.queues |= {s.queue(group), s.dead_queue(group)}
-            self.queues |= {s.delay_queue(ms) for ms in a._buckets}
+            self.queues |= a._topology.queues()
         self.adapters.clear()
 
     def delete(self, url: str) -> None:

@@ -107,27 +107,52 @@ def new_names(endpoint: SqsEndpoint) -> SqsNames:
     return SqsNames(endpoint, prefix=f"eb{RUN}{n:03d}-", topic=f"eb{RUN}{n:03d}")
 
 
+def _need_moto() -> None:
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        pytest.skip("moto_server is not installed (pip install 'moto[server]'), "
+                    "and EVENTBUS_SQS_ENDPOINT is not set")  # fmt: skip
+
+
+class MotoServer:
+    """moto's server on one port (see ``tests/sqs/_moto.py``), which a test may stop and
+    start again (as an endpoint that goes away and comes back; moto's state is lost)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        _need_moto()
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, str(MOTO), "127.0.0.1", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped with all it starts
+        )
+        wait_listening(self.port, self._proc, "moto_server")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop_group(self._proc)
+            self._proc = None
+
+    def __enter__(self) -> MotoServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
 @contextmanager
 def moto(port: int | None = None) -> Iterator[str]:
     """moto's server (with its concurrent-receive race fixed, see ``tests/sqs/_moto.py``).
 
     Yields its endpoint URL. Skips if ``moto[server]`` is not installed.
     """
-    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]'), "
-                    "and EVENTBUS_SQS_ENDPOINT is not set")  # fmt: skip
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(MOTO), "127.0.0.1", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: stopped with all it starts
-    )
-    try:
-        wait_listening(port, proc, "moto_server")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(proc)
+    with MotoServer(port) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,8 @@ class DemoSettings(Settings):
     @classmethod
     def url_fields(cls, url: SplitResult) -> dict[str, Any]:
         out: dict[str, Any] = {"url": url.geturl()}
+        if "," in url.netloc:  # a list of hosts: kept in the URL
+            return out
         if url.hostname:
             out["host"] = url.hostname
         if url.port:
@@ -124,6 +126,8 @@ def test_a_url_with_a_bad_port_is_a_config_error_and_validate_runs() -> None:
         DemoSettings.from_url("demo://u:p@[::1/")
     with pytest.raises(ConfigError, match="must be > 0"):
         DemoSettings.from_url("demo://h?lease=0")
+    # a list of hosts is the adapter's to read (Kafka's bootstrap servers)
+    assert DemoSettings.from_url("demo://b1:9092,b2:9092").url == "demo://b1:9092,b2:9092"
 
 
 def test_repr_masks_secret_fields_and_url_passwords() -> None:

@@ -209,6 +209,15 @@ def test_unserialisable_publish_sends_nothing(broker) -> None:
     assert broker.depth("g") == 0
 
 
+def test_an_attribute_that_is_not_utf8_is_an_encode_error(broker) -> None:
+    bus = new_bus(broker)
+    bus.subscribe("a.*", Collector(), group="g")
+    bus.declare()
+    with pytest.raises(EncodeError, match="correlationid"):
+        bus.publish("a.b", {"n": 1}, correlationid="\udc80")  # a lone surrogate
+    assert broker.depth("g") == 0
+
+
 @pytest.mark.parametrize("was_enabled", [True, False])
 def test_bulk_publish_pauses_the_gc_only_while_encoding(broker, was_enabled: bool) -> None:
     """A big batch is encoded with the cyclic GC paused (docs/concepts.md), and the GC

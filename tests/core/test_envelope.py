@@ -58,6 +58,8 @@ def test_unserialisable_payload_is_a_clear_encode_error(bad) -> None:
         {"extensions": {"Bad-Name": "x"}},
         {"extensions": {"id": "x"}},
         {"subject": "a\x00b"},
+        {"subject": "caf\u00e9 \ud800"},  # not encodable as UTF-8 (a lone surrogate)
+        {"extensions": {"tenant": "\udc80"}},
     ],
 )
 def test_bad_attributes_are_encode_errors(kw) -> None:

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import confluent_kafka
 import pytest
-from confluent_kafka import TopicPartition
 from eventbus_kafka import KafkaAdapter, KafkaSettings, dead_topic, retry_topic, topic_for
 
 from eventbus import (
     BrokerUnavailable,
-    BusConfig,
     ClosedError,
     Event,
     EventBus,
@@ -29,50 +25,9 @@ from eventbus.testing import Collector, eventually
 
 pytestmark = pytest.mark.kafka
 
-FAST = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.3, jitter=0.0)
-
-
-@pytest.fixture
-def word() -> str:
-    return "k" + uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def buses(make_adapter: Callable[..., KafkaAdapter]) -> Iterator[Callable[..., EventBus]]:
-    made: list[EventBus] = []
-
-    def new(retry: RetryPolicy = FAST, **changes: Any) -> EventBus:
-        config = BusConfig(prefetch=20, poll_interval=0.2, retry=retry)
-        bus = EventBus(make_adapter(**changes), source="/tests/kafka", config=config)
-        made.append(bus)
-        return bus
-
-    yield new
-    for bus in made:
-        bus.close()
-
-
-def read_topic(settings: KafkaSettings, topic: str, n: int, timeout: float = 15) -> list[Any]:
-    """The first ``n`` records of ``topic`` read with the plain SDK (no group commits)."""
-    c = confluent_kafka.Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                                  "group.id": "reader-" + uuid.uuid4().hex,
-                                  "enable.auto.commit": False})  # fmt: skip
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        c.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in parts])
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is not None and m.error() is None:
-                out.append(m)
-        return out
-    finally:
-        c.close()
-
-
 def test_records_follow_the_cloudevents_kafka_binding(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str
+    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str,
+    read_topic: Callable[..., list[Any]],
 ) -> None:
     from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
     from cloudevents.core.formats.json import JSONFormat
@@ -80,7 +35,7 @@ def test_records_follow_the_cloudevents_kafka_binding(
     bus = buses()
     sent = bus.publish(f"{word}.created", {"id": 7, "user": "Ana"}, key="order-7",
                        subject="orders/7", extensions={"tenant": "acme"}).event  # fmt: skip
-    (record,) = read_topic(kafka_settings, topic_for(f"{word}.created", kafka_settings.prefix), 1)
+    (record,) = read_topic(topic_for(f"{word}.created", kafka_settings.prefix), 1)
     headers = dict(record.headers())
     assert headers["ce_id"] == sent.id.encode() and headers["ce_specversion"] == b"1.0"
     assert headers["content-type"] == b"application/json"
@@ -118,7 +73,8 @@ def test_records_written_by_the_cloudevents_sdk_are_consumed(
 
 
 def test_retries_go_through_the_retry_topic_with_growing_attempt(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str
+    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str,
+    read_topic: Callable[..., list[Any]],
 ) -> None:
     bus = buses(local_retries=0)  # every retry through the retry topic
     got = Collector(fail=lambda e: e.attempt < 3)
@@ -132,7 +88,7 @@ def test_retries_go_through_the_retry_topic_with_growing_attempt(
     for e in got.events:
         attempts.setdefault(e.id, []).append(e.attempt)
     assert all(attempts[i] == [1, 2, 3] for i in ids), attempts
-    copies = read_topic(kafka_settings, retry_topic(kafka_settings.prefix, group), 10)
+    copies = read_topic(retry_topic(kafka_settings.prefix, group), 10)
     assert len(copies) == 10  # attempts 2 and 3 of five events
     h = dict(copies[0].headers())
     assert h["eventbus-topic"] == f"{word}.x".encode() and h["eventbus-attempt"] in (b"2", b"3")
@@ -140,7 +96,8 @@ def test_retries_go_through_the_retry_topic_with_growing_attempt(
 
 
 def test_dead_letter_topic_keeps_the_record_and_the_reason(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str
+    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str,
+    read_topic: Callable[..., list[Any]],
 ) -> None:
     bus = buses()
     group = f"{word}-dead"
@@ -154,7 +111,7 @@ def test_dead_letter_topic_keeps_the_record_and_the_reason(
     assert "RuntimeError" in reason and "attempt 3 of 3" in reason
     assert delivery.attempt == 3 and delivery.message.topic == f"{word}.bad"
     assert delivery.message.headers["id"] == sent.id and delivery.message.key == "k1"
-    (record,) = read_topic(kafka_settings, dead_topic(kafka_settings.prefix, group), 1)
+    (record,) = read_topic(dead_topic(kafka_settings.prefix, group), 1)
     assert record.value() == b"\x00\x01payload" and record.key() == b"k1"
     h = dict(record.headers())
     assert h["eventbus-group"] == group.encode() and b"RuntimeError" in h["eventbus-reason"]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pytest
@@ -74,3 +76,30 @@ def restart_rabbitmq(rabbitmq_url: str) -> Callable[[], None]:
         wait_for_port(rabbitmq_url)
 
     return restart
+
+
+@pytest.fixture
+def limited_user(rabbitmq_url: str) -> Iterator[Callable[[str, str, str], str]]:
+    """``url = limited_user(configure, write, read)``: the broker URL of a new user with
+    these permission regexps on the test vhost; the users are deleted after the test.
+
+    Skips (with the reason) when the broker is not the local node ``rabbitmqctl`` manages.
+    """
+    params = pika.URLParameters(rabbitmq_url)
+    if params.host not in ("127.0.0.1", "localhost", "::1") or shutil.which("rabbitmqctl") is None:
+        pytest.skip(f"making users needs the local node and rabbitmqctl; the broker is at "
+                    f"{params.host}")  # fmt: skip
+    made: list[str] = []
+
+    def make(configure: str, write: str, read: str) -> str:
+        name, password = f"eventbus-test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        rabbitmqctl("add_user", name, password)
+        made.append(name)
+        rabbitmqctl("set_permissions", "-p", params.virtual_host, name, configure, write, read)
+        parts = urlsplit(rabbitmq_url)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{name}:{password}@{host}"))
+
+    yield make
+    for name in made:
+        rabbitmqctl("delete_user", name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -12,8 +14,7 @@ from typing import Any
 
 import pika
 import pytest
-from eventbus_rabbitmq import RabbitMQAdapter, RabbitMQSettings
-from eventbus_rabbitmq._wire import delay_bucket
+from eventbus_rabbitmq import RabbitMQAdapter, RabbitMQSettings, delay_bucket
 
 from eventbus import (
     BrokerError,
@@ -21,10 +22,12 @@ from eventbus import (
     BusConfig,
     ClosedError,
     ConfigError,
+    EncodeError,
     Event,
     EventBus,
     Message,
     MessageTooLarge,
+    create_adapter,
     decode,
     encode,
     find_spec,
@@ -120,12 +123,14 @@ def test_settings_from_url_query_and_options() -> None:
         (None, {"leese": 1}, "did you mean 'lease'"),
         (None, {"queue_type": "fifo"}, "queue_type"),
         (None, {"delivery_limit": 3}, "delivery_limit needs queue_type"),
-        (None, {"lease": "soon"}, "lease.*must be float"),
+        (None, {"lease": "soon"}, "lease.*must be a number"),
         (None, {"exchange": "amq.topic"}, "amq."),
         (None, {"max_message_size": 1 << 30}, "max_message_size"),
         (None, {"tls_ca_file": "/ca.pem"}, "amqps"),
         ("amqp://h/?prefetch=0", {}, "prefetch"),
         ("http://h/", {}, "scheme"),
+        ("amqp://h/?url=amqp://other/", {}, "not an option"),
+        (None, {"url": "amqp://other/"}, "not an option"),
     ],
 )
 def test_bad_settings_are_config_errors(
@@ -133,6 +138,39 @@ def test_bad_settings_are_config_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         RabbitMQSettings.from_url(url, options)
+
+
+BAD_URLS = [
+    ("amqp://u:secret@host:notaport/", "notaport"),
+    ("amqp://u:secret@[::1/", "IPv6"),
+    ("amqp://guest:guest@127.0.0.1/?bogus=1", "'bogus'"),
+    ("amqp://guest:guest@127.0.0.1/?frame_max=lots", "frame_max"),  # pika's own parameter
+]
+
+
+@pytest.mark.parametrize(("url", "match"), BAD_URLS)
+def test_bad_urls_are_one_line_config_errors(url: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        create_adapter(None, url)
+    assert "\n" not in str(info.value) and "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(("url", "match"), BAD_URLS)
+@pytest.mark.parametrize("via", ["env", "config"])
+def test_bad_urls_make_the_cli_exit_2_with_one_line(
+    tmp_path: Any, url: str, match: str, via: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
+    args = [sys.executable, "-m", "eventbus", "check"]
+    if via == "env":
+        env["EVENTBUS_URL"] = url
+    else:
+        (tmp_path / "bus.toml").write_text(f"url = {json.dumps(url)}\n")
+        args[3:3] = ["--config", "bus.toml"]
+    r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert len(r.stderr.splitlines()) == 1 and match in r.stderr, r.stderr
+    assert "secret" not in r.stderr + r.stdout
 
 
 def test_long_group_names_are_refused() -> None:
@@ -283,6 +321,25 @@ def test_too_large_messages_are_refused_before_sending(make_adapter: Make) -> No
     c.close()
 
 
+def test_attributes_not_encodable_as_utf8_are_encode_errors_and_nothing_is_sent(
+    make_adapter: Make, raw_channel: Any
+) -> None:
+    group = unique("surrogate")
+    bus = EventBus(make_adapter(), config=BusConfig())
+    try:
+        bus.subscribe("surrogate.*", Collector(), group=group)
+        bus.declare()
+        with pytest.raises(EncodeError, match="correlationid"):
+            bus.publish("surrogate.x", {"n": 1}, correlationid="\udc80")  # a lone surrogate
+        # a Message made by hand, not by encode, is refused by the adapter the same way
+        hand_made = Message("surrogate.y", b"{}", {"id": "1", "source": "/s", "x": "\ud800"})
+        with pytest.raises(EncodeError, match="UTF-8"):
+            bus.adapter.publish([event("surrogate.ok"), hand_made])
+        assert queue_depth(raw_channel, bus.adapter.settings.queue(group)) == 0
+    finally:
+        bus.close()
+
+
 # -- retries and dead letters ----------------------------------------------------------------------
 def test_delay_buckets_round_up() -> None:
     assert delay_bucket(0) == 0 and delay_bucket(-1) == 0
@@ -340,7 +397,7 @@ def test_dead_letter_keeps_the_event_with_the_reason(make_adapter: Make, raw_cha
         assert letter.message.headers == sent.headers and letter.message.body == sent.body
     method, props, _ = raw_channel.basic_get(a.settings.dead_queue(group), auto_ack=False)
     assert props.headers["eventbus-group"] == group
-    assert props.headers["eventbus-dead-at"].endswith("+00:00")
+    assert props.headers["eventbus-failed-at"].endswith("+00:00")
     raw_channel.basic_nack(method.delivery_tag, requeue=True)
     assert a.dead_letters(unique("never-declared")) == []
 
@@ -393,15 +450,41 @@ def test_redeclaring_a_group_replaces_its_patterns(make_adapter: Make, raw_chann
     c.close()
 
 
-def test_a_binding_left_by_an_older_deployment_is_filtered(make_adapter: Make) -> None:
+def test_a_binding_left_by_an_older_deployment_is_dead_lettered(make_adapter: Make) -> None:
     group = unique("stale")
     make_adapter().declare(group, ["stale.old", "stale.new"])  # the old deployment
-    c = make_adapter().consumer(group, ["stale.new"])  # the new one does not know 'stale.old'
+    a = make_adapter()
+    c = a.consumer(group, ["stale.new"])  # the new one does not know 'stale.old'
     make_adapter().publish([event("stale.old"), event("stale.new"), event("stale.new")])
     got = receive(c, 2)
     assert [d.message.topic for d in got] == ["stale.new", "stale.new"]
     c.ack(got)
     assert c.receive(5, 0.3) == []
+    c.close()
+    ((letter, reason),) = a.dead_letters(group)
+    assert letter.message.topic == "stale.old"
+    assert reason == f"topic 'stale.old' matches none of group {group!r}'s patterns ['stale.new']"
+
+
+def test_a_message_put_straight_into_the_queue_is_dead_lettered_not_dropped(
+    make_adapter: Make, raw_channel: Any
+) -> None:
+    """A foreign producer on the default exchange: the routing key is the queue's name."""
+    group = unique("direct")
+    a = make_adapter()
+    c = a.consumer(group, ["direct.*"])
+    queue = a.settings.queue(group)
+    raw_channel.basic_publish("", queue, b'{"n": 1}')  # topic = the routing key = queue name
+    raw_channel.basic_publish(
+        "", queue, b"{}", pika.BasicProperties(headers={"eventbus-topic": "direct.x"})
+    )
+    (d,) = receive(c, 1)
+    assert d.message.topic == "direct.x"
+    c.ack([d])
+    assert c.receive(5, 0.3) == []
+    ((letter, reason),) = a.dead_letters(group)
+    assert letter.message.topic == queue and letter.message.body == b'{"n": 1}'
+    assert repr(queue) in reason and "['direct.*']" in reason and group in reason
     c.close()
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
-from eventbus_sqs import SqsAdapter
+from eventbus_sqs import MAX_MESSAGE_SIZE, SqsAdapter, to_wire
 
 from eventbus import (
     BrokerUnavailable,
@@ -24,6 +27,7 @@ from eventbus import (
     Event,
     EventBus,
     Message,
+    MessageTooLarge,
     encode,
 )
 from eventbus._config import BusConfig
@@ -173,18 +177,37 @@ def test_dead_letter_keeps_the_message_and_the_reason(make: Any, sqs_names: Any)
 
 
 # -- routing -----------------------------------------------------------------------------------
-def test_what_the_sns_prefix_filter_lets_through_is_dropped_silently(
+def test_an_event_no_pattern_of_the_group_matches_is_dead_lettered_with_the_reason(
     make: Any, sqs_names: Any
 ) -> None:
+    """SNS's prefix filter lets ``order.eu.created`` through to ``order.*``; a foreign
+    producer may write a type with spaces, or ``type`` as a Number attribute. None of
+    them reaches a handler, and none is deleted without a trace."""
     a = make()
     c = a.consumer("narrow", ["order.*"])  # SNS filter: prefix "order."
     a.publish([_event("order.eu.created", 1), _event("order.created", 2), _event("user.x", 3)])
-    got = _receive(c, 1)
-    assert [d.message.topic for d in got] == ["order.created"]
-    c.ack(got)
-    assert c.receive(10, 1) == []
+    sqs = sqs_names.endpoint.client("sqs")
+    url = sqs.get_queue_url(QueueName=sqs_names.settings().queue_name("narrow"))["QueueUrl"]
+    for kind, value in (("String", "order created"), ("Number", "42")):
+        attributes = {"type": {"DataType": kind, "StringValue": value}}
+        sqs.send_message(QueueUrl=url, MessageBody="foreign", MessageAttributes=attributes)
+    handed: list[str] = []
+
+    def all_dead() -> list[tuple[Delivery, str]]:
+        for d in c.receive(10, 0.5):
+            handed.append(d.message.topic)
+            c.ack([d])
+        letters = a.dead_letters("narrow")
+        return letters if len(letters) == 3 else []
+
+    letters = eventually(all_dead, timeout=20, what="three dead letters")
+    assert handed == ["order.created"]
+    reasons = {d.message.topic: reason for d, reason in letters}
+    assert set(reasons) == {"order.eu.created", "order created", "42"}
+    for topic, reason in reasons.items():
+        assert repr(topic) in reason and "'narrow'" in reason and "['order.*']" in reason
     eventually(lambda: _queue_depth(sqs_names, sqs_names.settings().queue_name("narrow")) == 0,
-               what="the leaked event deleted")  # fmt: skip
+               what="the group's queue empty")  # fmt: skip
     c.close()
 
 
@@ -273,6 +296,69 @@ def test_create_false_needs_the_queues_and_only_checks_them(make: Any) -> None:
     c.close()
 
 
+def _queue_attributes(sqs_names: Any, group: str) -> tuple[str, dict[str, str]]:
+    sqs = sqs_names.endpoint.client("sqs")
+    url = sqs.get_queue_url(QueueName=sqs_names.settings().queue_name(group))["QueueUrl"]
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+
+def test_create_false_checks_raw_delivery_and_that_the_topic_may_send(
+    make: Any, sqs_names: Any
+) -> None:
+    """A layout made by hand (Terraform) without raw delivery, or whose queue policy
+    doesn't let the topic send, would lose or garble every event: refused, saying why."""
+    make().declare("tf", ["t.*"])
+    make(create=False).declare("tf", ["t.*"])  # as eventbus makes it: fine
+    sns, sqs = sqs_names.endpoint.client("sns"), sqs_names.endpoint.client("sqs")
+    url, attrs = _queue_attributes(sqs_names, "tf")
+    topic = sns.create_topic(Name=sqs_names.settings().topic_name)["TopicArn"]
+    (sub,) = [x["SubscriptionArn"] for x in sns.list_subscriptions_by_topic(TopicArn=topic)
+              ["Subscriptions"] if x["Endpoint"] == attrs["QueueArn"]]  # fmt: skip
+    sns.set_subscription_attributes(
+        SubscriptionArn=sub, AttributeName="RawMessageDelivery", AttributeValue="false"
+    )
+    with pytest.raises(ConfigError, match="RawMessageDelivery=true"):
+        make(create=False).declare("tf", ["t.*"])
+    sns.set_subscription_attributes(
+        SubscriptionArn=sub, AttributeName="RawMessageDelivery", AttributeValue="true"
+    )
+    policy = json.loads(attrs["Policy"])
+    policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] = topic + "-other"
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    with pytest.raises(ConfigError, match="sqs:SendMessage") as info:
+        make(create=False).declare("tf", ["t.*"])
+    assert topic in str(info.value)
+    policy["Statement"][0]["Condition"] = {"ArnLike": {"aws:SourceArn": topic[:-3] + "*"}}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    make(create=False).declare("tf", ["t.*"])  # a wildcard that covers the topic will do
+
+
+def test_declare_keeps_what_others_put_in_the_queue_policy_and_redrive_policy(
+    make: Any, sqs_names: Any
+) -> None:
+    make().declare("shared", ["s.*"])
+    sqs = sqs_names.endpoint.client("sqs")
+    url, attrs = _queue_attributes(sqs_names, "shared")
+    policy = json.loads(attrs["Policy"])
+    policy["Statement"].append({
+        "Sid": "other-team", "Effect": "Allow", "Action": "sqs:SendMessage",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Resource": attrs["QueueArn"],
+    })  # fmt: skip
+    theirs = sqs.create_queue(QueueName=sqs_names.prefix + "ops-dlq")["QueueUrl"]
+    theirs_arn = sqs.get_queue_attributes(QueueUrl=theirs, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]  # fmt: skip
+    redrive = json.dumps({"deadLetterTargetArn": theirs_arn, "maxReceiveCount": 5})
+    sqs.set_queue_attributes(
+        QueueUrl=url, Attributes={"Policy": json.dumps(policy), "RedrivePolicy": redrive}
+    )
+    make(lease=7).declare("shared", ["s.*"])  # another lease: the queue is updated
+    _, after = _queue_attributes(sqs_names, "shared")
+    assert after["VisibilityTimeout"] == "7"
+    statements = json.loads(after["Policy"])["Statement"]
+    assert sorted(x["Sid"] for x in statements) == ["eventbus-sns", "other-team"]
+    assert json.loads(after["RedrivePolicy"])["deadLetterTargetArn"] == theirs_arn
+
+
 def test_an_unreachable_endpoint_is_broker_unavailable_quickly(sqs_names: Any) -> None:
     a = SqsAdapter(
         sqs_names.settings(endpoint_url="http://127.0.0.1:9", connect_timeout=1, max_attempts=1)
@@ -314,7 +400,7 @@ def test_receive_long_polls_in_whole_seconds_and_never_spins(make: Any) -> None:
     a = make()
     c = a.consumer("idle", ["i.*"])
     waits: list[int] = []
-    a._sqs.meta.events.register(  # botocore's own event hook: records what is sent
+    a._client.poll.meta.events.register(  # botocore's own event hook: records what is sent
         "provide-client-params.sqs.ReceiveMessage",
         lambda params, **_: waits.append(params["WaitTimeSeconds"]),
     )
@@ -326,4 +412,106 @@ def test_receive_long_polls_in_whole_seconds_and_never_spins(make: Any) -> None:
         assert c.receive(10, 0.2) == []  # sub-second: short polls, with back-off
     assert set(waits) == {0}
     assert len(waits) < 20, f"{len(waits)} receive calls in 2 s on an empty queue"
+    c.close()
+
+
+# -- an endpoint that goes away -------------------------------------------------------------------
+def _blackhole(port: int) -> list[socket.socket]:
+    """Listen on ``port`` and never accept, with the backlog full: connecting hangs there,
+    as it does to an endpoint behind a firewall that drops packets."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(0)
+    held = [listener]
+    for _ in range(4):  # fill the accept queue; the first that hangs is left to time out
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        held.append(c)
+    time.sleep(0.2)
+    return held
+
+
+def test_with_the_endpoint_gone_stop_is_bounded_and_health_is_logged(
+    sqs_names: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The endpoint dies under a running worker: one WARNING says so, one more when it is
+    back; and with it unreachable (connections hang), closing the bus does not wait for
+    botocore's retries of a receive."""
+    from eventbus_test_brokers.sqs import MotoServer
+
+    server = MotoServer()
+    server.start()
+    held: list[socket.socket] = []
+    bus = EventBus(
+        SqsAdapter(sqs_names.settings(endpoint_url=server.url, lease=2)),
+        config=BusConfig(poll_interval=0.5),
+    )
+    try:
+        bus.subscribe("h.*", Collector(), group="health")
+        bus.start()
+        caplog.set_level(logging.WARNING, logger="eventbus.sqs")
+
+        def said(text: str) -> int:
+            return sum(text in r.getMessage() for r in caplog.records if r.name == "eventbus.sqs")
+
+        server.stop()
+        eventually(lambda: said("unreachable"), timeout=30, what="the unreachable warning")
+        server.start()  # back (empty: moto keeps nothing, so receives now fail otherwise)
+        eventually(lambda: said("reachable again"), timeout=30, what="the reachable warning")
+        time.sleep(1.5)  # more failing receives: no more health warnings
+        assert said("unreachable") == 1 and said("reachable again") == 1
+        server.stop()
+        held = _blackhole(server.port)
+        time.sleep(1.5)  # a receive is now hanging in connect
+        started = time.monotonic()
+        bus.close()
+        assert time.monotonic() - started < 10, "close waited for botocore's retries"
+    finally:
+        bus.close()
+        server.stop()
+        for s in held:
+            s.close()
+
+
+# -- size ------------------------------------------------------------------------------------------
+def _message_of_size(size: int) -> Message:
+    """An event whose wire form is exactly ``size`` bytes as SQS and SNS count them."""
+    headers = {"specversion": "1.0", "type": "big.x", "id": "big-1", "source": "/t"}
+    overhead = to_wire(Message(topic="big.x", body=b"", headers=headers)).size - 1  # "-" body
+    m = Message(topic="big.x", body=b"x" * (size - overhead), headers=headers)
+    assert to_wire(m).size == size
+    return m
+
+
+@pytest.mark.parametrize("mode", ["sns", "sqs"])
+def test_the_size_limit_is_the_services_own(make: Any, sqs_names: Any, mode: str) -> None:
+    """The test server refuses what SNS refuses (over 262,144 bytes, body and attributes),
+    so this proves the adapter's count: an event of exactly the limit goes through, one
+    byte more is refused before anything is sent."""
+    sqs, sns = sqs_names.endpoint.client("sqs"), sqs_names.endpoint.client("sns")
+    raw = sqs.create_queue(QueueName=sqs_names.prefix + "raw")["QueueUrl"]
+    attributes = {"a": {"DataType": "String", "StringValue": "b"}}  # 1 + 6 + 1 bytes
+    with pytest.raises(botocore.exceptions.ClientError, match="InvalidParameterValue"):
+        sqs.send_message(QueueUrl=raw, MessageBody="x" * (MAX_MESSAGE_SIZE - 7),
+                         MessageAttributes=attributes)  # fmt: skip
+    sqs.send_message(QueueUrl=raw, MessageBody="x" * (MAX_MESSAGE_SIZE - 8),
+                     MessageAttributes=attributes)  # fmt: skip
+    topic = sns.create_topic(Name=sqs_names.topic + "-raw")["TopicArn"]
+    try:
+        with pytest.raises(botocore.exceptions.ClientError, match="InvalidParameter"):
+            sns.publish(TopicArn=topic, Message="x" * (MAX_MESSAGE_SIZE + 1))
+    finally:
+        sns.delete_topic(TopicArn=topic)
+
+    a = make(mode=mode)
+    c = a.consumer("big", ["big.*"])
+    largest = _message_of_size(MAX_MESSAGE_SIZE)
+    a.publish([largest])
+    (d,) = _receive(c, 1)
+    assert d.message.body == largest.body
+    c.ack([d])
+    with pytest.raises(MessageTooLarge):
+        a.publish([_message_of_size(MAX_MESSAGE_SIZE + 1)])
     c.close()

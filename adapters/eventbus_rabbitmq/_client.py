@@ -1,7 +1,15 @@
-"""The publishing side: one connection on its own I/O thread, confirms pipelined.
+"""Connections to RabbitMQ: their parameters, the admin connection, the topology
+declarations, and the publisher.
 
-Why not ``BlockingConnection``: with publisher confirms on, its
-``basic_publish`` waits for each confirm, a round trip per message (about
+- :func:`connection_parameters`: pika's parameters for one connection of ours;
+- :class:`Admin`: one lazily (re)opened ``BlockingConnection`` for declarations
+  and the dead-letter tools, one call at a time;
+- :class:`Topology`: declares the exchange, a group's queues and the delay
+  buckets on a channel, and remembers what this adapter declared;
+- :class:`Publisher`: publishing with pipelined confirms, below.
+
+Why the publisher is not a ``BlockingConnection``: with publisher confirms on,
+its ``basic_publish`` waits for each confirm, a round trip per message (about
 1,400 messages/s here). Pika's asynchronous ``SelectConnection`` lets us send
 many messages and collect their confirms as they come (RabbitMQ acks ranges
 with ``multiple``), but it must live on one thread. So a :class:`Publisher`
@@ -20,26 +28,170 @@ next ``publish`` opens a new connection.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from eventbus import BrokerError, BrokerUnavailable, ClosedError, PublishError, require
+from eventbus import BrokerError, BrokerUnavailable, ClosedError, PublishError
+from eventbus.adapter import require
 
 require("pika", "rabbitmq", "rabbitmq")  # the install hint if pika is missing
 import pika  # type: ignore[import-untyped]  # noqa: E402
 
-from ._errors import wrap  # noqa: E402
+from ._codec import H_DELAY  # noqa: E402
+from ._errors import PIKA_ERRORS, UNAVAILABLE, wrap  # noqa: E402
+from ._settings import RabbitMQSettings  # noqa: E402
 
-__all__ = ["Outgoing", "Publisher"]
+__all__ = ["Admin", "Outgoing", "Publisher", "Topology", "connection_parameters"]
 
 log = logging.getLogger("eventbus.rabbitmq")
+T = TypeVar("T")
 
 #: (routing key, body, properties), published to the adapter's exchange
 Outgoing = tuple[str, bytes, Any]
 
+
+# -- connections -------------------------------------------------------------------------
+def connection_parameters(s: RabbitMQSettings, role: str) -> Any:
+    """Pika's parameters for a connection playing ``role`` (named in the management UI).
+
+    Raises ``ValueError`` for a URL pika cannot use (the adapter checks it when made).
+    """
+    params = pika.URLParameters(s.pika_url())
+    params.heartbeat = s.heartbeat
+    params.socket_timeout = s.connect_timeout
+    params.stack_timeout = s.connect_timeout
+    params.blocked_connection_timeout = s.confirm_timeout
+    params.connection_attempts = 1
+    params.client_properties = {
+        "product": "eventbus",
+        "connection_name": f"eventbus {role} {socket.gethostname()}/{os.getpid()}",
+    }
+    if s.tls_configured:
+        ctx = ssl.create_default_context(cafile=s.tls_ca_file)
+        if s.tls_cert_file:
+            ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file)
+        if not s.tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        params.ssl_options = pika.SSLOptions(ctx, s.tls_server_hostname or params.host)
+    return params
+
+
+class Admin:
+    """The admin connection: ``call(doing, fn)`` runs ``fn(channel)``, one call at a time."""
+
+    def __init__(self, params: Callable[[str], Any]) -> None:
+        self._params = params
+        self._lock = threading.Lock()  # guards the connection and channel, and closed
+        self._conn: Any = None
+        self._ch: Any = None
+        self.closed = False
+
+    def call(self, doing: str, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(channel)``; reconnect once if the connection went stale."""
+        with self._lock:
+            if self.closed:
+                raise ClosedError("the RabbitMQ adapter is closed")
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or not self._conn.is_open:
+                        self._conn = pika.BlockingConnection(self._params("admin"))
+                        self._ch = None
+                    if self._ch is None or not self._ch.is_open:
+                        self._ch = self._conn.channel()
+                    return fn(self._ch)
+                except UNAVAILABLE as exc:
+                    self._conn = None
+                    if attempt == 2:
+                        raise wrap(exc, doing) from exc
+                except PIKA_ERRORS as exc:
+                    self._ch = None
+                    raise wrap(exc, doing) from exc
+            raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            try:
+                if self._conn is not None and self._conn.is_open:
+                    self._conn.close()
+            except PIKA_ERRORS:
+                pass
+            self._conn = self._ch = None
+
+
+class Topology:
+    """Declares the adapter's exchanges and queues; remembers what it declared.
+
+    ``bound`` (group -> patterns bound by this adapter) and the known delay
+    buckets are shared by the adapter and its consumers; each update is one
+    dict/set operation (atomic), so they need no lock.
+    """
+
+    def __init__(self, settings: RabbitMQSettings) -> None:
+        self.settings = settings
+        self.bound: dict[str, frozenset[str]] = {}
+        self._buckets: set[int] = set()
+        self._declared: set[str] = set()  # every queue declared (for tests' clean-up)
+
+    def queues(self) -> set[str]:
+        """The names of every queue this adapter declared, deleted since or not."""
+        return set(self._declared)
+
+    def forget(self, group: str) -> None:
+        """The group's queue is gone (deleted, cancelled): declare it again next time."""
+        self.bound.pop(group, None)
+
+    def ensure_group(self, ch: Any, group: str) -> None:
+        s = self.settings
+        queue, dead = s.queue(group), s.dead_queue(group)
+        # classic is the default type: not naming it keeps queues made by other tools usable
+        kind = {} if s.queue_type == "classic" else {"x-queue-type": s.queue_type}
+        ch.exchange_declare(s.exchange, "topic", durable=True)
+        ch.queue_declare(dead, durable=True, arguments=kind)
+        args = {**s.queue_arguments(), **kind}
+        if not kind:
+            del args["x-queue-type"]
+        args.update({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead})
+        self._declared |= {queue, dead}
+        ch.queue_declare(queue, durable=True, arguments=args)
+
+    def bind(self, ch: Any, group: str, wanted: frozenset[str]) -> None:
+        """Declare ``group`` and make its bindings ``wanted`` (as far as this adapter knows)."""
+        s = self.settings
+        queue = s.queue(group)
+        self.ensure_group(ch, group)
+        old = self.bound.get(group, frozenset())
+        for pattern in sorted(wanted - old):
+            ch.queue_bind(queue, s.exchange, routing_key=pattern)
+        for pattern in sorted(old - wanted):
+            ch.queue_unbind(queue, s.exchange, routing_key=pattern)
+        self.bound[group] = wanted
+        log.debug("group %s: queue %s (dead letters: %s) bound to %s", group, queue,
+                  s.dead_queue(group), sorted(wanted))  # fmt: skip
+
+    def ensure_bucket(self, ch: Any, ms: int, force: bool = False) -> None:
+        if ms in self._buckets and not force:
+            return
+        s = self.settings
+        queue = s.delay_queue(ms)
+        args: dict[str, Any] = {"x-message-ttl": ms, "x-dead-letter-exchange": ""}
+        if s.queue_type != "classic":  # follow the group queues' type (HA for retries too)
+            args["x-queue-type"] = s.queue_type
+        ch.exchange_declare(s.delay_exchange, "headers", durable=True)
+        ch.queue_declare(queue, durable=True, arguments=args)
+        self._declared.add(queue)
+        ch.queue_bind(queue, s.delay_exchange, arguments={"x-match": "all", H_DELAY: str(ms)})
+        self._buckets.add(ms)
+
+
+# -- the publisher -----------------------------------------------------------------------
 _SLICE = 256  # messages written per I/O-loop turn, so confirms and writes interleave
 
 
@@ -207,8 +359,6 @@ class _Link:
         transport = getattr(self._conn, "_transport", None)
         sock = getattr(transport, "_sock", None)
         if sock is not None:
-            import socket
-
             sock.shutdown(socket.SHUT_RDWR)
         elif self._conn.is_open:
             self._conn.close()

@@ -1,4 +1,4 @@
-"""The wire format: CloudEvents Kafka binding, our own headers, error mapping.
+"""Message <-> Kafka record: the CloudEvents Kafka binding and our own headers.
 
 Binary content mode of the CloudEvents Kafka binding: each attribute is a
 ``ce_<name>`` header (UTF-8), ``datacontenttype`` is the ``content-type``
@@ -11,32 +11,17 @@ attempt, the due time (retries) or the reason, group and time (dead letters).
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
-from eventbus import BrokerError, BrokerUnavailable
+from eventbus.adapter import H_ATTEMPT, H_DUE, H_FAILED_AT, H_GROUP, H_REASON, H_SIZE, H_TOPIC
 
-from ._names import WORD
+from ._names import INTERNAL, WORD, unescape
 
-log = logging.getLogger("eventbus.kafka")
-client_log = logging.getLogger("eventbus.kafka.client")  # librdkafka's own log lines
+__all__ = ["H_ATTEMPT", "H_DUE", "H_FAILED_AT", "H_GROUP", "H_REASON", "H_SIZE", "H_TOPIC", "OWN",
+           "event_type_of", "in_attributes", "in_headers", "out_headers", "to_int"]  # fmt: skip
 
-# Headers of our own on retry and dead-letter copies.
-H_TOPIC = "eventbus-topic"  # the event's topic (type); the copy sits on another topic
-H_ATTEMPT = "eventbus-attempt"  # the attempt this copy is (retry) / was (dead letter)
-H_DUE = "eventbus-due"  # epoch milliseconds before which a retry copy is not handed out
-H_REASON = "eventbus-reason"
-H_GROUP = "eventbus-group"
-H_FAILED_AT = "eventbus-failed-at"
-OWN = "eventbus-"
-UNAVAILABLE = frozenset(
-    ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_MSG_TIMED_OUT", "_TIMED_OUT", "_RESOLVE",
-     "_TIMED_OUT_QUEUE", "REQUEST_TIMED_OUT", "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
-     "NETWORK_EXCEPTION", "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION", "_DESTROY")
-)  # fmt: skip
-TOO_LARGE = frozenset(("MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE", "MESSAGE_TOO_LARGE",
-                       "RECORD_LIST_TOO_LARGE"))  # fmt: skip
+OWN = "eventbus-"  # the start of every header eventbus adds (eventbus.adapter's H_*)
 _KNOWN = ("id", "source", "type", "specversion", "time", "subject", "dataschema",
           "correlationid", "causationid", "traceparent", "partitionkey")  # fmt: skip
 OUT_NAMES = {name: f"ce_{name}" for name in _KNOWN} | {"datacontenttype": "content-type"}
@@ -44,24 +29,14 @@ _IN_NAMES = {header: name for name, header in OUT_NAMES.items()}
 is_event_topic = re.compile(f"{WORD}(\\.{WORD})*\\Z").match
 
 
-class TopicEpoch:
-    """Counts topics created by this process; consumers with wildcards re-match on change."""
-
-    value = 0
-
-
-def bump_epoch() -> None:
-    TopicEpoch.value += 1
-
-
-def error(err: Any, doing: str) -> BrokerError:
-    """Our exception for a librdkafka ``KafkaError`` (or anything else) met while ``doing``."""
-    name = err.name() if hasattr(err, "name") else type(err).__name__
-    text = err.str() if hasattr(err, "str") else str(err)
-    message = f"kafka: {doing}: {text} ({name})"
-    if name in UNAVAILABLE:
-        return BrokerUnavailable(message)
-    return BrokerError(message)
+def event_type_of(prefix: str, kafka_topic: str) -> str | None:
+    """The event type a Kafka topic carries, or None if it is not an event topic of ours."""
+    if not kafka_topic.startswith(prefix):
+        return None
+    body = kafka_topic[len(prefix):]
+    if body.startswith(INTERNAL) or not is_event_topic(body):
+        return None
+    return unescape(body)
 
 
 def out_headers(headers: dict[str, str]) -> list[tuple[str, str]]:

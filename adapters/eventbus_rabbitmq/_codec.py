@@ -1,4 +1,4 @@
-"""The wire form of an event on RabbitMQ, and the retry delay buckets.
+"""The wire form of an event on RabbitMQ: Message <-> pika's body and properties.
 
 - CloudEvents attributes travel as ``cloudEvents:<name>`` headers (the AMQP
   binding's prefix; ``cloudEvents_`` is read too), except ``datacontenttype``,
@@ -6,7 +6,8 @@
 - messages are persistent (``delivery_mode`` 2);
 - ``eventbus-*`` headers carry what the adapter itself needs across a republish:
   the attempt number, the original topic (a retry is routed by queue name), the
-  delay bucket, and a dead letter's reason, group and time.
+  delay bucket, and a dead letter's reason, group and time (the names of
+  :mod:`eventbus.adapter`, but for the delay bucket's).
 
 Whatever arrives becomes a :class:`~eventbus.Message` without raising: headers
 that are not CloudEvents attributes stay on the broker message (and in the
@@ -18,21 +19,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from eventbus import Message, require
+from eventbus import Message
+from eventbus.adapter import H_ATTEMPT, H_KEY, H_TOPIC, make_message, require
 
 require("pika", "rabbitmq", "rabbitmq")  # the install hint if pika is missing
 import pika  # type: ignore[import-untyped]  # noqa: E402
 
-__all__ = ["delay_bucket", "from_amqp", "to_properties"]
+__all__ = ["Handle", "carried", "from_amqp", "republished", "to_properties"]
 
 CE = "cloudEvents:"  # the AMQP binding's attribute prefix (``cloudEvents_`` is read too)
-H_ATTEMPT = "eventbus-attempt"  # deliveries so far, carried across retries
-H_TOPIC = "eventbus-topic"  # the event's topic, when the routing key is a queue name
-H_KEY = "eventbus-key"  # Message.key when no partitionkey attribute carries it
-H_DELAY = "eventbus-delay-ms"  # which delay bucket a retry goes to
-H_REASON = "eventbus-reason"
-H_GROUP = "eventbus-group"
-H_DEAD_AT = "eventbus-dead-at"
+H_DELAY = "eventbus-delay-ms"  # which delay bucket a retry goes to (this adapter's own)
+H_DEAD_AT_OLD = "eventbus-dead-at"  # H_FAILED_AT's older name here: dropped on replay too
 # Broker bookkeeping not carried over when an event is republished for a retry.
 _TRANSIENT = frozenset(
     ("x-death", "x-delivery-count", "x-first-death-exchange", "x-first-death-queue",
@@ -41,27 +38,6 @@ _TRANSIENT = frozenset(
 )  # fmt: skip
 _PERSISTENT = 2
 MAX_REASON = 4000
-
-# Delay buckets in ms: 1, 1.5, 2, 3, 5, 7.5 x 10^k from 10 ms to a day; a delay is
-# rounded up to the next bucket, so an event never comes back early.
-_BUCKETS = sorted(
-    {int(m * 10**k) for k in range(1, 8) for m in (1, 1.5, 2, 3, 5, 7.5)} | {86_400_000}
-)
-_BUCKETS = [b for b in _BUCKETS if b <= 86_400_000]
-
-
-def delay_bucket(seconds: float) -> int:
-    """The delay bucket (ms) for ``seconds``: the smallest one not shorter; 0 for no delay.
-
-    Delays over a day are cut to a day (the longest bucket).
-    """
-    if seconds <= 0:
-        return 0
-    ms = seconds * 1000.0
-    for b in _BUCKETS:
-        if b >= ms:
-            return b
-    return _BUCKETS[-1]
 
 
 # -- the wire form -------------------------------------------------------------------------
@@ -143,7 +119,7 @@ def from_amqp(routing_key: str, redelivered: bool, props: Any, body: bytes) -> t
         attempt += to_int(count, 1)
     elif redelivered:  # classic queues only say "not the first time"
         attempt += 1
-    return Message(topic, body, headers, headers.get("partitionkey", key)), attempt
+    return make_message(topic, body, headers, headers.get("partitionkey", key)), attempt
 
 
 def republished(props: Any, headers: dict[str, Any]) -> Any:
