@@ -3,6 +3,8 @@
 A goal is either an absolute rate of an embedded case (``baseline`` None: events/s of
 ``bench_embedded.py``'s ``metric`` case) or a ratio: eventbus's ``metric`` case over the
 ``baseline`` (contender, case) of the same broker's throughput rows, from the same run.
+A typed-contracts goal (``baseline`` ``CONTRACTS``) is the consume rate of handlers
+taking ``metric`` models over the dict path's, from ``bench_contracts.py``.
 A missed goal is profiled with ``bench_profile.py --target <profile>``; a ``:by-hand``
 target shows the profile of the same case against raw.
 """
@@ -12,7 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from results import BATCHED, BY_HAND, CONSUME, RAW, SINGLE, embedded, ratio, throughput
+from results import (
+    BATCHED,
+    BY_HAND,
+    CONSUME,
+    RAW,
+    SINGLE,
+    contracts,
+    embedded,
+    ratio,
+    throughput,
+)
+
+#: the baseline of the typed-contracts goals: the dict path of the same run
+CONTRACTS = ("the dict path", "consume")
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,13 @@ GOALS: tuple[Goal, ...] = (
         "#6", "sqs", f"{CONSUME} >= 0.8 x raw boto3",
         CONSUME, ("raw boto3", CONSUME), 0.8, "sqs:consume",
     ),
+    *(
+        Goal(
+            "#18", broker, f"consume into a {kind} >= 0.9 x the dict path",
+            kind, CONTRACTS, 0.9, "",
+        )
+        for broker in ("memory", "rabbitmq") for kind in ("dataclass", "msgspec")
+    ),
 )  # fmt: skip
 
 
@@ -95,6 +117,8 @@ def measured(report: dict[str, Any], g: Goal) -> float | None:
     """What the run measured of one goal (events/s or a ratio); None if it didn't."""
     if g.baseline is None:
         return embedded(report).get(g.metric)
+    if g.baseline == CONTRACTS:
+        return contracts(report).get(g.broker, {}).get(g.metric)
     rows, _ = throughput(report, g.broker)
     who, case = g.baseline
     return ratio(rows.get("eventbus", {}).get(g.metric), rows.get(who, {}).get(case))

@@ -133,3 +133,9 @@ def fmt_rate(v: float | None) -> str:
 
 def fmt_ratio(v: float | None) -> str:
     return "" if v is None else f"{v:.2f}"
+
+
+def contracts(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{broker: {model kind: events/s over the dict path's}} of bench_contracts.py."""
+    d = data(report, "contracts")
+    return {b: r["ratio_vs_dict"] for b, r in d["brokers"].items()} if d else {}

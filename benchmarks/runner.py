@@ -109,7 +109,7 @@ def run(tier_name: str, only: list[str], profile: bool, logs: Path) -> dict[str,
             )
     report["goals"] = goals(report)
     if profile:
-        missed = {g["profile"] for g in report["goals"] if g["met"] is False}
+        missed = {g["profile"] for g in report["goals"] if g["met"] is False and g["profile"]}
         # a by-hand goal shows the profile of the same case against raw
         for target in sorted({t.removesuffix(":by-hand") for t in missed}):
             broker, case = target.split(":")

@@ -39,6 +39,7 @@ TIERS: dict[str, dict[str, list[str]]] = {
         "sqs": ["-n", "150", "--repeat", "1"],
         "azure_servicebus": ["-n", "500", "--single", "100", "--repeat", "1"],
         "latency": ["--seconds", "2"],
+        "contracts": ["--events", "10000", "--repeat", "3"],
     },
     "full": {
         "embedded": ["--events", "20000", "--repeat", "3", "--workers", "1,2,4"],
@@ -48,13 +49,15 @@ TIERS: dict[str, dict[str, list[str]]] = {
         "sqs": ["-n", "300", "--repeat", "3"],
         "azure_servicebus": ["-n", "2000", "--single", "300", "--repeat", "3"],
         "latency": ["--seconds", "5"],
+        "contracts": ["--events", "20000", "--repeat", "5"],
     },
 }
 
 #: each broker's throughput steps, in run order; step ``x`` runs ``benchmarks/bench_x.py``
-#: (memory and sqlite share the embedded script: the runner runs it once)
+#: (memory and sqlite share the embedded script: the runner runs it once; the contracts
+#: script measures memory and, when it is up, RabbitMQ)
 THROUGHPUT_STEPS = {
-    "memory": ["embedded"],
+    "memory": ["embedded", "contracts"],
     "sqlite": ["embedded"],
     "rabbitmq": ["rabbitmq"],
     "kafka": ["kafka", "kafka_peers"],
