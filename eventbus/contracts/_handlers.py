@@ -21,7 +21,7 @@ from typing import Any, Union, get_args, get_origin
 from .._envelope import Event, with_data
 from .._errors import ConfigError, ValidationError
 from .._routing import matches
-from ._models import ModelErrors
+from ._models import ModelErrors, compile_call
 from ._registry import REGISTRY, VERSION_ATTRIBUTE, Contract, Registry
 
 __all__ = ["typed_handler"]
@@ -150,7 +150,20 @@ def typed_handler(
         return typed
 
     # One type, version 1, the model alone: the common case gets a single frame.
-    only, load = found[0].type, found[0].load
+    only, contract, load = found[0].type, found[0], found[0].load
+
+    def invalid(event: Event[Any]) -> Any:
+        """The inline check refused ``event``: the loader names every problem (or, should
+        it find the data fits after all, returns the model)."""
+        try:
+            return load(event.data)
+        except ModelErrors as exc:
+            raise _invalid(event, 1, contract, exc) from None
+
+    inline = compile_call(contract.cls, contract.unknown == "reject", only, handler, convert,
+                          invalid)  # fmt: skip
+    if inline is not None:
+        return functools.wraps(handler)(inline)
 
     @functools.wraps(handler)
     def typed_one(event: Event[Any]) -> Any:
@@ -158,7 +171,7 @@ def typed_handler(
             try:
                 model = load(event.data)
             except ModelErrors as exc:
-                raise _invalid(event, 1, found[0], exc) from None
+                raise _invalid(event, 1, contract, exc) from None
         else:
             model = convert(event)
         return handler(model)

@@ -400,14 +400,15 @@ def _raise() -> Any:
 _SIMPLE = {str: "str", int: "int", bool: "bool"}
 
 
-def _compile_dataclass(cls: Any, reject_unknown: bool) -> Callable[[Any], Any]:
-    """The loader of dataclass ``cls``, as straight-line code made from its fields.
+def _dataclass_body(cls: Any, reject_unknown: bool) -> tuple[list[str], dict[str, Any]]:
+    """Straight-line code that checks ``data`` and sets ``obj`` to a ``cls`` made from it.
 
     Like the ``__init__`` that ``dataclasses`` itself writes, the source is built
     from the class definition only (field names enter it as string literals, types
     as names bound in its namespace) and compiled once, when the class is first
-    loaded; event data is only ever a value the code looks at. A field type it has
-    no inline check for gets a compiled checker (:func:`_compile`).
+    loaded; event data is only ever a value the code looks at. A value that does
+    not fit raises ``Bad`` (or ``KeyError``, for a missing field). A field type it
+    has no inline check for gets a compiled checker (:func:`_compile`).
     """
     hints = _hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
@@ -422,27 +423,25 @@ def _compile_dataclass(cls: Any, reject_unknown: bool) -> Callable[[Any], Any]:
         and len(fields) == len(dataclasses.fields(cls))
         and getattr(getattr(cls.__init__, "__code__", None), "co_filename", "") == "<string>"
     )
-    ns: dict[str, Any] = {"cls": cls, "new": object.__new__, "Bad": _Bad, "names": frozenset(
-        f.name for f in fields), "float": float, "type": type, "dict": dict, "list": list,
-        "str": str, "int": int, "bool": bool}  # fmt: skip
-    lines = ["def load(data):", "    if type(data) is not dict: raise Bad"]
+    ns: dict[str, Any] = {"cls": cls, "new": object.__new__, "Bad": _Bad, "MISSING": missing,
+                          "names": frozenset(f.name for f in fields)}  # fmt: skip
+    lines = ["if type(data) is not dict: raise Bad"]
     if reject_unknown:
-        lines.append("    if not names.issuperset(data): raise Bad")
+        lines.append("if not names.issuperset(data): raise Bad")
     out: list[str] = []
     for i, f in enumerate(fields):
         key, v, kind = repr(f.name), f"v{i}", hints[f.name]
         required = f.default is missing and f.default_factory is missing
         if required:
-            lines.append(f"    if {key} not in data: raise Bad")
-            lines.append(f"    {v} = data[{key}]")
-            indent = "    "
+            lines.append(f"{v} = data[{key}]")  # a KeyError is a missing field
+            indent = ""
         else:
             ns[f"d{i}"] = f.default
             ns[f"f{i}"] = f.default_factory
             default = f"d{i}" if f.default is not missing else f"f{i}()"
-            lines.append(f"    if {key} in data:")
-            lines.append(f"        {v} = data[{key}]")
-            indent = "        "
+            lines.append(f"{v} = data.get({key}, MISSING)")
+            lines.append(f"if {v} is not MISSING:")
+            indent = "    "
         if kind in _SIMPLE:
             lines.append(f"{indent}if type({v}) is not {_SIMPLE[kind]}: raise Bad")
         elif kind is float:
@@ -458,17 +457,68 @@ def _compile_dataclass(cls: Any, reject_unknown: bool) -> Callable[[Any], Any]:
             ns[f"c{i}"] = _compile(kind, reject_unknown)
             lines.append(f"{indent}{v} = c{i}({v})")
         if not required:  # the default, as __init__ would give it
-            lines.append(f"    else: {v} = {default}")
+            lines.append(f"else: {v} = {default}")
         out.append(f"{key}: {v}")
     values = "{" + ", ".join(out) + "}"
     if direct:
-        lines += ["    obj = new(cls)", f"    obj.__dict__.update({values})", "    return obj"]
+        lines += ["obj = new(cls)", f"obj.__dict__.update({values})"]
     else:
-        lines.append(f"    return cls(**{values})")
-    code = compile("\n".join(lines), f"<eventbus loader of {cls.__qualname__}>", "exec")
+        lines.append(f"obj = cls(**{values})")
+    return lines, ns
+
+
+#: builtins the generated code reads, bound as parameter defaults (local-variable speed)
+_LOCALS = "type=type, str=str, int=int, float=float, bool=bool, dict=dict, list=list"
+
+
+def _build(name: str, source: list[str], ns: dict[str, Any], cls: Any) -> Callable[..., Any]:
+    code = compile("\n".join(source), f"<eventbus {name} of {cls.__qualname__}>", "exec")
     exec(code, ns)  # noqa: S102 - source made from the class definition, not from data
-    load: Callable[[Any], Any] = ns["load"]
-    return load
+    fn: Callable[..., Any] = ns[name]
+    return fn
+
+
+def _compile_dataclass(
+    cls: Any, reject_unknown: bool, on_bad: Callable[[Any], Any] | None = None
+) -> Callable[[Any], Any]:
+    """``data -> cls``; a value that does not fit calls ``on_bad(data)`` (else raises Bad)."""
+    lines, ns = _dataclass_body(cls, reject_unknown)
+    ns["on_bad"] = on_bad
+    source = [f"def load(data, {_LOCALS}):", "  try:", *(f"    {line}" for line in lines),
+              "  except (Bad, KeyError):",
+              "    return on_bad(data)" if on_bad else "    raise Bad",
+              "  return obj"]  # fmt: skip
+    return _build("load", source, ns, cls)
+
+
+def compile_call(
+    cls: Any,
+    reject_unknown: bool,
+    event_type: str,
+    handler: Callable[[Any], Any],
+    general: Callable[[Any], Any],
+    invalid: Callable[[Any], Any],
+) -> Callable[[Any], Any] | None:
+    """For a dataclass: ``event -> handler(cls from event.data)`` in one frame.
+
+    An event of ``event_type`` without extension attributes takes the inline
+    path; any other goes through ``general(event)`` (which returns the model);
+    data that does not fit calls ``invalid(event)``, which raises (or returns the model). None for
+    classes of other kinds (they use their loader).
+    """
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        return None
+    lines, ns = _dataclass_body(cls, reject_unknown)
+    ns.update(only=event_type, handler=handler, general=general, invalid=invalid)
+    source = [f"def call(event, {_LOCALS}):",
+              "  if event.type != only or event.extensions:",
+              "    return handler(general(event))",
+              "  data = event.data",
+              "  try:", *(f"    {line}" for line in lines),
+              "  except (Bad, KeyError):",
+              "    obj = invalid(event)",
+              "  return handler(obj)"]  # fmt: skip
+    return _build("call", source, ns, cls)
 
 
 class _Stdlib(ModelKind):
@@ -481,16 +531,9 @@ class _Stdlib(ModelKind):
     def loader(self, cls: Any, reject_unknown: bool) -> Callable[[Any], Any]:
         if self.name != "dataclass":
             return super().loader(cls, reject_unknown)
-        fast = _compile(cls, reject_unknown)
-        slow = self.from_data
-
-        def load(data: Any) -> Any:
-            try:
-                return fast(data)
-            except _Bad:
-                return slow(cls, data, reject_unknown)  # names every problem
-
-        return load
+        return _compile_dataclass(
+            cls, reject_unknown, lambda data: self.from_data(cls, data, reject_unknown)
+        )
 
     def from_data(self, cls: Any, data: Any, reject_unknown: bool) -> Any:
         problems: Problems = []

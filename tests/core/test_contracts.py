@@ -554,3 +554,23 @@ def test_the_process_wide_registry_is_what_event_type_fills() -> None:
     assert contract is not None and contract.cls is cls
     assert dataclasses.is_dataclass(cls)
     assert issubclass(ValidationError, Exception)
+
+
+def test_the_typed_envelope_keeps_every_attribute_of_the_event(bus) -> None:
+    t = unique("order.created")
+    Order = make_order_class(t)
+    plain, typed = Collector(), Collector()
+    bus.subscribe(t, lambda e: plain(e), group="plain")
+
+    @bus.subscribe(t, group="typed")
+    def on_typed(event: Event[Order]) -> None:  # type: ignore[valid-type]
+        typed(event)
+
+    bus.start()
+    bus.publish(t, {"id": 1, "user": "Ana", "total": 1.0}, key="k", subject="s",
+                correlationid="c", causationid="d", dataschema="urn:x",
+                traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")  # fmt: skip
+    plain.wait_for(1)
+    typed.wait_for(1)
+    assert typed.items[0].data == Order(id=1, user="Ana", total=1.0)
+    assert typed.items[0].replace(data=None) == plain.items[0].replace(data=None)
