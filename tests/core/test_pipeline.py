@@ -38,6 +38,26 @@ def bus() -> Iterator[EventBus]:
     b.close()
 
 
+@pytest.fixture
+def worker_log() -> Iterator[list[logging.LogRecord]]:
+    """The worker's log records (INFO and up), with the event context a log filter adds."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    keep.addFilter(EventContextFilter())
+    logger = logging.getLogger("eventbus.worker")
+    level = logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    yield records
+    logger.removeHandler(keep)
+    logger.setLevel(level)
+
+
 def test_middleware_wraps_each_handler_call_the_first_registered_outermost(bus: EventBus) -> None:
     calls: list[str] = []
 
@@ -141,8 +161,9 @@ def test_hooks_added_or_removed_while_running_apply_from_the_next_batch(bus: Eve
 
 
 @pytest.mark.parametrize("observed", [False, True], ids=["plain path", "with outcome hooks"])
-def test_a_failure_log_line_names_the_event_and_the_handler_that_failed(observed: bool) -> None:
-    bus = EventBus(MemoryAdapter(), source="/t", retry=FAST, config=BusConfig(poll_interval=0.05))
+def test_a_failure_log_line_names_the_event_and_the_handler_that_failed(
+    observed: bool, bus: EventBus, worker_log: list[logging.LogRecord]
+) -> None:
     if observed:
         bus.on_outcome(lambda outcome: None)
     tries: list[Event] = []
@@ -153,27 +174,29 @@ def test_a_failure_log_line_names_the_event_and_the_handler_that_failed(observed
         if len(tries) == 1:
             raise ValueError("not yet")
 
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    keep = Keep()
-    keep.addFilter(EventContextFilter())
-    worker_log = logging.getLogger("eventbus.worker")
-    worker_log.addHandler(keep)
-    old_level = worker_log.level
-    worker_log.setLevel(logging.INFO)
-    try:
-        bus.start()
-        sent = bus.publish("x.y", {}).event
-        eventually(lambda: len(tries) == 2, timeout=10)
-    finally:
-        bus.close()
-        worker_log.removeHandler(keep)
-        worker_log.setLevel(old_level)
-    failed = next(r for r in records if "retrying" in r.getMessage())
+    bus.start()
+    sent = bus.publish("x.y", {}).event
+    eventually(lambda: len(tries) == 2, timeout=10)
+    failed = next(r for r in worker_log if "retrying" in r.getMessage())
     assert failed.event_id == sent.id  # type: ignore[attr-defined]
     assert failed.group == "g"  # type: ignore[attr-defined]
     assert failed.handler.endswith(".fragile")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["plain path", "with outcome hooks"])
+def test_log_line_of_an_undecodable_message_names_no_earlier_event(
+    observed: bool, bus: EventBus, worker_log: list[logging.LogRecord]
+) -> None:
+    if observed:
+        bus.on_outcome(lambda outcome: None)
+    handled: list[Event] = []
+    bus.subscribe("tick", group="g")(handled.append)
+    bus.declare()
+    good = bus.publish("tick", {"n": 1}).event
+    bus.adapter.publish([Message("tick", b"not an event", {}, None)])  # same batch, after it
+    bus.start()
+    eventually(lambda: any("undecodable" in r.getMessage() for r in worker_log), timeout=10)
+    assert [e.id for e in handled] == [good.id]
+    undecodable = next(r for r in worker_log if "undecodable" in r.getMessage())
+    assert undecodable.event_id is None  # type: ignore[attr-defined]
+    assert undecodable.group is None  # type: ignore[attr-defined]
