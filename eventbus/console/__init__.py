@@ -87,19 +87,22 @@ def serve(
     groups: Sequence[str] = (),
     on_ready: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
+    sample_every: float = 5.0,
 ) -> None:
     """Run the console until Ctrl+C (or ``stop`` is set); blocks.
 
     ``token`` (default: ``$EVENTBUS_CONSOLE_TOKEN``, else a new random one) guards
     replay, purge and drain. ``on_ready(url)`` gets the URL with the token once the
     server listens (default: print it to stderr). ``port=0`` picks a free port.
+    ``sample_every``: seconds between the charts' samples.
     """
     _require_stack()
     import uvicorn
 
     token = token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(18)
-    app, console = build_app(config, token=token, bus=bus, groups=groups,
-                             hosts=() if host in ("127.0.0.1", "localhost", "::1") else (host,))
+    hosts = () if host in ("127.0.0.1", "localhost", "::1") else (host,)
+    app, console = build_app(config, token=token, bus=bus, groups=groups, hosts=hosts,
+                             sample_every=sample_every)  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            timeout_graceful_shutdown=2, lifespan="on"))
 

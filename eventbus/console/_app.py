@@ -20,7 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -253,8 +253,7 @@ def create_app(
         if api:
             given = request.headers["x-eventbus-token"]
         else:
-            raw = await request.form()
-            form = {k: str(v) for k, v in raw.items()}
+            form = await _form(request)
             given = form.get("token", "")
         if not (given and hmac.compare_digest(given.encode(), token.encode())):
             message = "a valid token is needed for this (printed when the console started)"
@@ -304,7 +303,8 @@ def create_app(
             moved = console.replay(group, upto=upto, limit=limit)
             return f"replayed {moved} dead letter(s) of group {group!r}", {"replayed": moved}
 
-        raw = await request.form() if "x-eventbus-token" not in request.headers else {}
+        api = "x-eventbus-token" in request.headers
+        raw = dict(request.query_params) if api else await _form(request)
         upto, limit = raw.get("upto"), raw.get("limit")
         what = (f"dead letters of {group!r} up to {upto}" if upto else
                 f"the oldest {limit} dead letter(s) of {group!r}" if limit else
@@ -477,6 +477,16 @@ def create_app(
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts)),
                   Middleware(_Headers)]  # fmt: skip
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form (the only kind the page sends); anything else reads as empty."""
+    if not request.headers.get("content-type", "").startswith(
+        "application/x-www-form-urlencoded"
+    ):
+        return {}
+    body = await request.body()
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=50))
 
 
 def _no_log(console: Console) -> str:

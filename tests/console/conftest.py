@@ -88,24 +88,35 @@ def worker(db: Path, config: BusConfig) -> Iterator[Worker]:
 
 
 @pytest.fixture
-def served(config: BusConfig, worker: Worker) -> Iterator[Callable[[str], str]]:
-    """The console on a free port; returns url(path)."""
-    stop = threading.Event()
-    ready: list[str] = []
-    thread = threading.Thread(
-        target=serve, args=(config,),
-        kwargs={"port": 0, "token": TOKEN, "on_ready": ready.append, "stop": stop},
-        daemon=True,
-    )  # fmt: skip
-    thread.start()
-    eventually(lambda: ready or None, what="the console to listen")
-    base = ready[0].split("/?")[0]
-    try:
-        yield lambda path: base + path
-    finally:
+def start_console() -> Iterator[Callable[..., str]]:
+    """start_console(config, **serve_options) serves a console on a free port; returns its
+    base URL. Stopped at the end of the test."""
+    stops: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(config: BusConfig | None, **options: object) -> str:
+        stop = threading.Event()
+        ready: list[str] = []
+        kwargs = {"port": 0, "token": TOKEN, "on_ready": ready.append, "stop": stop,
+                  "sample_every": 0.2, **options}  # fmt: skip
+        thread = threading.Thread(target=serve, args=(config,), kwargs=kwargs, daemon=True)
+        thread.start()
+        stops.append((stop, thread))
+        eventually(lambda: ready or None, what="the console to listen")
+        return ready[0].split("/?")[0]
+
+    yield start
+    for stop, thread in stops:
         stop.set()
         thread.join(10)
 
+
+@pytest.fixture
+def served(
+    config: BusConfig, worker: Worker, start_console: Callable[..., str]
+) -> Callable[[str], str]:
+    """The console on the worker's broker file; returns url(path)."""
+    base = start_console(config)
+    return lambda path: base + path
 
 
 @pytest.fixture
