@@ -9,6 +9,7 @@ forbids them); ``/static/console.js`` does the live parts.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -122,6 +123,9 @@ def groups_page(console: Console, rows: list[GroupRow], outbox: OutboxState | No
         body += table(("group", "patterns", waiting, "dead letters",
                        "published / dead letters, last minutes"),
                       (group_row(r) for r in rows), ident="groups")  # fmt: skip
+        body += ('<p class="legend">Charts: <span class="published">events published</span> to '
+                 'the group\'s patterns (from the event log, where the broker keeps one) and '
+                 '<span class="dead">dead letters</span> waiting, one point per sample.</p>')
     else:
         body += '<p class="empty">No groups known yet.</p>'
     if outbox is not None and outbox.enabled:
@@ -268,8 +272,10 @@ def _preview(letter: Letter, width: int = 80) -> str:
     if letter.event is None:
         return f"! undecodable: {letter.error}"
     data = letter.event.data
-    text = f"<{len(data)} bytes>" if isinstance(data, bytes) else pretty_json(data)
-    text = " ".join(text.split())
+    if isinstance(data, bytes):
+        text = f"<{len(data)} bytes>"
+    else:
+        text = json.dumps(data, ensure_ascii=False, default=str, separators=(", ", ": "))
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -349,26 +350,39 @@ class Console:
         return redact(self.config.url or "") or str(self.config.broker)
 
     def outbox(self) -> OutboxState:
+        """How many events wait in the local outbox for this broker, and since when.
+
+        Read-only: opening the outbox through a bus would start draining it.
+        """
         settings = self.config.publish_settings
+        path = settings.outbox_path
         if not settings.outbox:
-            return OutboxState(False, settings.outbox_path, 0, None)
-        if self.bus is None and not os.path.exists(settings.outbox_path):
-            return OutboxState(True, settings.outbox_path, 0, None)
-        box = LocalOutbox(settings.outbox_path, self._outbox_destination())
+            return OutboxState(False, path, 0, None)
+        if self.bus is not None:
+            return OutboxState(True, path, self.bus.outbox_pending(), self._oldest(path))
+        if not os.path.exists(path):
+            return OutboxState(True, path, 0, None)
+        box = LocalOutbox(path, self._outbox_destination())
         try:
             pending = box.count()
-            oldest = box.peek(1) if pending else []
         finally:
             box.close()
-        age = None
-        if oldest:
+        return OutboxState(True, path, pending, self._oldest(path) if pending else None)
+
+    def _oldest(self, path: str) -> float | None:
+        """Seconds since the oldest waiting row was written (its ``created`` column)."""
+        if not os.path.exists(path):
+            return None
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
             try:
-                when = datetime.fromisoformat(str(oldest[0][1].headers.get("time", ""))
-                                              .replace("Z", "+00:00"))  # fmt: skip
-                age = max(0.0, time.time() - when.timestamp())
-            except ValueError:
-                age = None
-        return OutboxState(True, settings.outbox_path, pending, age)
+                row = db.execute("SELECT min(created) FROM outbox WHERE destination = ?",
+                                 (self._outbox_destination(),)).fetchone()  # fmt: skip
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return None
+        return max(0.0, time.time() - float(row[0])) if row and row[0] is not None else None
 
     def drain_outbox(self, timeout: float = 10.0) -> tuple[int, int]:
         """Send what waits in the outbox now; returns (sent, still waiting)."""

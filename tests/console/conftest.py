@@ -63,8 +63,8 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def config(db: Path) -> BusConfig:
-    outbox = str(db.parent / "outbox.db")
-    return BusConfig(url=f"sqlite:///{db}", poll_interval=0.1, publish={"outbox_path": outbox})
+    # Relative to the test's directory (the current one), as a project's config would be.
+    return BusConfig(url=f"sqlite:///{db.name}", poll_interval=0.1)
 
 
 @pytest.fixture

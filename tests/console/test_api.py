@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -141,12 +142,6 @@ def test_chart_counts_what_was_published(client, worker) -> None:
     assert "published" in eventually(drawn, what="a chart with the events")
 
 
-def test_outbox_state(client, worker) -> None:
-    r = client.get("/api/outbox").json()
-    assert r["enabled"] and r["pending"] == 0
-    assert "0</td>" in client.get("/outbox").text
-
-
 def test_asyncapi_of_an_app_and_without_one(start_console, client) -> None:
     assert "--app" in client.get("/asyncapi").text
     bus = EventBus(MemoryAdapter(), config=BusConfig(broker="memory", url=None))
@@ -202,3 +197,30 @@ def test_the_command_prints_the_url_with_the_token(config, worker) -> None:
         code = proc.wait(15)
     assert code == 130
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_outbox_pending_age_and_drain(db, start_console, token) -> None:
+    """Events kept in the outbox while the broker file was locked are shown and drained."""
+    config = BusConfig(url="sqlite:///bus.db", options={"busy_timeout": 0.1},
+                       publish={"retry_attempts": 1, "retry_timeout": 0.2,
+                                "close_timeout": 0.1})  # fmt: skip
+    bus = EventBus(config=config)
+    bus.publish("order.paid", {"order": 0})
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # another process holds the broker file
+    kept = [bus.publish("order.paid", {"order": i}) for i in (1, 2)]
+    bus.close()
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert [r.outcome for r in kept] == ["outbox", "outbox"]
+    with httpx.Client(base_url=start_console(config), timeout=30) as c:
+        state = c.get("/api/outbox").json()
+        assert state["pending"] == 2 and state["oldest_age"] >= 0
+        page = c.get("/outbox").text
+        assert 'id="outbox-pending">2<' in page and "Drain now" in page
+        assert c.post("/outbox/drain").status_code == 403
+        r = c.post("/outbox/drain", data={"token": token, "confirmed": "yes"})
+        assert r.status_code == 200 and "sent 2 event(s) from the outbox" in r.text
+        assert c.get("/api/outbox").json()["pending"] == 0
+        ids = [x["id"] for x in c.get("/api/log").json()["entries"]]
+        assert ids[1:] == [r.id for r in kept]
