@@ -38,7 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._errors import EventBusError
+from .._errors import ConfigError, EventBusError
 from .._routing import validate_pattern
 from ..observability import redact_text
 from ..observability._tail import TailItem, can_delete_groups, json_record, tail
@@ -50,6 +50,8 @@ __all__ = ["create_app"]
 COOKIE = "eventbus_console_token"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+#: What a wrong search or pattern raises (a pattern's mistakes are ConfigErrors).
+BAD_INPUT = (TypeError, ValueError, ConfigError)
 #: Live tails at once (each holds a group on the broker and a thread).
 MAX_TAILS = 4
 
@@ -188,7 +190,7 @@ def create_app(
         def work() -> Response:
             try:
                 return html(view.log_page(console, form, search(form), None))
-            except (TypeError, ValueError) as exc:
+            except BAD_INPUT as exc:
                 return html(view.log_page(console, form, None, str(exc)), 400)
 
         result: Response = await guarded(request, work, "Event log")
@@ -215,7 +217,7 @@ def create_app(
         if pattern:
             try:
                 validate_pattern(pattern)
-            except (TypeError, ValueError) as exc:
+            except BAD_INPUT as exc:
                 return html(view.tail_page(console, "", f"pattern {pattern!r}: {exc}"), 400)
         return html(view.tail_page(console, pattern, note))
 
@@ -362,7 +364,7 @@ def create_app(
         def work() -> Response:
             try:
                 result = search(form)
-            except (TypeError, ValueError) as exc:
+            except BAD_INPUT as exc:
                 return JSONResponse({"error": str(exc)}, 400)
             return JSONResponse({"entries": [_letter_json(x) for x in result.entries],
                                  "next_after": result.next_after,
@@ -395,7 +397,7 @@ def create_app(
         pattern = request.query_params.get("pattern", "").strip()
         try:
             validate_pattern(pattern)
-        except (TypeError, ValueError) as exc:
+        except BAD_INPUT as exc:
             return JSONResponse({"error": f"pattern {pattern!r}: {exc}"}, 400)
         if not tails.acquire(blocking=False):
             return JSONResponse({"error": f"at most {MAX_TAILS} live tails at once"}, 429)

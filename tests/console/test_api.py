@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -100,6 +101,9 @@ def test_log_search_by_type_id_correlation_time_and_paging(client, worker) -> No
     assert log(until="2000-01-01T00:00")["entries"] == []
     assert len(log(since="2000-01-01T00:00")["entries"]) == 6
     assert client.get("/api/log", params={"since": "yesterday"}).status_code == 400
+    bad = client.get("/log", params={"type": "order.**x"})
+    assert bad.status_code == 400 and "a wildcard must be a whole word" in bad.text
+    assert client.get("/tail", params={"pattern": "order.**x"}).status_code == 400
     # Paging through the HTML page: 50 a page, "next" continues after the last one.
     for i in range(60):
         bus.publish("audit.note", {"n": i})
@@ -224,3 +228,25 @@ def test_outbox_pending_age_and_drain(db, start_console, token) -> None:
         assert c.get("/api/outbox").json()["pending"] == 0
         ids = [x["id"] for x in c.get("/api/log").json()["entries"]]
         assert ids[1:] == [r.id for r in kept]
+
+
+def test_tail_streams_events_and_removes_its_group(client, worker, db) -> None:
+    from eventbus import SqliteAdapter
+
+    def tail_groups() -> list[str]:
+        a = SqliteAdapter(db)
+        try:
+            return [g for g in a.groups() if g.startswith("eventbus-tail.")]
+        finally:
+            a.close()
+
+    assert client.get("/tail/events", params={"pattern": "order.**x"}).status_code == 400
+    with client.stream("GET", "/tail/events", params={"pattern": "order.*"}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = (ln for ln in r.iter_lines() if ln.startswith("data: "))
+        ready = json.loads(next(lines)[6:])
+        assert ready["ready"] in tail_groups()
+        sent = worker.bus.publish("order.created", {"order": 5})
+        item = json.loads(next(lines)[6:])
+        assert item["attributes"]["id"] == sent.id and item["data"] == {"order": 5}
+    eventually(lambda: tail_groups() == [] or None, what="the tail's group to go")
