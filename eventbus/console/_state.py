@@ -40,6 +40,8 @@ __all__ = ["Console", "GroupRow", "Letter", "LogPage", "OutboxState", "Unsupport
 
 #: Dead letters counted per group on the overview (more shows as "1000+").
 COUNT_LIMIT = 1000
+#: Seconds a dead-letter count is reused on brokers where counting is a receive-and-return.
+DEAD_TTL = 15.0
 #: Dead letters looked through for one letter's page, or to replay up to one.
 LETTER_SCAN = 10_000
 #: Log entries one search request looks through at most (then: "continue").
@@ -176,6 +178,7 @@ class Console:
         self.sample_every = sample_every
         self.history = _History()
         self._last_seq: int | None = None
+        self._dead_cache: dict[str, tuple[float, int]] = {}
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
 
@@ -250,11 +253,27 @@ class Console:
             with self._calling(f"group {name}"):
                 if self.has_depth():
                     waiting = int(self.adapter.depth(name))  # type: ignore[attr-defined]
-                if isinstance(self.adapter, DeadLetterTools):
-                    dead = len(self.adapter.dead_letters(name, COUNT_LIMIT))
-                    more = dead >= COUNT_LIMIT
+                dead = self.dead_count(name)
+                more = dead is not None and dead >= COUNT_LIMIT
             rows.append(GroupRow(name, patterns, waiting, dead, more))
         return rows
+
+    def dead_count(self, group: str) -> int | None:
+        """How many dead letters ``group`` has (up to COUNT_LIMIT); None: cannot tell.
+
+        Counting is a peek; on brokers where a peek receives and hands back
+        (RabbitMQ, SQS) it runs at most every ``DEAD_TTL`` seconds, whoever asks.
+        """
+        if not isinstance(self.adapter, DeadLetterTools):
+            return None
+        ttl = 0.0 if self.has_depth() else DEAD_TTL
+        with self._calling(f"dead letters of {group}"):
+            stamp, count = self._dead_cache.get(group, (0.0, 0))
+            now = time.monotonic()
+            if not ttl or now - stamp >= ttl:
+                count = len(self.adapter.dead_letters(group, COUNT_LIMIT))
+                self._dead_cache[group] = (now, count)
+            return count
 
     def groups_note(self) -> str | None:
         """What the overview cannot show on this adapter (None: everything)."""
@@ -292,11 +311,13 @@ class Console:
                 if found is None:
                     raise LookupError(f"no dead letter {upto!r} in group {group!r} (any more)")
                 limit = found[0] + 1
+            self._dead_cache.pop(group, None)
             return tools.replay_dead_letters(group, limit)
 
     def purge(self, group: str) -> int:
         tools = self._tools()
         with self._calling(f"purge dead letters of {group}"):
+            self._dead_cache.pop(group, None)
             return tools.purge_dead_letters(group)
 
     # -- the event log -------------------------------------------------------------------
@@ -413,28 +434,20 @@ class Console:
         patterns = self.group_patterns()
         published: dict[str, int] = dict.fromkeys(patterns, 0)
         if isinstance(self.adapter, EventLog):
-            with self._calling("read the log"):
-                if self._last_seq is None:
-                    tail = self.adapter.log(limit=1, after=0)
-                    self._last_seq = 0
-                    if tail:  # start from the end: count only what comes now
-                        self._last_seq = self._last_end()
-                else:
-                    matchers = {g: Matcher(list(p)) for g, p in patterns.items() if p}
-                    for _ in range(20):  # at most 10,000 entries per sample
-                        batch = self.adapter.log(limit=500, after=self._last_seq)
-                        if not batch:
-                            break
-                        self._last_seq = batch[-1].seq
-                        for entry in batch:
-                            for g, m in matchers.items():
-                                if m(entry.message.topic):
-                                    published[g] += 1
-        dead: dict[str, int] = {}
-        if isinstance(self.adapter, DeadLetterTools):
-            for g in patterns:
-                with self._calling(f"dead letters of {g}"):
-                    dead[g] = len(self.adapter.dead_letters(g, COUNT_LIMIT))
+            if self._last_seq is None:  # start at the end: count only what comes from now on
+                self._last_seq = self._last_end(self.adapter)
+            matchers = {g: Matcher(list(p)) for g, p in patterns.items() if p}
+            for _ in range(20):  # at most 10,000 entries per sample
+                with self._calling("read the log"):
+                    batch = self.adapter.log(limit=500, after=self._last_seq)
+                if not batch:
+                    break
+                self._last_seq = batch[-1].seq
+                for entry in batch:
+                    for g, m in matchers.items():
+                        if m(entry.message.topic):
+                            published[g] += 1
+        dead = {g: n for g in patterns if (n := self.dead_count(g)) is not None}
         h = self.history
         with self.lock:
             h.stamps.append(time.time())
@@ -445,11 +458,13 @@ class Console:
                     h.dead.setdefault(g, collections.deque([dead[g]] * (len(h.stamps) - 1),
                                                            maxlen=HISTORY)).append(dead[g])
 
-    def _last_end(self) -> int:
-        log = self._log()
+    def _last_end(self, log: EventLog) -> int:
+        """The last seq of the log, paged to once at start, a batch per lock hold (the
+        broker's own reads are thread-safe; the page is not held up meanwhile)."""
         cursor = 0
-        while True:  # page to the end (only once, at start)
-            batch = log.log(limit=5000, after=cursor)
+        while True:
+            with self._calling("read the log"):
+                batch = log.log(limit=5000, after=cursor)
             if not batch:
                 return cursor
             cursor = batch[-1].seq
