@@ -16,6 +16,7 @@ at startup (or ``--token`` / ``$EVENTBUS_CONSOLE_TOKEN``).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import secrets
 import sys
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from .._bus import EventBus
 from .._config import BusConfig, load_config
 from .._errors import AdapterNotFound, ConfigError, EventBusError
-from .._plugins import require
 from ..observability import redact_text
 
 if TYPE_CHECKING:
@@ -42,8 +42,13 @@ TOKEN_ENV = "EVENTBUS_CONSOLE_TOKEN"  # noqa: S105 - the variable's name, not a 
 
 
 def _require_stack() -> None:
+    """Starlette and uvicorn, or AdapterNotFound (the CLI's "install this" error, exit 2)."""
     for module in ("starlette", "uvicorn"):
-        require(module, "console", "console")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise AdapterNotFound(f"eventbus console needs {module!r}, which is not installed: "
+                                  "pip install 'eventbus[console]'") from exc
 
 
 def build_app(
@@ -157,7 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config, args.profile)
-        bus = _load_app(args.app, args.config, args.profile) if args.app else None
+        bus = None
+        if args.app:
+            try:
+                bus = _load_app(args.app, args.config, args.profile)
+            except EventBusError:
+                raise
+            except Exception as exc:  # the loader's own usage errors, already one line
+                print(f"eventbus: error: {redact_text(str(exc))}", file=sys.stderr)
+                return 2
         serve(config, host=args.host, port=args.port, token=args.token, bus=bus,
               groups=args.groups)  # fmt: skip
     except KeyboardInterrupt:

@@ -185,17 +185,31 @@ def test_rabbitmq_says_what_it_cannot_show_and_hides_the_password(start_console)
         assert "refused the login" in c.get("/groups/billing/dead").text
 
 
-def test_the_command_prints_the_url_with_the_token(config, worker) -> None:
+def test_the_command_prints_the_url_with_the_token(config, worker, db) -> None:
     """``python -m eventbus.console`` (what ``eventbus console`` runs) serves until stopped."""
+    (db.parent / "shop.py").write_text(
+        "from eventbus import EventBus\n"
+        "bus = EventBus()\n"
+        "@bus.subscribe('order.*', group='billing')\n"
+        "def bill(event):\n"
+        "    'Bill the order.'\n"
+    )
     env = {**os.environ, "EVENTBUS_URL": config.url or "", "EVENTBUS_CONSOLE_TOKEN": "tok-42"}
-    proc = subprocess.Popen([sys.executable, "-m", "eventbus.console", "--port", "0"],
-                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    r = subprocess.run([sys.executable, "-m", "eventbus.console", "--app", "nosuchmodule"],
+                       capture_output=True, text=True, env=env, timeout=30)  # fmt: skip
+    assert r.returncode == 2 and "cannot import 'nosuchmodule'" in r.stderr
+    assert "Traceback" not in r.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventbus.console", "--port", "0", "--app", "shop:bus"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
         url = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=tok-42", line)
         assert url is not None, line
         assert 'data-group="billing"' in httpx.get(url.group(1)).text
+        assert "Bill the order." in httpx.get(url.group(1) + "asyncapi").text
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl+C: a graceful stop, the CLI's exit code for it
         code = proc.wait(15)
