@@ -59,6 +59,7 @@ def build_app(
     groups: Sequence[str] = (),
     hosts: Sequence[str] = (),
     sample_every: float = 5.0,
+    handlers_here: bool = True,
 ) -> tuple[Starlette, Console]:
     """The console's ASGI app and its :class:`Console` (closed when the app shuts down).
 
@@ -66,7 +67,8 @@ def build_app(
     document are shown); else an adapter is made from ``config`` (default: the
     config file found as ``EventBus()`` finds it). ``groups``: more groups to show
     on adapters that cannot list theirs. ``hosts``: Host names to answer besides
-    the loopback ones.
+    the loopback ones. ``handlers_here``: ``bus`` runs its handlers in this process
+    (then the charts count what they finish, on brokers without an event log).
     """
     _require_stack()
     from ._app import create_app
@@ -74,7 +76,8 @@ def build_app(
 
     if config is None and bus is None:
         config = load_config()
-    console = Console(config or BusConfig(), bus=bus, groups=groups, sample_every=sample_every)
+    console = Console(config or BusConfig(), bus=bus, groups=groups, sample_every=sample_every,
+                      handlers_here=handlers_here)  # fmt: skip
     loopback = ("127.0.0.1", "localhost", "::1", "[::1]")
     app = create_app(console, token, hosts=tuple(dict.fromkeys([*loopback, *hosts])),
                      on_close=console.close)  # fmt: skip
@@ -93,13 +96,15 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
     sample_every: float = 5.0,
+    handlers_here: bool = True,
 ) -> None:
     """Run the console until Ctrl+C (or ``stop`` is set); blocks.
 
     ``token`` (default: ``$EVENTBUS_CONSOLE_TOKEN``, else a new random one) guards
     replay, purge and drain. ``on_ready(url)`` gets the URL with the token once the
     server listens (default: print it to stderr). ``port=0`` picks a free port.
-    ``sample_every``: seconds between the charts' samples.
+    ``sample_every``: seconds between the charts' samples. ``handlers_here=False``: ``bus``
+    only describes the app (``--app``); its handlers run elsewhere.
     """
     _require_stack()
     import uvicorn
@@ -107,7 +112,7 @@ def serve(
     token = token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(18)
     hosts = () if host in ("127.0.0.1", "localhost", "::1") else (host,)
     app, console = build_app(config, token=token, bus=bus, groups=groups, hosts=hosts,
-                             sample_every=sample_every)  # fmt: skip
+                             sample_every=sample_every, handlers_here=handlers_here)  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            timeout_graceful_shutdown=2, lifespan="on"))
 
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"eventbus: error: {redact_text(str(exc))}", file=sys.stderr)
                 return 2
         serve(config, host=args.host, port=args.port, token=args.token, bus=bus,
-              groups=args.groups)  # fmt: skip
+              groups=args.groups, handlers_here=False)  # fmt: skip
     except KeyboardInterrupt:
         return 130
     except (ConfigError, AdapterNotFound) as exc:

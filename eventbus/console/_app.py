@@ -240,11 +240,9 @@ def create_app(
 
     async def chart(request: Request) -> Response:
         group = request.path_params["group"]
-        h = console.history
-        with console.lock:
-            series = [("published", list(h.published.get(group, []))),
-                      ("dead letters", list(h.dead.get(group, [])))]  # fmt: skip
-        svg = view.chart_svg(f"{group}: published (blue) and dead letters (red)", series)
+        h = console.history_of(group)
+        series = [("published", h["throughput"]), ("dead letters", h["dead_letters"])]
+        svg = view.chart_svg(f"{group}: throughput (blue) and dead letters (red)", series)
         return Response(svg, media_type="image/svg+xml")
 
     # -- actions ------------------------------------------------------------------------
@@ -372,6 +370,12 @@ def create_app(
 
         return await api(work)
 
+    async def api_history(request: Request) -> Response:
+        group = request.path_params["group"]
+        return JSONResponse({"group": group, "every": console.sample_every,
+                             "throughput_counts": console.throughput(),
+                             **console.history_of(group)})  # fmt: skip
+
     async def api_outbox(request: Request) -> Response:
         def work() -> Response:
             s = console.outbox()
@@ -471,6 +475,7 @@ def create_app(
         Route("/chart/{group:str}.svg", chart),
         Route("/api/groups", api_groups),
         Route("/api/groups/{group:str}/dead", api_letters),
+        Route("/api/groups/{group:str}/history", api_history),
         Route("/api/log", api_log),
         Route("/api/outbox", api_outbox),
         Route("/api/asyncapi", api_asyncapi),

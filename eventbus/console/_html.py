@@ -121,11 +121,14 @@ def groups_page(console: Console, rows: list[GroupRow], outbox: OutboxState | No
     body += '<p class="live">refreshed every few seconds</p>' if rows else ""
     if rows:
         body += table(("group", "patterns", waiting, "dead letters",
-                       "published / dead letters, last minutes"),
+                       "throughput / dead letters, last minutes"),
                       (group_row(r) for r in rows), ident="groups")  # fmt: skip
-        body += ('<p class="legend">Charts: <span class="published">events published</span> to '
-                 'the group\'s patterns (from the event log, where the broker keeps one) and '
-                 '<span class="dead">dead letters</span> waiting, one point per sample.</p>')
+        counted = console.throughput()
+        blue = (f'<span class="published">{e(counted)}</span>' if counted else
+                "no throughput (this broker keeps no event log: serve the console inside the "
+                "app, eventbus.console.serve(bus=...), to count what its handlers do)")  # fmt: skip
+        body += (f'<p class="legend">Charts, one point per {e(f"{console.sample_every:g}")} s: '
+                 f'{blue}; <span class="dead">dead letters</span> waiting.</p>')
     else:
         body += '<p class="empty">No groups known yet.</p>'
     if outbox is not None and outbox.enabled:

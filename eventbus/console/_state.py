@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +30,7 @@ from .._bus import EventBus
 from .._config import BusConfig, redact
 from .._envelope import Delivery, Event, Message, decode
 from .._errors import ConfigError, DecodeError, EventBusError
+from .._hooks import Outcome
 from .._plugins import AdapterSpec, create_adapter, find_spec, spec_for_url
 from .._routing import Matcher
 from ..adapter import H_FAILED_AT, Adapter, DeadLetterTools, EventLog, LogEntry
@@ -152,7 +153,8 @@ def _parse_time(text: str) -> float | None:
 
 
 class Console:
-    """The console's view of one broker. ``bus``: an app's bus, for its adapter and AsyncAPI."""
+    """The console's view of one broker. ``bus``: an app's bus, for its adapter and AsyncAPI;
+    ``handlers_here``: that bus runs its handlers in this process (charts count them)."""
 
     def __init__(
         self,
@@ -161,6 +163,7 @@ class Console:
         bus: EventBus | None = None,
         groups: Sequence[str] = (),
         sample_every: float = 5.0,
+        handlers_here: bool = True,
     ) -> None:
         self.config = bus.config if bus is not None else config
         self.bus = bus
@@ -179,6 +182,10 @@ class Console:
         self.history = _History()
         self._last_seq: int | None = None
         self._dead_cache: dict[str, tuple[float, int]] = {}
+        self._handled: collections.Counter[str] = collections.Counter()
+        self._outcomes: Callable[[Outcome], None] | None = None
+        if bus is not None and handlers_here and not self.has_log():  # this process's handlers
+            self._outcomes = bus.on_outcome(self._count_outcome)
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
 
@@ -428,9 +435,22 @@ class Console:
         return asyncapi_document(self.bus, title="eventbus app", version="1.0.0")
 
     # -- charts -----------------------------------------------------------------------------
+    def throughput(self) -> str | None:
+        """What the charts' blue line counts on this setup (None: nothing can be counted)."""
+        if self.has_log():
+            return "events published to the group's patterns (from the event log)"
+        if self._outcomes is not None:
+            return "events the app's handlers finished in this process (acked or dead-lettered)"
+        return None
+
+    def _count_outcome(self, outcome: Outcome) -> None:
+        if outcome.group is not None and outcome.kind in ("acked", "dead_lettered"):
+            with self.lock:
+                self._handled[outcome.group] += 1
+
     def sample(self) -> None:
-        """Record, per group, events published to its patterns since the last sample (from
-        the event log, where there is one) and its dead-letter count."""
+        """Record, per group, its throughput since the last sample (see :meth:`throughput`)
+        and its dead-letter count."""
         patterns = self.group_patterns()
         published: dict[str, int] = dict.fromkeys(patterns, 0)
         if isinstance(self.adapter, EventLog):
@@ -447,6 +467,10 @@ class Console:
                     for g, m in matchers.items():
                         if m(entry.message.topic):
                             published[g] += 1
+        if self._outcomes is not None:
+            with self.lock:
+                for g in patterns:
+                    published[g] = self._handled.pop(g, 0)
         dead = {g: n for g in patterns if (n := self.dead_count(g)) is not None}
         h = self.history
         with self.lock:
@@ -457,6 +481,12 @@ class Console:
                 if g in dead:
                     h.dead.setdefault(g, collections.deque([dead[g]] * (len(h.stamps) - 1),
                                                            maxlen=HISTORY)).append(dead[g])
+
+    def history_of(self, group: str) -> dict[str, list[int]]:
+        """The charts' samples of ``group``, oldest first: throughput and dead letters."""
+        with self.lock:
+            return {"throughput": list(self.history.published.get(group, [])),
+                    "dead_letters": list(self.history.dead.get(group, []))}  # fmt: skip
 
     def _last_end(self, log: EventLog) -> int:
         """The last seq of the log, paged to once at start, a batch per lock hold (the
@@ -489,6 +519,12 @@ class Console:
         self._stop.set()
         if self._sampler is not None:
             self._sampler.join(5.0)
+        if self._outcomes is not None and self.bus is not None:
+            try:
+                self.bus.hooks.outcome.remove(self._outcomes)
+            except ValueError:
+                pass
+            self._outcomes = None
         if self._own_adapter:
             self.adapter.close()
 

@@ -60,8 +60,8 @@ def app_bus(request: pytest.FixtureRequest, db) -> Iterator[tuple[str, EventBus,
 
 def test_every_adapter(app_bus, start_console: Callable[..., str], token: str) -> None:
     name, bus, group = app_bus
-    sent = bus.publish("order.paid", {"order": 7})
     with httpx.Client(base_url=start_console(None, bus=bus), timeout=30) as c:
+        sent = bus.publish("order.paid", {"order": 7})
 
         def letters() -> list[dict] | None:
             r = c.get(f"/api/groups/{group}/dead")
@@ -80,5 +80,9 @@ def test_every_adapter(app_bus, start_console: Callable[..., str], token: str) -
         assert log.status_code == 200 and "feature of the embedded SQLite broker" in log.text
         for path in ("/outbox", "/asyncapi", "/tail", f"/chart/{group}.svg"):
             assert c.get(path).status_code == 200, path
+        # The chart counts what the app's handlers did (or the log, on sqlite).
+        history = lambda: c.get(f"/api/groups/{group}/history").json()  # noqa: E731
+        eventually(lambda: sum(history()["throughput"]) == 1 or None, what="the chart's count")
+        assert "handlers finished in this process" in history()["throughput_counts"]
         r = c.post(f"/groups/{group}/purge", headers={"X-Eventbus-Token": token})
         assert r.status_code == 200 and r.json()["purged"] == 1

@@ -135,15 +135,20 @@ def test_startup_url_keeps_the_token_for_the_forms(client, worker, token) -> Non
     assert token not in client.get(f"/groups/{GROUP}/dead").text
 
 
-def test_chart_counts_what_was_published(client, worker) -> None:
-    def drawn() -> str | None:
-        svg = client.get(f"/chart/{GROUP}.svg")
-        assert svg.headers["content-type"].startswith("image/svg+xml")
-        return svg.text if "<polyline" in svg.text and "max 1<" not in svg.text else None
-
+def test_charts_count_published_events_and_dead_letters(client, worker) -> None:
+    history = lambda: client.get(f"/api/groups/{GROUP}/history").json()  # noqa: E731
+    eventually(lambda: history()["throughput"] or None, what="the first sample")
     worker.bus.publish_many([Event(type="order.paid", data={"i": i}) for i in range(3)])
+    worker.bus.publish("parcel.shipped", {})  # not the group's: not counted
     worker.dead(2)
-    assert "published" in eventually(drawn, what="a chart with the events")
+    def counted() -> bool | None:
+        h = history()
+        return (sum(h["throughput"]) == 5 and max(h["dead_letters"]) == 2) or None
+
+    eventually(counted, what="the samples")
+    assert "event log" in history()["throughput_counts"]
+    svg = client.get(f"/chart/{GROUP}.svg")
+    assert svg.headers["content-type"].startswith("image/svg+xml") and "<polyline" in svg.text
 
 
 def test_asyncapi_of_an_app_and_without_one(start_console, client) -> None:
