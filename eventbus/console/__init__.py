@@ -19,6 +19,7 @@ import argparse
 import importlib
 import os
 import secrets
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -110,21 +111,23 @@ def serve(
     import uvicorn
 
     token = token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(18)
+    sock = _listen(host, port)  # before anything starts: a taken port is a clean error
+    bound = sock.getsockname()[1]
     hosts = () if host in ("127.0.0.1", "localhost", "::1") else (host,)
-    app, console = build_app(config, token=token, bus=bus, groups=groups, hosts=hosts,
-                             sample_every=sample_every, handlers_here=handlers_here)  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2, lifespan="on"))
+    try:
+        app, console = build_app(config, token=token, bus=bus, groups=groups, hosts=hosts,
+                                 sample_every=sample_every, handlers_here=handlers_here)
+    except BaseException:
+        sock.close()
+        raise
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                           timeout_graceful_shutdown=2))  # fmt: skip
 
     def announce() -> None:
         while not server.started and not server.should_exit:
             threading.Event().wait(0.05)
         if not server.started:
             return
-        bound = port
-        for s in getattr(server, "servers", []):
-            for sock in getattr(s, "sockets", []):
-                bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{bound}/?token={token}"
         if on_ready is not None:
@@ -138,9 +141,23 @@ def serve(
 
     threading.Thread(target=announce, name="eventbus-console-ready", daemon=True).start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
+        server.should_exit = True  # the announcer stops waiting if the server never started
         console.close()
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -269,3 +269,11 @@ def test_tail_streams_events_and_removes_its_group(client, worker, db) -> None:
         item = json.loads(next(lines)[6:])
         assert item["attributes"]["id"] == sent.id and item["data"] == {"order": 5}
     eventually(lambda: tail_groups() == [] or None, what="the tail's group to go")
+
+
+def test_a_taken_port_is_a_clean_error(served, config) -> None:
+    from eventbus.console import serve
+
+    port = int(served("").rsplit(":", 1)[1])
+    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+        serve(config, port=port, token="x")
