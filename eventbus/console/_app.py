@@ -109,9 +109,11 @@ def create_app(
     """The ASGI app over ``console``; ``token`` guards the mutating endpoints."""
     tails = threading.BoundedSemaphore(MAX_TAILS)
 
+    def valid(given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(str(given).encode(), token.encode())
+
     def browser_token(request: Request) -> str | None:
-        held = request.cookies.get(COOKIE, "")
-        return token if held and hmac.compare_digest(held, token) else None
+        return token if valid(request.cookies.get(COOKIE)) else None
 
     def html(text: str, status: int = 200) -> HTMLResponse:
         return HTMLResponse(text, status)
@@ -133,7 +135,7 @@ def create_app(
         given = request.query_params.get("token")
         if given is not None:  # the startup URL: keep the token for the forms, drop it from the URL
             response = RedirectResponse("/", 303)
-            if hmac.compare_digest(given, token):
+            if valid(given):
                 response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
             return response
 
@@ -255,7 +257,7 @@ def create_app(
         else:
             form = await _form(request)
             given = form.get("token", "")
-        if not (given and hmac.compare_digest(given.encode(), token.encode())):
+        if not valid(given):
             message = "a valid token is needed for this (printed when the console started)"
             if api:
                 return JSONResponse({"error": message}, 403)
@@ -300,6 +302,8 @@ def create_app(
         def work(form: dict[str, str]) -> tuple[str, dict[str, Any]]:
             upto = form.get("upto") or None
             limit = int(form["limit"]) if form.get("limit") else None
+            if limit is not None and limit < 1:
+                raise ValueError(f"limit must be at least 1, not {limit}")
             moved = console.replay(group, upto=upto, limit=limit)
             return f"replayed {moved} dead letter(s) of group {group!r}", {"replayed": moved}
 

@@ -57,6 +57,11 @@ def test_mutations_need_the_token_and_get_never_mutates(client, worker, token) -
     r = client.post(f"/groups/{GROUP}/purge", headers={"X-Eventbus-Token": "wrong"})
     assert r.status_code == 403 and "token" in r.json()["error"]
     assert client.get(f"/groups/{GROUP}/purge").status_code == 405
+    assert client.post(f"/groups/{GROUP}/purge", data={"token": "é"}).status_code == 403
+    assert client.get("/", params={"token": "é"}, follow_redirects=False).status_code == 303
+    r = client.post(f"/groups/{GROUP}/replay", params={"limit": "-1"},
+                    headers={"X-Eventbus-Token": token})  # fmt: skip
+    assert r.status_code == 409 and "at least 1" in r.json()["error"]
     # The right token in a form asks first; nothing happens before "yes".
     r = client.post(f"/groups/{GROUP}/purge", data={"token": token})
     assert r.status_code == 200 and "for good?" in r.text and 'name="confirmed"' in r.text
