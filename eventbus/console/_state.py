@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -36,6 +37,8 @@ from .._routing import Matcher
 from ..adapter import H_FAILED_AT, Adapter, DeadLetterTools, EventLog, LogEntry
 from ..observability import redact_text
 from ..resilience import LocalOutbox
+
+log = logging.getLogger("eventbus.console")
 
 __all__ = ["Console", "GroupRow", "Letter", "LogPage", "OutboxState", "Unsupported"]
 
@@ -509,6 +512,8 @@ class Console:
                     self.sample()
                 except (EventBusError, Unsupported):
                     pass  # the page shows the error where it asks; charts just miss a point
+                except Exception:  # never let the charts die with one bad sample
+                    log.exception("console: sampling for the charts failed")
                 self._stop.wait(self.sample_every)
 
         self._sampler = threading.Thread(target=run, name="eventbus-console-sampler",

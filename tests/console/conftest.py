@@ -29,7 +29,9 @@ class Worker:
     handled: list[Event] = field(default_factory=list)
 
     def dead(self, n: int, reason: str = "card declined") -> list[Event]:
-        """Publish ``n`` events the handler rejects; return them once they are dead letters."""
+        """Publish ``n`` events the handler rejects; return them once they are dead letters.
+
+        Call it when no other event is in flight: those would be rejected too."""
         self.failing.set()
         events = [Event(type="order.paid", data={"order": i, "total": 10 + i}, source="/shop",
                         correlationid=f"corr-{i}") for i in range(n)]  # fmt: skip

@@ -143,8 +143,9 @@ def test_startup_url_keeps_the_token_for_the_forms(client, worker, token) -> Non
 def test_charts_count_published_events_and_dead_letters(client, worker) -> None:
     history = lambda: client.get(f"/api/groups/{GROUP}/history").json()  # noqa: E731
     eventually(lambda: history()["throughput"] or None, what="the first sample")
-    worker.bus.publish_many([Event(type="order.paid", data={"i": i}) for i in range(3)])
+    worker.bus.publish_many([Event(type="order.paid", data={"order": i}) for i in range(3)])
     worker.bus.publish("parcel.shipped", {})  # not the group's: not counted
+    eventually(lambda: len(worker.handled) == 3 or None, what="the orders handled")
     worker.dead(2)
     def counted() -> bool | None:
         h = history()
