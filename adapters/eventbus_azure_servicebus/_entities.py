@@ -35,7 +35,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
+from ._codec import ATTEMPT, DEFAULT_SESSION, RETRY_TO, session_for_key
+
 __all__ = [
+    "ATTEMPT",
     "DEFAULT_SESSION",
     "RETRY_TO",
     "AdministrationEntities",
@@ -48,14 +51,6 @@ __all__ = [
     "subscription_name",
     "subscription_spec",
 ]
-
-#: Application property naming the one subscription a scheduled retry copy is for.
-RETRY_TO = "eventbus_to"
-#: Application property carrying the attempt number of a scheduled retry copy.
-ATTEMPT = "eventbus_attempt"
-#: The session of events without a key when ``sessions=True``.
-DEFAULT_SESSION = "eventbus-no-key"
-_MAX_SESSION_ID = 128
 
 _NAME_OK = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,48}[a-z0-9])?\Z")
 
@@ -121,19 +116,6 @@ def subscription_name(group: str) -> str:
     digest = hashlib.sha1(group.encode("utf-8")).hexdigest()[:10]  # noqa: S324 - a name, not security
     readable = re.sub(r"[^a-z0-9._-]+", "-", group.lower()).strip("-._")[:38]
     return f"{readable}-{digest}" if readable else f"g-{digest}"
-
-
-def session_for_key(key: str | None) -> str:
-    """The session id of events with ``key``: the key itself when it fits (1-128 chars).
-
-    No key: :data:`DEFAULT_SESSION`. A longer key: a readable prefix plus a
-    SHA-256 digest of the whole key (keys that differ stay apart).
-    """
-    if not key:
-        return DEFAULT_SESSION
-    if len(key) <= _MAX_SESSION_ID:
-        return key
-    return key[:63] + "#" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def _quote(text: str) -> str:
@@ -216,12 +198,16 @@ class AdministrationEntities:
     cannot change it: delete the subscription, or use another group name).
     """
 
-    def __init__(self, connection_string: str, **client_kwargs: Any) -> None:
-        from azure.servicebus.management import ServiceBusAdministrationClient
+    def __init__(
+        self, connection_string: str | None = None, *, client: Any = None, **client_kwargs: Any
+    ) -> None:
+        if client is None:
+            from azure.servicebus.management import ServiceBusAdministrationClient
 
-        self._client = ServiceBusAdministrationClient.from_connection_string(
-            connection_string, **client_kwargs
-        )
+            client = ServiceBusAdministrationClient.from_connection_string(
+                connection_string or "", **client_kwargs
+            )
+        self._client = client
         self._topics: set[str] = set()
 
     def ensure_topic(self, topic: str) -> None:

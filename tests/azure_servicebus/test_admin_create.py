@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.azure_servicebus]
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Any]:
-    from eventbus_azure_servicebus.testbroker import TestBroker
+    from eventbus_test_brokers.servicebus_broker import TestBroker
 
     b = TestBroker(atom=True).start()
     yield b

@@ -19,7 +19,7 @@ Entities come from an emulator-style ``Config.json`` (``--config``) or from
 the ``$eventbus-admin`` node (:class:`TestBrokerEntities`, which the adapter
 takes as its ``entities`` manager). Run one by hand::
 
-    python -m eventbus_azure_servicebus.testbroker --port 5672 --config Config.json
+    python tests/_brokers/servicebus_broker --port 5672 --config Config.json
 
 See ``docs/adapters/azure_servicebus.md``.
 """

@@ -18,10 +18,9 @@ import threading
 import uuid
 from typing import Any
 
+from eventbus_azure_servicebus import SubscriptionSpec
 from proton import Message
 from proton.utils import BlockingConnection
-
-from .._entities import SubscriptionSpec
 
 __all__ = ["TestBrokerEntities", "admin_request"]
 
@@ -88,7 +87,7 @@ class TestBrokerEntities:
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: S110 - the connection is being discarded anyway
+            except Exception:
                 pass
 
     # -- the Entities protocol --------------------------------------------------------
