@@ -5,14 +5,19 @@
   an application property ``cloudEvents_<name>`` (the AMQP binding's
   JMS-compatible prefix, a plain identifier in SQL filters); on receive
   ``cloudEvents:<name>`` is read too;
+- a message with no CloudEvents properties keeps its ``content_type`` as its
+  ``datacontenttype``, so the core decodes ``application/cloudevents+json`` as
+  a structured-mode event (the whole event in the body);
 - a body is the message's data sections joined; an AMQP value or sequence
-  body (sent by other clients) is shown as its ``repr``: readable, never evaluated.
+  body (sent by other clients) is shown as JSON where it can be, else its
+  ``repr``: readable, never evaluated.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -78,19 +83,39 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _plain(value: Any) -> Any:
+    """An AMQP value as JSON-able data (bytes as text, unknown types as their repr)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {_text(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
 def body_of(raw: Any) -> bytes:
-    """The body of an ``AmqpAnnotatedMessage``."""
+    """The body of an ``AmqpAnnotatedMessage``: data sections joined; a value or a
+    sequence body as JSON (else its repr)."""
     kind = str(getattr(raw, "body_type", "data")).lower()
     body = raw.body
-    if "data" in kind:
-        if isinstance(body, (bytes, bytearray)):
-            return bytes(body)
-        return b"".join(bytes(part) for part in (body or ()))
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body)
+    if "data" in kind:
+        return b"".join(bytes(part) for part in (body or ()))
+    if "sequence" in kind:  # the SDK hands out a generator of sections
+        body = [list(section) if isinstance(section, (list, tuple)) else section
+                for section in (body or ())]  # fmt: skip
+        if len(body) == 1:
+            body = body[0]
     if isinstance(body, str):
-        return body.encode("utf-8")
-    return repr(body).encode("utf-8")  # an AMQP value or sequence: readable, never evaluated
+        return body.encode("utf-8", "replace")
+    try:
+        return json.dumps(_plain(body), ensure_ascii=False).encode("utf-8", "replace")
+    except (TypeError, ValueError):
+        return repr(body).encode("utf-8", "replace")
 
 
 def from_service_bus(msg: Any, handle: Any) -> Delivery:
@@ -107,7 +132,9 @@ def from_service_bus(msg: Any, handle: Any) -> Delivery:
             headers[name[len(PREFIX) :]] = _text(value)  # ours wins over the binding's form
         elif name.startswith(_BINDING_PREFIX) and len(name) > len(_BINDING_PREFIX):
             headers.setdefault(name[len(_BINDING_PREFIX) :], _text(value))
-    if "datacontenttype" not in headers and headers and msg.content_type:
+    if "datacontenttype" not in headers and msg.content_type:
+        # binary mode: the data's content type; a foreign message without CloudEvents
+        # properties: how to read it (application/cloudevents+json: structured mode)
         headers["datacontenttype"] = _text(msg.content_type)
     subject = msg.subject
     message = make_message(

@@ -1,0 +1,73 @@
+"""Service Bus hardening (issue #17): foreign events, bad attributes, duplicate detection,
+large events, long filters, an unreachable namespace, Entra ID credentials."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from eventbus import decode
+from eventbus.testing import eventually
+
+pytestmark = [pytest.mark.azure_servicebus]
+
+
+def _group(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def _receive(consumer: Any, n: int, within: float = 20.0) -> list[Any]:
+    got: list[Any] = []
+    deadline = time.monotonic() + within
+    while len(got) < n and time.monotonic() < deadline:
+        got += consumer.receive(n - len(got), 0.5)
+    return got
+
+
+# -- #17.1: foreign structured-mode events, readable AMQP bodies -------------------------------
+def test_a_foreign_structured_mode_event_is_decoded(servicebus: Any, make_adapter: Any) -> None:
+    """Another CloudEvents producer in structured mode: no properties, the event in the body."""
+    from azure.servicebus import ServiceBusMessage
+
+    a = make_adapter()
+    consumer = a.consumer(_group("structured"), ["structured.*"])
+    doc = {"specversion": "1.0", "id": "s-1", "source": "/other", "type": "structured.created",
+           "datacontenttype": "application/json", "data": {"a": 1}}  # fmt: skip
+    with servicebus.client() as client, client.get_topic_sender(servicebus.topic) as sender:
+        sender.send_messages(
+            ServiceBusMessage(json.dumps(doc), subject="structured.created",
+                              content_type="application/cloudevents+json; charset=utf-8")
+        )  # fmt: skip
+    (d,) = _receive(consumer, 1)
+    event = decode(d.message, d.attempt)
+    assert (event.id, event.source, event.type, event.data) == (
+        "s-1", "/other", "structured.created", {"a": 1},
+    )  # fmt: skip
+    consumer.ack([d])
+    consumer.close()
+
+
+def test_dead_letters_show_amqp_value_and_sequence_bodies(
+    servicebus: Any, make_adapter: Any
+) -> None:
+    from azure.servicebus.amqp import AmqpAnnotatedMessage
+
+    topic = f"bodies-{uuid.uuid4().hex[:6]}"
+    a = make_adapter(topic=topic)
+    group = _group("bodies")
+    consumer = a.consumer(group, ["#"])
+    with servicebus.client() as client, client.get_topic_sender(topic) as sender:
+        sender.send_messages(AmqpAnnotatedMessage(value_body={"not": "an event"}))
+        sender.send_messages(AmqpAnnotatedMessage(sequence_body=[1, 2, "three"]))
+    got = _receive(consumer, 2)
+    assert len(got) == 2
+    for d in got:
+        consumer.dead_letter(d, "not an event")
+    letters = eventually(lambda: (lambda d: len(d) >= 2 and d)(a.dead_letters(group)))
+    bodies = sorted(d.message.body for d, _ in letters)
+    assert bodies == sorted([b'{"not": "an event"}', b'[1, 2, "three"]'])
+    consumer.close()
