@@ -24,7 +24,14 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from eventbus import BrokerError, ClosedError, Matcher, MessageTooLarge, PublishError
+from eventbus import (
+    BrokerError,
+    ClosedError,
+    EncodeError,
+    Matcher,
+    MessageTooLarge,
+    PublishError,
+)
 from eventbus.adapter import Adapter, Consumer, Delivery, Message
 
 from ._client import Clients
@@ -122,27 +129,34 @@ class ServiceBusAdapter(Adapter):
         sbx = self._sb.exceptions
         limit = self.capabilities.max_message_size
         batches = [self._new_batch()]
-        for m in messages:
-            if limit is not None and m.size > limit:
-                raise MessageTooLarge(
-                    f"event {m.headers.get('id')!r} is {m.size} bytes; the limit is {limit}"
-                )
-            out = to_service_bus(self._sb, m, self.settings.sessions)
-            try:
-                batches[-1].add_message(out)
-            except sbx.MessageSizeExceededError:
-                if len(batches[-1]) == 0:
+        m = messages[0]
+        try:
+            for m in messages:
+                if limit is not None and m.size > limit:
                     raise MessageTooLarge(
-                        f"event {m.headers.get('id')!r} does not fit in one Service Bus message "
-                        f"({self.settings.max_message_size} bytes with its attributes)"
-                    ) from None
-                batches.append(self._new_batch())
+                        f"event {m.headers.get('id')!r} is {m.size} bytes; the limit is {limit}"
+                    )
+                out = to_service_bus(self._sb, m, self.settings.sessions)
                 try:
                     batches[-1].add_message(out)
                 except sbx.MessageSizeExceededError:
-                    raise MessageTooLarge(
-                        f"event {m.headers.get('id')!r} does not fit in one Service Bus message"
-                    ) from None
+                    if len(batches[-1]) == 0:
+                        raise MessageTooLarge(
+                            f"event {m.headers.get('id')!r} does not fit in one Service Bus "
+                            f"message ({self.settings.max_message_size} bytes with its attributes)"
+                        ) from None
+                    batches.append(self._new_batch())
+                    try:
+                        batches[-1].add_message(out)
+                    except sbx.MessageSizeExceededError:
+                        raise MessageTooLarge(
+                            f"event {m.headers.get('id')!r} does not fit in one Service Bus message"
+                        ) from None
+        except UnicodeEncodeError as exc:  # a lone surrogate: not UTF-8, so not sendable
+            raise EncodeError(
+                f"event {m.headers.get('id')!r}: an attribute or the body is not valid "
+                f"UTF-8 text ({exc.reason}: {exc.object[exc.start : exc.end]!r})"
+            ) from None
         return batches
 
     def _new_batch(self) -> Any:

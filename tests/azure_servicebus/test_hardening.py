@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from eventbus import decode
+from eventbus import EncodeError, Event, decode, encode
+from eventbus.adapter import make_message
 from eventbus.testing import eventually
 
 pytestmark = [pytest.mark.azure_servicebus]
@@ -70,4 +71,24 @@ def test_dead_letters_show_amqp_value_and_sequence_bodies(
     letters = eventually(lambda: (lambda d: len(d) >= 2 and d)(a.dead_letters(group)))
     bodies = sorted(d.message.body for d, _ in letters)
     assert bodies == sorted([b'{"not": "an event"}', b'[1, 2, "three"]'])
+    consumer.close()
+
+
+# -- #17.2: a lone surrogate is an EncodeError -------------------------------------------------
+def test_a_lone_surrogate_in_an_attribute_is_an_encode_error(make_adapter: Any) -> None:
+    a = make_adapter()
+    consumer = a.consumer(_group("surrogate"), ["enc.*"])
+    good = encode(Event(type="enc.bad", data=1, source="/t"))
+    # what a core that let it through would hand the adapter (encode may refuse it first)
+    bad = make_message("enc.bad", good.body, {**good.headers, "correlationid": "\udc80"})
+    with pytest.raises(EncodeError):
+        a.publish([bad])
+    with pytest.raises(EncodeError):
+        a.publish([encode(Event(type="enc.bad", data=1, source="/t",
+                                extensions={"tenant": "\udc80"}))])  # fmt: skip
+    ok = encode(Event(type="enc.ok", data=1, source="/t"))
+    a.publish([ok])  # the adapter goes on
+    got = _receive(consumer, 1)
+    assert [d.message.headers["id"] for d in got] == [ok.headers["id"]]
+    consumer.ack(got)
     consumer.close()
