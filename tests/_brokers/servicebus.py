@@ -77,11 +77,15 @@ class ServiceBusTarget:
 
 
 @contextmanager
-def start_test_broker(port: int = 0) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """The Service Bus test broker on ``port`` (0: a free one): ``(process, port)``."""
+def start_test_broker(
+    port: int = 0, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The Service Bus test broker on ``port`` (0: a free one): ``(process, port)``.
+
+    ``args``: more command-line options (``"--max-message-size", "4194304"``)."""
     cmd = [
         sys.executable, str(BROKER_DIR),
-        "--port", str(port), "--config", str(ENTITIES),
+        "--port", str(port), "--config", str(ENTITIES), *args,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
