@@ -1,6 +1,7 @@
 """Our :class:`~eventbus.adapter.Message` to and from Service Bus messages.
 
-- a message's ``subject`` is the event type, its ``message_id`` the event id,
+- a message's ``subject`` is the event type, its ``message_id`` the event id
+  (a new one on a retry or replay copy: duplicate detection would drop it),
   its ``content_type`` the ``datacontenttype``; every CloudEvents attribute is
   an application property ``cloudEvents_<name>`` (the AMQP binding's
   JMS-compatible prefix, a plain identifier in SQL filters); on receive
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -60,11 +62,19 @@ def session_for_key(key: str | None) -> str:
     return key[:63] + "#" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def to_service_bus(sb: Any, m: Message, sessions: bool = False) -> Any:
-    """Our message as a ``ServiceBusMessage`` (with ``sessions``: in its key's session)."""
+def to_service_bus(sb: Any, m: Message, sessions: bool = False, *, copy: bool = False) -> Any:
+    """Our message as a ``ServiceBusMessage`` (with ``sessions``: in its key's session).
+
+    ``copy``: a retry or a replay of an event sent before gets a message id of
+    its own, or a topic's duplicate detection would drop it silently; the event
+    id stays in ``cloudEvents_id``.
+    """
     props: dict[str, Any] = {PREFIX + k: v for k, v in m.headers.items()}
-    event_id = m.headers.get("id")
-    message_id = event_id if event_id and len(event_id) <= _MAX_MESSAGE_ID else None
+    if copy:
+        message_id: str | None = uuid.uuid4().hex
+    else:
+        event_id = m.headers.get("id")
+        message_id = event_id if event_id and len(event_id) <= _MAX_MESSAGE_ID else None
     return sb.ServiceBusMessage(
         m.body,
         application_properties=props,

@@ -156,7 +156,7 @@ class ServiceBusConsumer(Member):
                 with sdk_errors(f"abandoning a message of {self._sub!r}"):
                     self._settle(msg, "abandon")
                 return
-            copy = to_service_bus(self._sb, delivery.message)
+            copy = to_service_bus(self._sb, delivery.message, copy=True)
             copy.application_properties[RETRY_TO] = self._sub
             copy.application_properties[ATTEMPT] = delivery.attempt + 1
             when = datetime.now(timezone.utc) + timedelta(seconds=delay)

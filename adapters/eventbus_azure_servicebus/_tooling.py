@@ -73,7 +73,7 @@ class Tooling:
                         break
                     for msg in batch:
                         message = from_service_bus(msg, None).message
-                        copy = to_service_bus(sb, message, self._settings.sessions)
+                        copy = to_service_bus(sb, message, self._settings.sessions, copy=True)
                         copy.application_properties[RETRY_TO] = name  # no ATTEMPT: attempt 1
                         sender.send_messages(copy)
                         receiver.complete_message(msg)

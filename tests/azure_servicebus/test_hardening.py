@@ -92,3 +92,33 @@ def test_a_lone_surrogate_in_an_attribute_is_an_encode_error(make_adapter: Any) 
     assert [d.message.headers["id"] for d in got] == [ok.headers["id"]]
     consumer.ack(got)
     consumer.close()
+
+
+# -- #17.6: retry and replay copies under duplicate detection ----------------------------------
+def test_retry_and_replay_copies_pass_duplicate_detection(
+    servicebus: Any, make_adapter: Any
+) -> None:
+    servicebus.require_test_broker()
+    from eventbus_test_brokers.servicebus_broker import admin_request
+
+    topic = f"dedup-{uuid.uuid4().hex[:6]}"
+    admin_request(servicebus.connection_string, "ensure-topic", {"Name": topic, "Properties": {
+        "RequiresDuplicateDetection": True, "DuplicateDetectionHistoryTimeWindow": "PT10M"}})
+    a = make_adapter(topic=topic)
+    group = _group("dedup")
+    consumer = a.consumer(group, ["dd.x"])
+    event = encode(Event(type="dd.x", data=1, source="/t"))
+    a.publish([event])
+    a.publish([event])  # the same message id again: duplicate detection drops it
+    (first,) = _receive(consumer, 1)
+    consumer.nack(first, 0.2)  # a scheduled copy of the same event
+    (retry,) = _receive(consumer, 1)
+    assert retry.message.headers["id"] == event.headers["id"] and retry.attempt == 2
+    consumer.dead_letter(retry, "to replay")
+    eventually(lambda: a.dead_letters(group), what="the dead letter")
+    assert a.replay_dead_letters(group) == 1
+    (back,) = _receive(consumer, 1)
+    assert back.message.headers["id"] == event.headers["id"]
+    consumer.ack([back])
+    assert consumer.receive(10, 0.5) == []
+    consumer.close()
