@@ -39,7 +39,7 @@ from ._codec import to_service_bus
 from ._consumer import Member, ServiceBusConsumer
 from ._entities import AdministrationEntities, Entities, ExistingEntities, subscription_spec
 from ._errors import sdk_errors
-from ._settings import CAPABILITIES, ENCODING_MARGIN, ServiceBusSettings
+from ._settings import BATCH_CAP, CAPABILITIES, ENCODING_MARGIN, ServiceBusSettings
 from ._tooling import Tooling
 
 __all__ = ["ServiceBusAdapter"]
@@ -93,7 +93,7 @@ class ServiceBusAdapter(Adapter):
         self._closed = False
         self._client: Any = None
         self._sender: Any = None
-        self._batch_limit: int | None = None  # the link's max message size, once known
+        self._link_limit: int | None = None  # the link's max message size, once known
         self._topic_ready = False
         self._declared: dict[str, tuple[str, ...]] = {}
         self._consumers: weakref.WeakSet[Member] = weakref.WeakSet()
@@ -117,18 +117,20 @@ class ServiceBusAdapter(Adapter):
                     if self._sender is None:
                         self._client = self._client or self._clients.client()
                         self._sender = self._client.get_topic_sender(self.settings.topic)
-                    batches = self._batches(messages)
-                    for batch in batches:
-                        self._sender.send_messages(batch)
+                    for item in self._batches(messages):
+                        self._sender.send_messages(item)
             except BrokerError:
                 self._drop_sender()
                 raise
 
     def _batches(self, messages: Sequence[Message]) -> list[Any]:
-        """Every message in batches before anything is sent: too large means nothing sent."""
+        """Every message in batches (or alone) before anything is sent: too large means
+        nothing sent. An event too large for a batch (1 MB) but within the link's
+        limit (Premium: up to 100 MB) is sent alone."""
         sbx = self._sb.exceptions
         limit = self.capabilities.max_message_size
-        batches = [self._new_batch()]
+        batch = self._new_batch()
+        items = [batch]
         m = messages[0]
         try:
             for m in messages:
@@ -138,34 +140,42 @@ class ServiceBusAdapter(Adapter):
                     )
                 out = to_service_bus(self._sb, m, self.settings.sessions)
                 try:
-                    batches[-1].add_message(out)
+                    batch.add_message(out)
+                    continue
                 except sbx.MessageSizeExceededError:
-                    if len(batches[-1]) == 0:
-                        raise MessageTooLarge(
-                            f"event {m.headers.get('id')!r} does not fit in one Service Bus "
-                            f"message ({self.settings.max_message_size} bytes with its attributes)"
-                        ) from None
-                    batches.append(self._new_batch())
+                    pass
+                if len(batch) > 0:  # full: the next batch
+                    batch = self._new_batch()
+                    items.append(batch)
                     try:
-                        batches[-1].add_message(out)
+                        batch.add_message(out)
+                        continue
                     except sbx.MessageSizeExceededError:
-                        raise MessageTooLarge(
-                            f"event {m.headers.get('id')!r} does not fit in one Service Bus message"
-                        ) from None
+                        pass
+                if self._link_limit is None or self._link_limit <= BATCH_CAP:
+                    raise MessageTooLarge(
+                        f"event {m.headers.get('id')!r} does not fit in one Service Bus "
+                        f"message ({self.settings.max_message_size} bytes with its attributes)"
+                    )
+                items[-1] = out  # larger than any batch: alone, in its place
+                batch = self._new_batch()
+                items.append(batch)
         except UnicodeEncodeError as exc:  # a lone surrogate: not UTF-8, so not sendable
             raise EncodeError(
                 f"event {m.headers.get('id')!r}: an attribute or the body is not valid "
                 f"UTF-8 text ({exc.reason}: {exc.object[exc.start : exc.end]!r})"
             ) from None
-        return batches
+        if len(batch) == 0:
+            items.pop()
+        return items
 
     def _new_batch(self) -> Any:
-        """An empty batch that stops ``BATCH_SLACK`` bytes short of the link's limit."""
-        if self._batch_limit is None:
-            self._batch_limit = self._sender.create_message_batch().max_size_in_bytes
-        return self._sender.create_message_batch(
-            max_size_in_bytes=max(self._batch_limit - BATCH_SLACK, 1024)
-        )
+        """An empty batch that stops ``BATCH_SLACK`` bytes short of the link's limit or
+        of Service Bus's batch limit (1 MB on every tier), the lower."""
+        if self._link_limit is None:
+            self._link_limit = int(self._sender.create_message_batch().max_size_in_bytes)
+        cap = min(self._link_limit, BATCH_CAP)
+        return self._sender.create_message_batch(max_size_in_bytes=max(cap - BATCH_SLACK, 1024))
 
     def _drop_sender(self) -> None:
         sender, self._sender = self._sender, None

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from eventbus_azure_servicebus import ServiceBusAdapter
 
 from eventbus import EncodeError, Event, decode, encode
 from eventbus.adapter import make_message
@@ -122,3 +123,30 @@ def test_retry_and_replay_copies_pass_duplicate_detection(
     consumer.ack([back])
     assert consumer.receive(10, 0.5) == []
     consumer.close()
+
+
+# -- #17.7: events over the 1 MB batch cap go alone (Premium) ----------------------------------
+def test_events_over_the_batch_cap_are_sent_alone_on_premium() -> None:
+    from eventbus_test_brokers.servicebus import start_test_broker
+    from eventbus_test_brokers.servicebus_broker import TestBrokerEntities, connection_string
+
+    premium = 4 * 1024 * 1024
+    with start_test_broker(0, "--max-message-size", str(premium)) as (_, port):
+        conn = connection_string("127.0.0.1", port)
+        a = ServiceBusAdapter(conn, topic="premium", entities=TestBrokerEntities(conn),
+                              max_message_size=premium)  # fmt: skip
+        try:
+            consumer = a.consumer("big", ["big.*"])
+            events = [encode(Event(type="big.small", data=1, source="/t")),
+                      encode(Event(type="big.large", data=b"x" * (1536 * 1024), source="/t")),
+                      encode(Event(type="big.small", data=2, source="/t"))]  # fmt: skip
+            a.publish(events)
+            got = _receive(consumer, 3)
+            assert sorted(d.message.headers["id"] for d in got) == sorted(
+                m.headers["id"] for m in events
+            )
+            assert max(len(d.message.body) for d in got) == 1536 * 1024
+            consumer.ack(got)
+            consumer.close()
+        finally:
+            a.close()
