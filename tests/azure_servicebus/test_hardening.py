@@ -150,3 +150,23 @@ def test_events_over_the_batch_cap_are_sent_alone_on_premium() -> None:
             consumer.close()
         finally:
             a.close()
+
+
+# -- #17.5: long SQL filters split into rules --------------------------------------------------
+def test_many_patterns_split_into_rules_of_at_most_1024_characters(make_adapter: Any) -> None:
+    from eventbus_azure_servicebus import subscription_spec
+
+    patterns = [f"many.patterns.number{i:03d}.created" for i in range(60)]
+    spec = subscription_spec("t", "g", patterns, lock_duration=30, max_delivery_count=10)
+    sql = [r.sql for r in spec.rules if r.sql is not None]
+    assert len(sql) > 1 and all(len(s) <= 1024 for s in sql)
+    a = make_adapter()
+    consumer = a.consumer(_group("many"), patterns)  # the test broker refuses filters > 1,024
+    first, last = (encode(Event(type=p, data=1, source="/t")) for p in (patterns[0], patterns[-1]))
+    other = encode(Event(type="many.patterns.other.created", data=1, source="/t"))
+    a.publish([first, other, last])
+    got = _receive(consumer, 2)
+    assert sorted(d.message.topic for d in got) == [patterns[0], patterns[-1]]
+    consumer.ack(got)
+    assert consumer.receive(10, 0.5) == []
+    consumer.close()
