@@ -26,6 +26,7 @@ from typing import Any
 
 from eventbus import (
     BrokerError,
+    BrokerUnavailable,
     ClosedError,
     EncodeError,
     Matcher,
@@ -119,9 +120,13 @@ class ServiceBusAdapter(Adapter):
                         self._sender = self._client.get_topic_sender(self.settings.topic)
                     for item in self._batches(messages):
                         self._sender.send_messages(item)
-            except BrokerError:
+            except BrokerError as exc:
                 self._drop_sender()
+                if isinstance(exc, BrokerUnavailable):
+                    self._clients.reachability.lost(exc)
                 raise
+            if self._clients.reachability.down:
+                self._clients.reachability.back()
 
     def _batches(self, messages: Sequence[Message]) -> list[Any]:
         """Every message in batches (or alone) before anything is sent: too large means

@@ -47,6 +47,7 @@ class Member(Consumer):
         self._sb = clients.sb
         self._sub = subscription
         self._matcher = matcher
+        self._reach = clients.reachability
         self._lock = threading.Lock()  # SDK calls: this consumer's thread and the renewer
         self._closed = False
         self._crashed = False
@@ -104,10 +105,16 @@ class ServiceBusConsumer(Member):
             with self._lock:
                 if self._closed:
                     raise ClosedError("consumer is closed")
-                with sdk_errors(f"receiving from subscription {self._sub!r}", BrokerUnavailable):
-                    got = self._receiver.receive_messages(
-                        max_message_count=max(1, max_messages), max_wait_time=wait
-                    )
+                try:
+                    with sdk_errors(f"receiving from {self._sub!r}", BrokerUnavailable):
+                        got = self._receiver.receive_messages(
+                            max_message_count=max(1, max_messages), max_wait_time=wait
+                        )
+                except BrokerUnavailable as exc:
+                    self._reach.lost(exc)
+                    raise
+                if self._reach.down:
+                    self._reach.back()
                 now = time.monotonic()
                 foreign = []
                 for msg in got:
@@ -204,8 +211,12 @@ class ServiceBusConsumer(Member):
                 return
             self._closed = True
             for msg, _ in held:  # unsettled deliveries go back to the group now
-                with contextlib.suppress(Exception):
+                if self._reach.down:
+                    break  # no namespace to tell (each try would take the SDK's retries):
+                try:  # the locks run out and the broker gives them back
                     self._settle(msg, "abandon")
+                except Exception as exc:
+                    self._reach.lost(exc)
             self._close_handles()
 
     def _close_handles(self) -> None:

@@ -75,9 +75,9 @@ class ServiceBusSettings(Settings):
     adapter creates. ``lock_renewal``: renew a delivery's lock for at most this
     many seconds while its handler runs (0: never). ``sessions``: per-key order
     through sessions; ``max_sessions``: sessions one consumer holds at a time.
-    ``retry_total`` / ``retry_backoff_max`` / ``max_wait``: the SDK's retries
-    of one operation and the longest wait of one receive (seconds), which bound
-    how long a call (and so a worker's stop) can take with the namespace down.
+    ``retry_total`` / ``retry_backoff_max``: the SDK's retries of one operation
+    and the longest pause between them (seconds); they bound how long one call,
+    and so a worker's stop, can take with the namespace down (about 4 s by default).
     ``client_kwargs``: more keyword arguments for the SDK's ``ServiceBusClient``.
     """
 
@@ -98,8 +98,7 @@ class ServiceBusSettings(Settings):
     sessions: bool = False
     max_sessions: int = 8
     retry_total: int = 3
-    retry_backoff_max: float = 4.0
-    max_wait: float = 5.0
+    retry_backoff_max: float = 2.0
     client_kwargs: dict[str, Any] = field(default_factory=dict)
     SharedAccessKeyName: str = ""
     SharedAccessKey: str = ""
@@ -141,10 +140,9 @@ class ServiceBusSettings(Settings):
             )
         if self.max_sessions < 1:
             raise ConfigError("azure_servicebus: option 'max_sessions' must be at least 1")
-        if self.max_wait <= 0 or self.retry_total < 0 or self.retry_backoff_max < 0:
+        if self.retry_total < 0 or self.retry_backoff_max < 0:
             raise ConfigError(
-                "azure_servicebus: options 'max_wait' (> 0), 'retry_total' and "
-                "'retry_backoff_max' (>= 0) bound how long one call may take"
+                "azure_servicebus: options 'retry_total' and 'retry_backoff_max' must be >= 0"
             )
         if isinstance(self.entities, str) and self.entities not in ("create", "existing"):
             raise ConfigError(

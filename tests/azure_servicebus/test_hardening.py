@@ -4,6 +4,7 @@ large events, long filters, an unreachable namespace, Entra ID credentials."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from eventbus_azure_servicebus import ServiceBusAdapter
 
-from eventbus import EncodeError, Event, decode, encode
+from eventbus import EncodeError, Event, EventBus, decode, encode
 from eventbus.adapter import make_message
 from eventbus.testing import eventually
 
@@ -170,3 +171,36 @@ def test_many_patterns_split_into_rules_of_at_most_1024_characters(make_adapter:
     consumer.ack(got)
     assert consumer.receive(10, 0.5) == []
     consumer.close()
+
+
+# -- #17.3: stopping with the namespace unreachable --------------------------------------------
+def test_a_worker_stops_in_bounded_time_with_the_namespace_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from eventbus_test_brokers.servicebus import start_test_broker
+    from eventbus_test_brokers.servicebus_broker import TestBrokerEntities, connection_string
+
+    from eventbus import BusConfig
+    from eventbus.testing import Collector
+
+    caplog.set_level(logging.WARNING, logger="eventbus.azure_servicebus")
+    with start_test_broker() as (proc, port):
+        conn = connection_string("127.0.0.1", port)
+        bus = EventBus(ServiceBusAdapter(conn, topic="down", entities=TestBrokerEntities(conn)),
+                       config=BusConfig(poll_interval=0.2))  # fmt: skip
+        got = Collector(delay=2.0)  # deliveries in hand when the namespace goes
+        bus.subscribe("down.*", got, group="down")
+        bus.declare()
+        bus.start()
+        for i in range(5):
+            bus.publish("down.before", i)
+        got.wait_until(lambda evs: len(evs) >= 1)
+        proc.terminate()
+        proc.wait(10)
+        time.sleep(1)
+        started = time.monotonic()
+        bus.close()
+        took = time.monotonic() - started
+    assert took < 10, f"close took {took:.1f} s with the namespace down"
+    said = [r.getMessage() for r in caplog.records if r.name == "eventbus.azure_servicebus"]
+    assert len([m for m in said if "unreachable" in m]) == 1, said
