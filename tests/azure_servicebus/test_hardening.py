@@ -10,9 +10,9 @@ import uuid
 from typing import Any
 
 import pytest
-from eventbus_azure_servicebus import ServiceBusAdapter
+from eventbus_azure_servicebus import ServiceBusAdapter, ServiceBusSettings, from_url
 
-from eventbus import EncodeError, Event, EventBus, decode, encode
+from eventbus import AdapterNotFound, EncodeError, Event, EventBus, decode, encode
 from eventbus.adapter import make_message
 from eventbus.testing import eventually
 
@@ -171,6 +171,57 @@ def test_many_patterns_split_into_rules_of_at_most_1024_characters(make_adapter:
     consumer.ack(got)
     assert consumer.receive(10, 0.5) == []
     consumer.close()
+
+
+# -- #17.4: Entra ID ---------------------------------------------------------------------------
+class StaticToken:
+    """A token credential (the azure-core protocol) handing out one made-up token."""
+
+    def __init__(self) -> None:
+        self.scopes: list[str] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        self.scopes += scopes
+        return AccessToken("made-up-token", int(time.time()) + 3600)
+
+
+def test_entra_id_settings_from_the_url() -> None:
+    s = ServiceBusSettings.from_url("sb://ns.servicebus.windows.net/orders?credential=default")
+    assert (s.fully_qualified_namespace, s.topic, s.credential) == (
+        "ns.servicebus.windows.net", "orders", "default",
+    )  # fmt: skip
+    assert s.connection_string == ""  # no SAS: Entra-only namespaces forbid it
+    try:
+        import azure.identity  # noqa: F401
+    except ImportError:
+        with pytest.raises(AdapterNotFound, match=r"eventbus\[azure-identity\]"):
+            from_url("sb://ns.servicebus.windows.net/orders?credential=default&entities=existing",
+                     {})  # fmt: skip
+    with pytest.raises(Exception, match="'credential' must be"):
+        ServiceBusSettings.from_url("sb://ns.servicebus.windows.net/orders?credential=sas")
+
+
+def test_a_token_credential_object_reaches_the_namespace(servicebus: Any) -> None:
+    servicebus.require_test_broker()
+    host = servicebus.connection_string.split("sb://", 1)[1].split(";", 1)[0].strip("/")
+    credential = StaticToken()
+    a = ServiceBusAdapter(fully_qualified_namespace=host, credential=credential,
+                          UseDevelopmentEmulator=True, topic=servicebus.topic,
+                          entities=servicebus.entities())  # fmt: skip
+    try:
+        assert a.settings.connection_string == ""
+        consumer = a.consumer(_group("entra"), ["entra.*"])
+        event = encode(Event(type="entra.ok", data=1, source="/t"))
+        a.publish([event])
+        got = _receive(consumer, 1)
+        assert [d.message.headers["id"] for d in got] == [event.headers["id"]]
+        consumer.ack(got)
+        consumer.close()
+        assert credential.scopes and all("servicebus" in s for s in credential.scopes)
+    finally:
+        a.close()
 
 
 # -- #17.3: stopping with the namespace unreachable --------------------------------------------

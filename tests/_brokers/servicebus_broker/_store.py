@@ -373,7 +373,8 @@ class Store(SessionsMixin):
         parts = _codec.batch_parts(parsed)
         if parts is not None and len(raw) > MAX_BATCH:
             raise BrokerFault(TOO_LARGE, f"a batch of {len(raw)} bytes is over Service Bus's "
-                              f"batch limit of {MAX_BATCH} (send large messages alone)", 413)  # fmt: skip
+                              f"batch limit of {MAX_BATCH} (large messages go alone)",
+                              413)  # fmt: skip
         messages = [parsed] if parts is None else [_codec.parse(p) for p in parts]
         if isinstance(target, Entity) and target.requires_session:
             if any(m.properties.get("group_id") is None for m in messages):
