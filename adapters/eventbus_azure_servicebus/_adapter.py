@@ -94,7 +94,7 @@ class ServiceBusAdapter(Adapter):
         self._closed = False
         self._client: Any = None
         self._sender: Any = None
-        self._link_limit: int | None = None  # the link's max message size, once known
+        self._batch_limit: int | None = None  # the link's batch limit, once known
         self._topic_ready = False
         self._declared: dict[str, tuple[str, ...]] = {}
         self._consumers: weakref.WeakSet[Member] = weakref.WeakSet()
@@ -130,8 +130,8 @@ class ServiceBusAdapter(Adapter):
 
     def _batches(self, messages: Sequence[Message]) -> list[Any]:
         """Every message in batches (or alone) before anything is sent: too large means
-        nothing sent. An event too large for a batch (1 MB) but within the link's
-        limit (Premium: up to 100 MB) is sent alone."""
+        nothing sent. An event too large for a batch (1 MB) but within ``max_message_size``
+        (Premium: up to 100 MB) is sent alone."""
         sbx = self._sb.exceptions
         limit = self.capabilities.max_message_size
         batch = self._new_batch()
@@ -157,7 +157,7 @@ class ServiceBusAdapter(Adapter):
                         continue
                     except sbx.MessageSizeExceededError:
                         pass
-                if self._link_limit is None or self._link_limit <= BATCH_CAP:
+                if self.settings.max_message_size <= BATCH_CAP:  # Standard: the batch is the limit
                     raise MessageTooLarge(
                         f"event {m.headers.get('id')!r} does not fit in one Service Bus "
                         f"message ({self.settings.max_message_size} bytes with its attributes)"
@@ -175,11 +175,11 @@ class ServiceBusAdapter(Adapter):
         return items
 
     def _new_batch(self) -> Any:
-        """An empty batch that stops ``BATCH_SLACK`` bytes short of the link's limit or
-        of Service Bus's batch limit (1 MB on every tier), the lower."""
-        if self._link_limit is None:
-            self._link_limit = int(self._sender.create_message_batch().max_size_in_bytes)
-        cap = min(self._link_limit, BATCH_CAP)
+        """An empty batch that stops ``BATCH_SLACK`` bytes short of the SDK's batch limit
+        (the link's max message size, at most 1 MB: Service Bus's batch limit on every tier)."""
+        if self._batch_limit is None:
+            self._batch_limit = int(self._sender.create_message_batch().max_size_in_bytes)
+        cap = min(self._batch_limit, BATCH_CAP)
         return self._sender.create_message_batch(max_size_in_bytes=max(cap - BATCH_SLACK, 1024))
 
     def _drop_sender(self) -> None:
