@@ -27,6 +27,22 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+#: The Service Bus test broker: a test double in the tests' tree, not part of the wheel.
+SERVICEBUS_BROKER = ROOT / "tests" / "_brokers" / "servicebus_broker"
+
+
+def servicebus_testbroker() -> Any:
+    """The test broker's package (``TestBrokerEntities``, ...), loaded from the tests' tree."""
+    if "servicebus_broker" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "servicebus_broker", SERVICEBUS_BROKER / "__init__.py",
+            submodule_search_locations=[str(SERVICEBUS_BROKER)],
+        )  # fmt: skip
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["servicebus_broker"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["servicebus_broker"]
 RABBITMQ_URL = os.environ.get("EVENTBUS_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 
 #: packages whose versions the page lists
@@ -234,7 +250,7 @@ def servicebus_broker() -> Iterator[str]:
     """The Service Bus test broker (a Python test double) on a free port; yields its
     connection string."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "eventbus_azure_servicebus.testbroker", "--port", "0"],
+        [sys.executable, str(SERVICEBUS_BROKER), "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,

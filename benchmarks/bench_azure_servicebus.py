@@ -3,7 +3,7 @@
     python benchmarks/bench_azure_servicebus.py [-n 1000] [--single 300] [--repeat 1] [--json PATH]
 
 No Service Bus namespace is reachable here, so both run against the project's
-Service Bus test broker (``eventbus_azure_servicebus.testbroker``, a Python
+Service Bus test broker (``tests/_brokers/servicebus_broker``, a Python
 AMQP 1.0 test double on python-qpid-proton), started on a free port. Its speed
 says nothing about Azure's; the ratio eventbus / raw SDK, same broker, same run,
 is what the figures are for: what our adapter and core add on top of the SDK.
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import body, payload, servicebus_broker, write_json
+from _common import body, payload, servicebus_broker, servicebus_testbroker, write_json
 from bench_latency import setup_azure
 
 TYPE = "bench.created"
@@ -86,11 +86,11 @@ class Raw:
 class Ours:
     def __init__(self, conn: str, topic: str) -> None:
         from eventbus_azure_servicebus import ServiceBusAdapter
-        from eventbus_azure_servicebus.testbroker import TestBrokerEntities
 
         from eventbus import BusConfig, EventBus
 
-        self.adapter = ServiceBusAdapter(conn, topic=topic, entities=TestBrokerEntities(conn))
+        entities = servicebus_testbroker().TestBrokerEntities(conn)
+        self.adapter = ServiceBusAdapter(conn, topic=topic, entities=entities)
         self.adapter.declare("billing", [TYPE])
         self.bus = EventBus(self.adapter, source="/bench", config=BusConfig())
 

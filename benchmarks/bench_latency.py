@@ -58,6 +58,7 @@ from _common import (
     peak_rss_mb,
     rss_mb,
     servicebus_broker,
+    servicebus_testbroker,
     write_json,
 )
 
@@ -114,10 +115,10 @@ def make_adapter(spec: dict[str, Any]) -> Any:
         )
     if broker == "azure_servicebus":
         from eventbus_azure_servicebus import ServiceBusAdapter
-        from eventbus_azure_servicebus.testbroker import TestBrokerEntities
 
         conn = spec["connection_string"]
-        return ServiceBusAdapter(conn, topic=spec["topic"], entities=TestBrokerEntities(conn))
+        entities = servicebus_testbroker().TestBrokerEntities(conn)
+        return ServiceBusAdapter(conn, topic=spec["topic"], entities=entities)
     raise ValueError(broker)
 
 
@@ -461,10 +462,9 @@ class Boto3Publisher:
 # Azure Service Bus (the test broker): azure-servicebus
 # ==================================================================================================
 def setup_azure(spec: dict[str, Any]) -> None:
-    from eventbus_azure_servicebus._entities import subscription_spec
-    from eventbus_azure_servicebus.testbroker import TestBrokerEntities
+    from eventbus_azure_servicebus import subscription_spec
 
-    entities = TestBrokerEntities(spec["connection_string"])
+    entities = servicebus_testbroker().TestBrokerEntities(spec["connection_string"])
     entities.ensure_topic(spec["topic"])
     sub = subscription_spec(spec["topic"], "raw", ["#"], lock_duration=30, max_delivery_count=10)
     entities.ensure_subscription(sub)

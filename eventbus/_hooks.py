@@ -185,49 +185,12 @@ class Hooks:
         for e in events:
             self.emit(Outcome(kind, e, e.type, duration=duration, reason=reason, error=error))
 
-    # -- consuming -----------------------------------------------------------------
-    def handle(
-        self, group: str, event: Event, dispatch: Callable[[], tuple[str, str]]
-    ) -> tuple[str, str]:
-        """Run ``dispatch()`` (the group's handlers) for ``event``, reporting its outcome."""
-        token = _current.set((group, "", event))  # worker log lines name the event
-        try:
-            if not self.outcome:
-                return dispatch()
-            self.emit(Outcome(DELIVERED, event, event.type, group, event.attempt))
-            started = time.monotonic()
-            try:
-                outcome, reason = dispatch()
-            except BaseException as exc:  # not expected: the worker catches handler errors
-                self.emit(Outcome(RETRIED, event, event.type, group, event.attempt,
-                                  time.monotonic() - started, str(exc), exc))  # fmt: skip
-                raise
-        finally:
-            _current.reset(token)
-        kind = {"ack": ACKED, "retry": RETRIED}.get(outcome, DEAD_LETTERED)
-        self.emit(Outcome(kind, event, event.type, group, event.attempt,
-                          time.monotonic() - started, reason))  # fmt: skip
-        return outcome, reason
-
+    # -- consuming (the worker's pipeline emits the rest: eventbus._worker) -----------
     def undecodable(self, group: str, delivery: Delivery, reason: str) -> None:
         """Report a delivery that could not be decoded (it is dead-lettered)."""
         if self.outcome:
             self.emit(Outcome(DEAD_LETTERED, None, delivery.message.topic, group,
                               delivery.attempt, 0.0, reason))  # fmt: skip
-
-    def call(self, group: str, handler: str, event: Event, run: Callable[[Event], None]) -> None:
-        """``run(event)`` inside every middleware (the first registered is outermost)."""
-        token = _current.set((group, handler, event))
-        try:
-            if not self.middleware:
-                run(event)
-                return
-            chain = run
-            for mw in reversed(self.middleware):
-                chain = _link(mw, chain)
-            chain(event)
-        finally:
-            _current.reset(token)
 
     # -- reporting -----------------------------------------------------------------
     def emit(self, outcome: Outcome) -> None:
@@ -237,13 +200,6 @@ class Hooks:
             except Exception as exc:  # observing must never change what the bus does
                 log.warning("outcome callback %r failed: %s: %s",
                             callback, type(exc).__name__, exc)  # fmt: skip
-
-
-def _link(mw: Middleware, nxt: Callable[[Event], None]) -> Callable[[Event], None]:
-    def call(event: Event) -> None:
-        mw(event, nxt)
-
-    return call
 
 
 # Our adapter names -> the messaging.system values of the OpenTelemetry conventions.

@@ -2,18 +2,25 @@
 
 Threading model. Each subscription group gets ``concurrency`` consumer threads;
 each thread owns one :class:`~eventbus.Consumer` (so adapters on SDKs that are
-not thread-safe need no locks) and runs, in a loop: receive a batch → decode →
-call the matching handlers one by one → ack the batch / nack / dead-letter.
+not thread-safe need no locks) and runs, in a loop: receive a batch → run it
+through the group's pipeline → ack the batch / nack / dead-letter.
 
 ``def`` handlers run on the consumer thread. ``async def`` handlers run on an
 event loop: the caller's own loop under :meth:`EventBus.run_async`, else a
 private loop thread; the consumer thread waits for each to finish, so per-key
 order holds within a member for both kinds.
 
-Per delivery, in this order (``docs/resilience.md``): decode (undecodable →
-dead letter with the reason) → dedup (with an inbox: a duplicate is acked
-unhandled, one held by a live member comes back later) → the handlers, each
-under its timeout → ack, or nack with the retry policy's delay, or dead letter.
+The pipeline. Per delivery, in this order (``docs/resilience.md``): decode
+(undecodable → dead letter with the reason) → dedup (with an inbox: a
+duplicate is acked unhandled, one held by a live member comes back later) →
+outcome callbacks (``delivered``, then ``acked`` / ``retried`` /
+``dead_lettered`` with the handlers' duration) → the matching handlers one by
+one, each inside the middleware and under its timeout → ack, or nack with the
+retry policy's delay, or dead letter. Each group's pipeline is composed once,
+when the worker starts (again only if the middleware or outcome callbacks
+change): a stage that has nothing to do is not composed at all, so a bus with
+no inbox, middleware or outcome callback runs a batch loop (decode, settle)
+that calls one dispatch function per event, and that calls the handler itself.
 
 Timeouts: an ``async def`` handler past its timeout is cancelled. A ``def``
 handler with a timeout runs on a thread of its own; past the timeout the worker
@@ -40,7 +47,7 @@ from typing import Any
 
 from ._envelope import Delivery, Event, decode
 from ._errors import BrokerError, ClosedError, DecodeError, HandlerTimeout
-from ._hooks import Hooks, _current
+from ._hooks import ACKED, DEAD_LETTERED, DELIVERED, RETRIED, Hooks, Middleware, Outcome, _current
 from ._routing import Matcher
 from .adapter._contract import Adapter, Consumer
 from .resilience._inbox import Inbox, InboxError
@@ -51,6 +58,13 @@ __all__ = ["Subscription", "Worker"]
 log = logging.getLogger("eventbus.worker")
 
 Handler = Callable[[Event], Any]
+#: What became of one event: None to ack it, else ``("retry", reason, delay)``
+#: or ``("dead", reason, 0.0)``. Acking is the common case, so it costs no tuple.
+Verdict = tuple[str, str, float] | None
+#: One stage of a group's pipeline, from a decoded event to its verdict.
+Step = Callable[[Event, Delivery], Verdict]
+#: A compiled pipeline: one received batch, handled and settled.
+Process = Callable[[Consumer, list[Delivery]], None]
 
 
 @dataclass(frozen=True)
@@ -80,22 +94,19 @@ def _unmatched(g: _Group, event: Event) -> str:
     return f"no handler in group {g.name!r} matches event type {event.type!r}"
 
 
+def _link(mw: Middleware, nxt: Callable[[Event], None]) -> Callable[[Event], None]:
+    def call(event: Event) -> None:
+        mw(event, nxt)
+
+    return call
+
+
 class _Group:
-    """The subscriptions of one group and how to dispatch to them."""
+    """The subscriptions of one group, and its pipeline once compiled."""
 
     def __init__(self, name: str, subs: Sequence[Subscription]) -> None:
         self.name = name
-        #: (matcher, subscription, its name, a direct callable for a plain ``def``
-        #: handler without a timeout, else None), worked out once, not per event.
-        self.subs = [
-            (
-                Matcher(s.patterns).test,
-                s,
-                s.name,
-                None if s.is_async or s.timeout is not None else s.handler,
-            )
-            for s in subs
-        ]
+        self.subs = list(subs)
         self.patterns = tuple(dict.fromkeys(p for s in subs for p in s.patterns))
         self.retry = subs[0].retry
         self.concurrency = max(s.concurrency for s in subs)
@@ -104,6 +115,9 @@ class _Group:
         self.claim_lease = (
             sum(t for t in timeouts if t is not None) + 10.0 if None not in timeouts else 60.0
         )
+        #: (the middleware and whether outcome callbacks were there, the pipeline
+        #: compiled for them), set by :meth:`Worker._compile`.
+        self.compiled: tuple[list[Middleware], bool, Process] | None = None
 
 
 class Worker:
@@ -148,7 +162,7 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        needs_loop = any(s.is_async for g in self._groups for _, s, _, _ in g.subs)
+        needs_loop = any(s.is_async for g in self._groups for s in g.subs)
         if needs_loop and self._loop is None:
             self._own_loop = asyncio.new_event_loop()
             t = threading.Thread(
@@ -156,6 +170,8 @@ class Worker:
             )
             t.start()
             self._loop = self._own_loop
+        for g in self._groups:
+            self._compile(g)
         for g in self._groups:
             self._adapter.declare(g.name, g.patterns)
         for g in self._groups:
@@ -256,111 +272,166 @@ class Worker:
             log.debug("consumer close failed: %s", exc)
 
     def _process(self, g: _Group, consumer: Consumer, batch: list[Delivery]) -> None:
+        """Handle and settle ``batch`` with ``g``'s pipeline."""
+        hooks, compiled = self._hooks, g.compiled
+        if (
+            compiled is None
+            or compiled[0] != hooks.middleware
+            or compiled[1] is not bool(hooks.outcome)
+        ):
+            compiled = self._compile(g)  # not compiled yet, or the hooks changed since
+        compiled[2](consumer, batch)
+
+    # -- the pipeline --------------------------------------------------------------
+    def _compile(self, g: _Group) -> tuple[list[Middleware], bool, Process]:
+        """Compose ``g``'s pipeline from the stages this worker needs; store it on ``g``."""
         hooks = self._hooks
-        if self._inbox is None and not hooks.outcome and not hooks.middleware:
-            self._process_plain(g, consumer, batch)
-            return
-        stop = self._stop
-        acks: list[Delivery] = []
-        for i, delivery in enumerate(batch):
-            if i and stop.is_set():
-                break  # the rest go back to the group on close
-            outcome, reason, delay = self._handle(g, delivery)
-            if outcome == "ack":
-                acks.append(delivery)
-            elif outcome == "retry":
-                consumer.nack(delivery, delay)
-            else:
-                consumer.dead_letter(delivery, reason)
-        if acks:
-            consumer.ack(acks)
+        middleware = list(hooks.middleware)
+        step = self._dispatch_stage(g, middleware)
+        if hooks.outcome:
+            step = self._outcome_stage(g, step)
+        if self._inbox is not None:
+            step = self._inbox_stage(g, step, self._inbox)
+        g.compiled = compiled = (middleware, bool(hooks.outcome), self._batch_stage(g, step))
+        return compiled
 
-    def _process_plain(self, g: _Group, consumer: Consumer, batch: list[Delivery]) -> None:
-        """:meth:`_process` for a bus with no inbox, outcome callbacks or middleware.
+    def _batch_stage(self, g: _Group, step: Step) -> Process:
+        """Decode each delivery, run ``step`` on it, settle it (acks in one call at the end).
 
-        The same steps and results in one frame, since this is the per-event
-        cost of the common case. The handler context (:func:`current_handler`)
-        is set for each handler call and stays until the next one or the end
-        of the batch, so the worker's own log lines about an event still name it.
+        The handler context (:func:`current_handler`) is set by the stages as
+        they go and stays until the next event or the end of the batch, so the
+        worker's own log lines about an event still name it; it is reset once
+        per batch, not once per event.
         """
         stop = self._stop
-        group = g.name
-        acks: list[Delivery] = []
-        token = None
-        try:
-            for i, delivery in enumerate(batch):
-                if i and stop.is_set():
-                    break  # the rest go back to the group on close
-                try:
-                    event = decode(delivery.message, delivery.attempt)
-                except DecodeError as exc:
-                    if token is not None:  # its log line must not name the event before it
-                        _current.set(None)
-                    consumer.dead_letter(delivery, self._undecodable(g, delivery, exc))
-                    continue
-                outcome = reason = ""
-                for test, sub, name, direct in g.subs:
-                    if not test(event.type):
-                        continue
-                    set_token = _current.set((group, name, event))
-                    if token is None:
-                        token = set_token
-                    try:
-                        if direct is None:
-                            self._call(sub, event)
-                        else:
-                            direct(event)
-                    except Exception as exc:
-                        outcome, reason = self._failed(g, sub, event, delivery, exc)
-                        break
-                    outcome = "ack"
-                if outcome == "ack":
-                    acks.append(delivery)
-                elif outcome == "retry":
-                    consumer.nack(delivery, g.retry.delay(delivery.attempt))
-                else:
-                    consumer.dead_letter(delivery, reason or _unmatched(g, event))
-        finally:
-            if token is not None:
-                _current.reset(token)
-        if acks:
-            consumer.ack(acks)
+        undecodable = self._undecodable
+        set_current = _current.set
 
-    def _handle(self, g: _Group, delivery: Delivery) -> tuple[str, str, float]:
-        """``(outcome, reason, delay)``; outcome: ``ack``, ``retry`` (after ``delay``), ``dead``."""
-        try:
-            event = decode(delivery.message, delivery.attempt)
-        except DecodeError as exc:
-            return "dead", self._undecodable(g, delivery, exc), 0.0
-        inbox = self._inbox
-        if inbox is None:
-            outcome, reason = self._hooks.handle(
-                g.name, event, lambda: self._dispatch(g, event, delivery)
-            )
-            return outcome, reason, g.retry.delay(delivery.attempt) if outcome == "retry" else 0.0
-        try:
-            claim, wait = inbox.claim(g.name, event.id, g.claim_lease)
-        except InboxError as exc:  # not the event's fault: try it again later, never dead-letter
-            log.warning("group %s: inbox unavailable (%s); %s comes back", g.name, exc, event.id)
-            return "retry", f"inbox unavailable: {exc}", g.retry.delay(delivery.attempt)
-        if claim == "done":
-            log.debug("group %s: dropping duplicate %s", g.name, event.id)
-            self.duplicates += 1
-            return "ack", "", 0.0
-        if claim == "busy":  # another member has it: look again (by the end of its claim)
-            again = min(wait + 0.05, max(0.5, g.retry.delay(delivery.attempt)))
-            return "retry", "held by another member", again
-        outcome, reason = self._hooks.handle(
-            g.name, event, lambda: self._dispatch(g, event, delivery)
-        )
-        try:
-            if outcome == "ack":
-                inbox.complete(g.name, event.id)
+        def process(consumer: Consumer, batch: list[Delivery]) -> None:
+            acks: list[Delivery] = []
+            token = set_current(None)
+            try:
+                for i, delivery in enumerate(batch):
+                    if i and stop.is_set():
+                        break  # the rest go back to the group on close
+                    try:
+                        event = decode(delivery.message, delivery.attempt)
+                    except DecodeError as exc:
+                        set_current(None)  # its log line must not name the event before it
+                        consumer.dead_letter(delivery, undecodable(g, delivery, exc))
+                        continue
+                    verdict = step(event, delivery)
+                    if verdict is None:
+                        acks.append(delivery)
+                    elif verdict[0] == "retry":
+                        consumer.nack(delivery, verdict[2])
+                    else:
+                        consumer.dead_letter(delivery, verdict[1])
+            finally:
+                _current.reset(token)
+            if acks:
+                consumer.ack(acks)
+
+        return process
+
+    def _inbox_stage(self, g: _Group, step: Step, inbox: Inbox) -> Step:
+        """Claim the event id before ``step``; record it done (acked) or release it after."""
+        group, retry = g.name, g.retry
+        set_current = _current.set
+
+        def dedup(event: Event, delivery: Delivery) -> Verdict:
+            set_current((group, "", event))
+            try:
+                claim, wait = inbox.claim(group, event.id, g.claim_lease)
+            except InboxError as exc:  # not the event's fault: try it later, never dead-letter
+                log.warning("group %s: inbox unavailable (%s); %s comes back", group, exc, event.id)
+                return "retry", f"inbox unavailable: {exc}", retry.delay(delivery.attempt)
+            if claim == "done":
+                log.debug("group %s: dropping duplicate %s", group, event.id)
+                self.duplicates += 1
+                return None
+            if claim == "busy":  # another member has it: look again (by the end of its claim)
+                again = min(wait + 0.05, max(0.5, retry.delay(delivery.attempt)))
+                return "retry", "held by another member", again
+            verdict = step(event, delivery)
+            try:
+                if verdict is None:
+                    inbox.complete(group, event.id)
+                else:
+                    inbox.release(group, event.id)
+            except InboxError as exc:
+                log.warning("group %s: inbox could not record %s (%s)", group, event.id, exc)
+            return verdict
+
+        return dedup
+
+    def _outcome_stage(self, g: _Group, step: Step) -> Step:
+        """Report ``delivered`` before ``step``, and what became of the event after it."""
+        group, emit = g.name, self._hooks.emit
+        set_current = _current.set
+
+        def report(event: Event, delivery: Delivery) -> Verdict:
+            set_current((group, "", event))  # the callbacks' log lines name the event
+            emit(Outcome(DELIVERED, event, event.type, group, event.attempt))
+            started = time.monotonic()
+            try:
+                verdict = step(event, delivery)
+            except BaseException as exc:  # not expected: the dispatch catches handler errors
+                set_current((group, "", event))
+                emit(Outcome(RETRIED, event, event.type, group, event.attempt,
+                             time.monotonic() - started, str(exc), exc))  # fmt: skip
+                raise
+            duration = time.monotonic() - started
+            set_current((group, "", event))
+            if verdict is None:
+                emit(Outcome(ACKED, event, event.type, group, event.attempt, duration))
             else:
-                inbox.release(g.name, event.id)
-        except InboxError as exc:
-            log.warning("group %s: inbox could not record %s (%s)", g.name, event.id, exc)
-        return outcome, reason, g.retry.delay(delivery.attempt) if outcome == "retry" else 0.0
+                kind = RETRIED if verdict[0] == "retry" else DEAD_LETTERED
+                emit(Outcome(kind, event, event.type, group, event.attempt, duration, verdict[1]))
+            return verdict
+
+        return report
+
+    def _dispatch_stage(self, g: _Group, middleware: Sequence[Middleware]) -> Step:
+        """Call every handler of ``g`` whose patterns match, in order; the first to fail decides.
+
+        Each handler's callable is made here, once: the handler itself for a
+        ``def`` without a timeout, else the call that waits for it; inside
+        the middleware (the first registered is outermost), if any.
+        """
+        group, failed = g.name, self._failed
+        table = []
+        for sub in g.subs:
+            call = self._caller(sub)
+            for mw in reversed(middleware):
+                call = _link(mw, call)
+            table.append((Matcher(sub.patterns).test, sub.name, call, sub))
+        set_current = _current.set
+
+        def dispatch(event: Event, delivery: Delivery) -> Verdict:
+            matched = False
+            for test, name, call, sub in table:
+                if test(event.type):
+                    set_current((group, name, event))
+                    try:
+                        call(event)
+                    except Exception as exc:
+                        return failed(g, sub, event, delivery, exc)
+                    matched = True
+            if matched:
+                return None
+            set_current((group, "", event))
+            return "dead", _unmatched(g, event), 0.0
+
+        return dispatch
+
+    def _caller(self, sub: Subscription) -> Callable[[Event], None]:
+        """What runs ``sub``'s handler on an event: the handler, or a call under its timeout."""
+        if sub.is_async:
+            return functools.partial(self._call_async, sub)
+        if sub.timeout is not None:
+            return functools.partial(self._call_with_timeout, sub)
+        return sub.handler
 
     def _undecodable(self, g: _Group, delivery: Delivery, exc: DecodeError) -> str:
         """Report an undecodable delivery; the reason to dead-letter it with."""
@@ -368,65 +439,48 @@ class Worker:
         self._hooks.undecodable(g.name, delivery, f"undecodable: {exc}")
         return f"undecodable: {exc}"
 
-    def _dispatch(self, g: _Group, event: Event, delivery: Delivery) -> tuple[str, str]:
-        handled = False
-        for matcher, sub, name, direct in g.subs:
-            if not matcher(event.type):
-                continue
-            handled = True
-            try:
-                self._hooks.call(g.name, name, event, direct or functools.partial(self._call, sub))
-            except Exception as exc:
-                return self._failed(g, sub, event, delivery, exc)
-        if not handled:
-            return "dead", _unmatched(g, event)
-        return "ack", ""
-
     @staticmethod
     def _failed(
         g: _Group, sub: Subscription, event: Event, delivery: Delivery, exc: Exception
-    ) -> tuple[str, str]:
-        """``("retry" | "dead", reason)`` for a handler that raised ``exc``."""
+    ) -> Verdict:
+        """The verdict on a handler that raised ``exc``: retry after a delay, or dead letter."""
         reason = f"{type(exc).__name__}: {exc}"
         if g.retry.should_retry(exc, delivery.attempt):
             log.info(
                 "group %s: %s failed on %s (attempt %d): %s; retrying",
                 g.name, sub.name, event.id, delivery.attempt, reason,
             )  # fmt: skip
-            return "retry", reason
+            return "retry", reason, g.retry.delay(delivery.attempt)
         log.warning(
             "group %s: %s failed on %s after %d attempt(s): %s; dead-lettering",
             g.name, sub.name, event.id, delivery.attempt, reason,
         )  # fmt: skip
-        return "dead", f"{reason} (attempt {delivery.attempt} of {g.retry.max_attempts})"
+        return "dead", f"{reason} (attempt {delivery.attempt} of {g.retry.max_attempts})", 0.0
 
-    def _call(self, sub: Subscription, event: Event) -> None:
-        if sub.is_async:
-            loop = self._loop
-            assert loop is not None
-            coro = sub.handler(event)
-            if sub.timeout is not None:
-                coro = asyncio.wait_for(coro, sub.timeout)
-            fut = asyncio.run_coroutine_threadsafe(coro, loop)
-            # wait_for cancels on time; the extra second covers a loop blocked by sync code
-            limit = None if sub.timeout is None else sub.timeout + 1.0
-            try:
-                fut.result(limit)
-            except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
-                fut.cancel()
-                raise HandlerTimeout(f"{sub.name} ran past its {sub.timeout}s timeout") from None
-            return
-        if sub.timeout is None:
-            sub.handler(event)
-            return
-        self._call_with_timeout(sub, event, sub.timeout)
+    def _call_async(self, sub: Subscription, event: Event) -> None:
+        """Run an ``async def`` handler on the loop and wait for it (cancelled past its timeout)."""
+        loop = self._loop
+        assert loop is not None
+        coro = sub.handler(event)
+        if sub.timeout is not None:
+            coro = asyncio.wait_for(coro, sub.timeout)
+        fut = asyncio.run_coroutine_threadsafe(coro, loop)
+        # wait_for cancels on time; the extra second covers a loop blocked by sync code
+        limit = None if sub.timeout is None else sub.timeout + 1.0
+        try:
+            fut.result(limit)
+        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
+            fut.cancel()
+            raise HandlerTimeout(f"{sub.name} ran past its {sub.timeout}s timeout") from None
 
-    def _call_with_timeout(self, sub: Subscription, event: Event, timeout: float) -> None:
-        """Run a ``def`` handler on its own thread; stop waiting for it after ``timeout``.
+    def _call_with_timeout(self, sub: Subscription, event: Event) -> None:
+        """Run a ``def`` handler on its own thread; stop waiting for it after its timeout.
 
         A thread per call (not a pool): abandoned threads must never hold the
         slots that later events need, or one hung handler would time out all.
         """
+        timeout = sub.timeout
+        assert timeout is not None
         done = threading.Event()
         state = {"finished": False, "abandoned": False}
         failure: list[BaseException] = []

@@ -1,9 +1,11 @@
 """Service Bus entities for a bus: names, rules, and who creates them.
 
-One topic per bus; one subscription per group. A group's subscription has two
-rules (rules of a subscription are OR-ed):
+One topic per bus; one subscription per group. A group's subscription has
+these rules (rules of a subscription are OR-ed):
 
-- ``eventbus``: SQL ``eventbus_to IS NULL AND (<pattern> OR ...)``, each pattern
+- ``eventbus-<hash of its filter>``: SQL ``eventbus_to IS NULL AND (<pattern> OR ...)``,
+  as many rules as it takes to keep each filter within Service Bus's 1,024
+  characters (a group with many patterns has several); each pattern
   a coarse ``sys.Label`` (= subject = event type) test: ``=`` for a pattern
   without wildcards, else ``LIKE`` with every run of wildcard words turned
   into ``%``. ``LIKE`` cannot say "one word", so this matches a superset; the
@@ -11,7 +13,11 @@ rules (rules of a subscription are OR-ed):
   the ones that are not the group's (the exact AMQP-topic meaning).
 - ``eventbus-retry``: a correlation filter on ``eventbus_to = <subscription>``.
   A retry with a delay is a scheduled copy sent to the topic addressed to one
-  subscription; the first rule keeps it away from every other group.
+  subscription; the pattern rules keep it away from every other group.
+
+Pattern rules are named by their filter, so new patterns mean new rules: they
+are created before the old ones are deleted, and the subscription never
+matches nothing in between.
 
 Who creates them (``entities=``):
 
@@ -35,27 +41,30 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
+from ._codec import ATTEMPT, DEFAULT_SESSION, RETRY_TO, session_for_key
+
 __all__ = [
+    "ATTEMPT",
     "DEFAULT_SESSION",
+    "MAX_SQL",
+    "RETRY_RULE",
     "RETRY_TO",
     "AdministrationEntities",
     "Entities",
     "ExistingEntities",
     "RuleSpec",
     "SubscriptionSpec",
+    "pattern_rules",
     "pattern_sql",
     "session_for_key",
     "subscription_name",
     "subscription_spec",
 ]
 
-#: Application property naming the one subscription a scheduled retry copy is for.
-RETRY_TO = "eventbus_to"
-#: Application property carrying the attempt number of a scheduled retry copy.
-ATTEMPT = "eventbus_attempt"
-#: The session of events without a key when ``sessions=True``.
-DEFAULT_SESSION = "eventbus-no-key"
-_MAX_SESSION_ID = 128
+#: Service Bus's limit on the length of a SQL filter (characters).
+MAX_SQL = 1024
+#: The rule that lets a group's scheduled retry copies (``eventbus_to``) in.
+RETRY_RULE = "eventbus-retry"
 
 _NAME_OK = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,48}[a-z0-9])?\Z")
 
@@ -123,19 +132,6 @@ def subscription_name(group: str) -> str:
     return f"{readable}-{digest}" if readable else f"g-{digest}"
 
 
-def session_for_key(key: str | None) -> str:
-    """The session id of events with ``key``: the key itself when it fits (1-128 chars).
-
-    No key: :data:`DEFAULT_SESSION`. A longer key: a readable prefix plus a
-    SHA-256 digest of the whole key (keys that differ stay apart).
-    """
-    if not key:
-        return DEFAULT_SESSION
-    if len(key) <= _MAX_SESSION_ID:
-        return key
-    return key[:63] + "#" + hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -177,19 +173,38 @@ def subscription_spec(
     max_delivery_count: int,
     requires_session: bool = False,
 ) -> SubscriptionSpec:
+    """The subscription of ``group``: its pattern rules, then the retry rule."""
     name = subscription_name(group)
-    tests = [pattern_sql(p) for p in dict.fromkeys(patterns)]
-    if any(t is None for t in tests) or not tests:
-        sql = f"{RETRY_TO} IS NULL"
-    else:
-        sql = f"{RETRY_TO} IS NULL AND (" + " OR ".join(t for t in tests if t) + ")"
-    rules = (
-        RuleSpec("eventbus", sql=sql),
-        RuleSpec("eventbus-retry", correlation={"properties": {RETRY_TO: name}}),
-    )
+    rules = tuple(RuleSpec(_rule_name(sql), sql=sql) for sql in pattern_rules(patterns))
+    rules += (RuleSpec(RETRY_RULE, correlation={"properties": {RETRY_TO: name}}),)
     return SubscriptionSpec(
         topic, name, rules, lock_duration, max_delivery_count, requires_session=requires_session
     )
+
+
+def pattern_rules(patterns: Sequence[str]) -> list[str]:
+    """The SQL filters for ``patterns``: as few as can be, each at most ``MAX_SQL`` characters
+    (Service Bus's limit; a subscription's rules are OR-ed, so splitting keeps the meaning)."""
+    tests = [pattern_sql(p) for p in dict.fromkeys(patterns)]
+    if any(t is None for t in tests) or not tests:
+        return [f"{RETRY_TO} IS NULL"]
+    chunks: list[list[str]] = [[]]
+    for t in tests:
+        assert t is not None
+        if chunks[-1] and len(_sql(chunks[-1] + [t])) > MAX_SQL:
+            chunks.append([])
+        chunks[-1].append(t)
+    return [_sql(c) for c in chunks]
+
+
+def _sql(tests: list[str]) -> str:
+    return f"{RETRY_TO} IS NULL AND (" + " OR ".join(tests) + ")"
+
+
+def _rule_name(sql: str) -> str:
+    """A pattern rule is named by its filter: a change of patterns creates the new rules
+    before the old ones are deleted, so the subscription never matches nothing."""
+    return "eventbus-" + hashlib.sha256(sql.encode("utf-8")).hexdigest()[:12]
 
 
 class ExistingEntities:
@@ -216,12 +231,16 @@ class AdministrationEntities:
     cannot change it: delete the subscription, or use another group name).
     """
 
-    def __init__(self, connection_string: str, **client_kwargs: Any) -> None:
-        from azure.servicebus.management import ServiceBusAdministrationClient
+    def __init__(
+        self, connection_string: str | None = None, *, client: Any = None, **client_kwargs: Any
+    ) -> None:
+        if client is None:
+            from azure.servicebus.management import ServiceBusAdministrationClient
 
-        self._client = ServiceBusAdministrationClient.from_connection_string(
-            connection_string, **client_kwargs
-        )
+            client = ServiceBusAdministrationClient.from_connection_string(
+                connection_string or "", **client_kwargs
+            )
+        self._client = client
         self._topics: set[str] = set()
 
     def ensure_topic(self, topic: str) -> None:
@@ -265,11 +284,11 @@ class AdministrationEntities:
                 )
         wanted = {r.name: r for r in spec.rules}
         existing = {r.name: r for r in self._client.list_rules(spec.topic, spec.name)}
-        for rule in spec.rules:
+        for rule in spec.rules:  # first every rule wanted, then away with the others
             current = existing.get(rule.name)
             if current is not None and _same_rule(current, rule):
                 continue
-            if current is not None:
+            if current is not None:  # same name, another filter: the retry rule, or by hand
                 self._client.delete_rule(spec.topic, spec.name, rule.name)
             if rule.sql is not None:
                 flt: Any = SqlRuleFilter(rule.sql)

@@ -37,14 +37,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from eventbus import BrokerUnavailable, Delivery, Matcher
+from eventbus import BrokerUnavailable, Matcher
+from eventbus.adapter import Delivery, make_delivery
 
-from ._adapter import Member, _sdk_errors, from_service_bus
-
-if TYPE_CHECKING:
-    from ._adapter import ServiceBusAdapter
+from ._client import Clients
+from ._codec import from_service_bus
+from ._consumer import Member
+from ._errors import sdk_errors
 
 __all__ = ["SESSION_IDLE", "SessionConsumer"]
 
@@ -85,16 +86,13 @@ class _Handle:
 class SessionConsumer(Member):
     """A member of a group on a session-enabled subscription."""
 
-    def __init__(self, adapter: ServiceBusAdapter, subscription: str, matcher: Matcher) -> None:
-        super().__init__(adapter, subscription, matcher)
+    def __init__(self, clients: Clients, subscription: str, matcher: Matcher) -> None:
+        super().__init__(clients, subscription, matcher)
         self._sessions: list[_Session] = []
         self._next_accept = 0.0
         self._turn = 0
-        kwargs = {**adapter._client_kwargs, "retry_total": 0}
-        with _sdk_errors(f"opening a client for subscription {subscription!r}", BrokerUnavailable):
-            self._client = adapter._sb.ServiceBusClient.from_connection_string(
-                adapter.settings.connection_string, **kwargs
-            )
+        with sdk_errors(f"opening a client for subscription {subscription!r}", BrokerUnavailable):
+            self._client = clients.client(retry_total=0)
 
     # -- receive ---------------------------------------------------------------------------
     def receive(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -144,7 +142,7 @@ class SessionConsumer(Member):
     def _poll(self, limit: int, deadline: float) -> None:
         """One round: accept a session if there is room, then receive from each held one."""
         now = time.monotonic()
-        if len(self._sessions) < self._a.settings.max_sessions and now >= self._next_accept:
+        if len(self._sessions) < self._settings.max_sessions and now >= self._next_accept:
             # holding nothing: wait in the accept itself (up to the caller's timeout)
             wait = max(0.2, deadline - now) if not self._sessions else POLL_WAIT
             if self._accept(wait) is None and self._sessions:
@@ -166,9 +164,9 @@ class SessionConsumer(Member):
         self._sessions = [s for s in self._sessions if not s.dead]
 
     def _accept(self, wait: float) -> _Session | None:
-        sbx = self._a._sb.exceptions
+        sbx = self._sb.exceptions
         receiver = self._client.get_subscription_receiver(
-            self._a.settings.topic, self._sub, session_id=self._a._sb.NEXT_AVAILABLE_SESSION,
+            self._settings.topic, self._sub, session_id=self._sb.NEXT_AVAILABLE_SESSION,
             max_wait_time=wait, prefetch_count=0,
         )  # fmt: skip
         try:
@@ -180,15 +178,16 @@ class SessionConsumer(Member):
         except Exception as exc:
             with contextlib.suppress(Exception):
                 receiver.close()
-            with _sdk_errors(f"accepting a session of {self._sub!r}", BrokerUnavailable):
+            with sdk_errors(f"accepting a session of {self._sub!r}", BrokerUnavailable):
                 raise exc
         s = _Session(receiver, receiver.session.session_id)
         self._sessions.append(s)
+        self._renewer.hold(id(s), s)
         log.debug("%s: holding session %r", self._sub, s.id)
         return s
 
     def _receive_from(self, s: _Session, limit: int) -> list[Any]:
-        sbx = self._a._sb.exceptions
+        sbx = self._sb.exceptions
         try:
             got: list[Any] = s.receiver.receive_messages(
                 max_message_count=limit, max_wait_time=POLL_WAIT
@@ -204,9 +203,9 @@ class SessionConsumer(Member):
             if not self._matcher(d.message.topic):
                 foreign.append(msg)
                 continue
-            s.queue[seq] = Delivery(d.message, d.attempt, _Handle(msg, s, seq, d.message.key))
+            s.queue[seq] = make_delivery(d.message, d.attempt, _Handle(msg, s, seq, d.message.key))
         for msg in foreign:  # the coarse SQL rule let it in; the exact pattern does not
-            with _sdk_errors("completing an event of another pattern"):
+            with sdk_errors("completing an event of another pattern"):
                 s.receiver.complete_message(msg)
         if got:
             s.last_message = time.monotonic()
@@ -224,9 +223,9 @@ class SessionConsumer(Member):
         if s.dead:
             log.warning("%s: session %r was lost; its events come back", self._sub, s.id)
             return h
-        sbx = self._a._sb.exceptions
+        sbx = self._sb.exceptions
         try:
-            with _sdk_errors(f"settling a message of {self._sub!r}"):
+            with sdk_errors(f"settling a message of {self._sub!r}"):
                 try:
                     getattr(s.receiver, f"{how}_message")(h.msg, **kw)
                 except (sbx.SessionLockLostError, sbx.MessageLockLostError,
@@ -255,7 +254,7 @@ class SessionConsumer(Member):
             if delay > 0:
                 s.not_before[h.seq] = time.monotonic() + delay
             count = int(h.msg.delivery_count or 0) + 1
-            if h.key is not None and count < self._a.settings.max_delivery_count:
+            if h.key is not None and count < self._settings.max_delivery_count:
                 s.blocked[h.key] = h.seq  # the key waits for this event to come back
             # else: the broker dead-letters it (max delivery count); nothing to wait for
 
@@ -265,8 +264,8 @@ class SessionConsumer(Member):
             self._settle(delivery, "dead_letter", **self._dead_letter_args(reason))
 
     # -- session locks ---------------------------------------------------------------------
-    def _renew_due(self) -> None:
-        """Called by the adapter's renewer thread."""
+    def _renew_held(self, handles: Sequence[Any]) -> None:
+        """Called by the renewer's thread (``handles``: the sessions held)."""
         if self._closed or not self._sessions or not self._lock.acquire(timeout=0.5):
             return
         try:
@@ -276,10 +275,10 @@ class SessionConsumer(Member):
             self._lock.release()
 
     def _renew(self, now: float) -> None:
-        limit = self._a.settings.lock_renewal
+        limit = self._settings.lock_renewal
         if limit <= 0:
             return
-        half = timedelta(seconds=self._a.settings.lock_duration / 2)
+        half = timedelta(seconds=self._settings.lock_duration / 2)
         now_utc = datetime.now(timezone.utc)
         for s in self._sessions:
             if s.dead:
@@ -300,6 +299,7 @@ class SessionConsumer(Member):
         self._drop(s)
 
     def _drop(self, s: _Session) -> None:
+        self._renewer.release(id(s))
         s.dead = True
         s.queue.clear()
         s.blocked.clear()
@@ -307,6 +307,7 @@ class SessionConsumer(Member):
             s.receiver.close()
 
     def close(self) -> None:
+        self._stop_renewing()
         with self._lock:
             if self._closed:
                 return
@@ -317,8 +318,9 @@ class SessionConsumer(Member):
             with contextlib.suppress(Exception):
                 self._client.close()
 
-    def _crash(self) -> None:
+    def crash(self) -> None:
         self._crashed = True
+        self._stop_renewing()
         with self._lock:
             self._closed = True
             for s in self._sessions:

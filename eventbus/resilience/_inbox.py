@@ -46,6 +46,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from .._errors import ConfigError, EventBusError
+from .._sqlite_open import connect, describe
 
 __all__ = [
     "Inbox",
@@ -108,6 +109,9 @@ def _owner() -> str:
 
 # -- SQLite --------------------------------------------------------------------------
 
+#: Seconds a claim waits for another member's lock on the file.
+_SQLITE_BUSY = 30.0
+
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
     grp TEXT NOT NULL,
@@ -124,9 +128,11 @@ CREATE INDEX IF NOT EXISTS inbox_expiry ON inbox (until);
 class SqliteInbox(Inbox):
     """The inbox in a SQLite file (default ``.eventbus/inbox.db``).
 
-    WAL mode with ``synchronous=NORMAL``: a process crash loses nothing; a power
-    loss may forget the last few ``complete`` marks, which only means those
-    events could be handled once more, never lost.
+    Opened like every SQLite file of eventbus (``eventbus._sqlite_open``: WAL
+    mode with ``synchronous=NORMAL``, retried set-up; a path that is a directory
+    is a :class:`ConfigError`): a process crash loses nothing; a power loss may
+    forget the last few ``complete`` marks, which only means those events could
+    be handled once more, never lost.
     """
 
     def __init__(
@@ -138,16 +144,19 @@ class SqliteInbox(Inbox):
         self._owner = _owner()
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db: sqlite3.Connection | None = None
         try:
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db = connect(self.path, what="inbox", busy_timeout=_SQLITE_BUSY)
             self._db.executescript(_SQLITE_SCHEMA)
         except sqlite3.Error as exc:
-            raise InboxError(f"inbox {self.path}: cannot open: {exc}") from exc
+            if self._db is not None:
+                self._db.close()
+            raise InboxError(self._describe(exc, "open")) from exc
         self._next_purge = 0.0
+
+    def _describe(self, exc: sqlite3.Error, action: str) -> str:
+        return describe(exc, what="inbox", path=self.path, action=action,
+                        busy_timeout=_SQLITE_BUSY)  # fmt: skip
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -180,7 +189,7 @@ class SqliteInbox(Inbox):
                     db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise InboxError(f"inbox {self.path}: {exc}") from exc
+                raise InboxError(self._describe(exc, "claim")) from exc
             if now >= self._next_purge:
                 self._purge(now)
             return result
@@ -201,7 +210,7 @@ class SqliteInbox(Inbox):
                     (group, event_id, self._owner, time.time() + self.retention),
                 )
             except sqlite3.Error as exc:
-                raise InboxError(f"inbox {self.path}: {exc}") from exc
+                raise InboxError(self._describe(exc, "complete")) from exc
 
     def release(self, group: str, event_id: str) -> None:
         with self._lock:
@@ -211,7 +220,7 @@ class SqliteInbox(Inbox):
                     (group, event_id, self._owner),
                 )
             except sqlite3.Error as exc:
-                raise InboxError(f"inbox {self.path}: {exc}") from exc
+                raise InboxError(self._describe(exc, "release")) from exc
 
     def close(self) -> None:
         with self._lock:

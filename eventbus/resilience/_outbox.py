@@ -3,8 +3,9 @@
 When the broker is down (the circuit breaker is open, or the publish retries
 are spent) the publisher writes the encoded messages here and ``publish``
 returns with outcome ``"outbox"``. The write is durable before that return:
-the file runs in WAL mode with ``synchronous=FULL``, so the commit is fsynced
-and survives a crash of the process or the machine. A :class:`OutboxDrainer`
+the file is opened like every SQLite file of eventbus (``eventbus._sqlite_open``:
+WAL mode, retried set-up) but with ``synchronous=FULL``, so the commit is
+fsynced and survives a crash of the process or the machine. A :class:`OutboxDrainer`
 thread republishes the rows **in the order they were written** once the broker
 takes messages again, and deletes each batch only after the broker confirmed it
 (a crash in between sends that batch twice; consumers drop the duplicates by
@@ -36,12 +37,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .._envelope import Message
-from .._errors import BrokerError, ClosedError
+from .._errors import BrokerError, ClosedError, ConfigError
+from .._sqlite_open import connect
 from ._breaker import CircuitBreaker
 
 __all__ = ["LocalOutbox", "OutboxDrainer"]
 
 log = logging.getLogger("eventbus.outbox")
+
+#: Seconds a statement waits for another process's lock on the file (a drainer's batch).
+BUSY = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -94,12 +99,11 @@ class LocalOutbox:
             created = not parent.exists()
             parent.mkdir(parents=True, exist_ok=True)
             new_file = not self.path.exists()
-            db = sqlite3.connect(
-                str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
-            )
+            try:  # fsync on every commit
+                db = connect(self.path, what="outbox", busy_timeout=BUSY, synchronous="full")
+            except ConfigError as exc:  # a path that cannot hold it fails like a file that can't
+                raise sqlite3.OperationalError(str(exc)) from exc  # be written (see add)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")  # fsync on every commit
                 db.executescript(_SCHEMA)
             except sqlite3.Error:
                 db.close()
@@ -218,7 +222,10 @@ class LocalOutbox:
     def _count_closed(self) -> int:
         if not self.exists():
             return 0
-        db = sqlite3.connect(str(self.path), timeout=30.0)
+        try:
+            db = connect(self.path, what="outbox", busy_timeout=BUSY, synchronous="full")
+        except (sqlite3.Error, ConfigError):
+            return 0
         try:
             row = db.execute(
                 "SELECT count(*) FROM outbox WHERE destination = ?", (self.destination,)

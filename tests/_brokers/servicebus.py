@@ -1,7 +1,8 @@
 """Service Bus fixtures: a Service Bus endpoint for the session.
 
-By default the test broker (``python -m eventbus_azure_servicebus.testbroker``)
-is started in a subprocess on a free port, with the entities of
+By default the test broker (``servicebus_broker``, next to this module: a test
+double on python-qpid-proton, not part of the product) is started in a
+subprocess on a free port, with the entities of
 ``tests/azure_servicebus/entities.json`` (emulator ``Config.json`` shape), and
 stopped at the end; the adapter creates topics and subscriptions through its
 ``$eventbus-admin`` node (``TestBrokerEntities``).
@@ -30,6 +31,8 @@ from typing import Any
 import pytest
 
 ENTITIES = Path(__file__).parents[1] / "azure_servicebus" / "entities.json"
+#: The test broker's package; ``python BROKER_DIR --port N`` runs it.
+BROKER_DIR = Path(__file__).with_name("servicebus_broker")
 RUN = uuid.uuid4().hex[:6]
 
 
@@ -49,7 +52,7 @@ class ServiceBusTarget:
 
     def entities(self) -> Any:
         if self.is_test_broker:
-            from eventbus_azure_servicebus.testbroker import TestBrokerEntities
+            from eventbus_test_brokers.servicebus_broker import TestBrokerEntities
 
             return TestBrokerEntities(self.connection_string)
         return self.entities_mode
@@ -74,11 +77,15 @@ class ServiceBusTarget:
 
 
 @contextmanager
-def start_test_broker(port: int = 0) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """The Service Bus test broker on ``port`` (0: a free one): ``(process, port)``."""
+def start_test_broker(
+    port: int = 0, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The Service Bus test broker on ``port`` (0: a free one): ``(process, port)``.
+
+    ``args``: more command-line options (``"--max-message-size", "4194304"``)."""
     cmd = [
-        sys.executable, "-m", "eventbus_azure_servicebus.testbroker",
-        "--port", str(port), "--config", str(ENTITIES),
+        sys.executable, str(BROKER_DIR),
+        "--port", str(port), "--config", str(ENTITIES), *args,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -123,7 +130,7 @@ def servicebus() -> Iterator[ServiceBusTarget]:
                     except Exception as exc:  # best effort: report, don't fail the run
                         print(f"could not delete test topic {topic}: {exc}")
         return
-    from eventbus_azure_servicebus.testbroker import connection_string
+    from eventbus_test_brokers.servicebus_broker import connection_string
 
     with start_test_broker() as (proc, port):
         yield ServiceBusTarget(connection_string("127.0.0.1", port), f"eventbus-{RUN}",

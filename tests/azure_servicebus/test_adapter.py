@@ -65,7 +65,7 @@ def test_url_and_options_build_the_adapter() -> None:
         assert b.adapter.capabilities.max_message_size == 1024 * 1024 - 4096
     finally:
         b.close()
-    with pytest.raises(ConfigError, match="unknown parameter"):
+    with pytest.raises(ConfigError, match="unknown URL query parameter"):
         from_url("sb://h/t?colour=blue", {})
     with pytest.raises(ConfigError, match="connection string"):
         from_url("", {"entities": "existing"})
@@ -77,7 +77,7 @@ def test_unreachable_namespace_is_broker_unavailable() -> None:
     a = ServiceBusAdapter(
         "Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true",
         entities="existing",
-        client_kwargs={"retry_total": 0},
+        retry_total=0,
     )
     try:
         with pytest.raises(BrokerUnavailable) as info:
@@ -174,7 +174,7 @@ def test_existing_entities_from_the_config_file(servicebus: Any) -> None:
         a.close()
     quick = ServiceBusAdapter(
         servicebus.connection_string, topic="broker-topic", entities="existing",
-        client_kwargs={"retry_total": 0},  # the SDK would retry the attach a few times
+        retry_total=0,  # the SDK would retry the attach a few times
     )  # fmt: skip
     try:
         with pytest.raises(BrokerError, match="does not exist"):
@@ -272,3 +272,24 @@ def test_events_with_the_amqp_binding_prefix_are_read(servicebus: Any, make_adap
     assert event.datacontenttype == "application/json" and event.extensions == {"tenant": "acme"}
     consumer.ack([d])
     consumer.close()
+
+
+def test_delete_group_with_existing_entities_is_a_config_error(servicebus: Any) -> None:
+    """The contract: an instance whose configuration forbids an operation says so."""
+    from eventbus.adapter import GroupAdmin
+
+    a = ServiceBusAdapter(servicebus.connection_string, topic="broker-topic", entities="existing")
+    try:
+        assert isinstance(a, GroupAdmin)
+        with pytest.raises(ConfigError, match="entities='existing'"):
+            a.delete_group("everything")
+    finally:
+        a.close()
+
+
+def test_settings_repr_masks_secrets() -> None:
+    from eventbus_azure_servicebus import ServiceBusSettings
+
+    s = ServiceBusSettings.from_url("sb://ns.example/t?SharedAccessKeyName=k&SharedAccessKey=s3cr3t")
+    assert "s3cr3t" not in repr(s)
+    assert s.connection_string == "Endpoint=sb://ns.example/;SharedAccessKeyName=k;SharedAccessKey=s3cr3t;"

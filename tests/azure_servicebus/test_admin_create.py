@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.azure_servicebus]
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Any]:
-    from eventbus_azure_servicebus.testbroker import TestBroker
+    from eventbus_test_brokers.servicebus_broker import TestBroker
 
     b = TestBroker(atom=True).start()
     yield b
@@ -67,8 +67,9 @@ def test_create_path_makes_topic_subscription_and_rules(
         assert sub.lock_duration.total_seconds() == 7 and sub.max_delivery_count == 4
         assert sub.requires_session is sessions
         rules = {r.name: r.filter for r in admin.list_rules(topic, group)}
-        assert set(rules) == {"eventbus", "eventbus-retry"}  # $Default removed
-        assert "sys.Label LIKE 'order%'" in rules["eventbus"].sql_expression
+        (pattern_rule,) = set(rules) - {"eventbus-retry"}  # $Default removed
+        assert pattern_rule.startswith("eventbus-")
+        assert "sys.Label LIKE 'order%'" in rules[pattern_rule].sql_expression
         assert dict(rules["eventbus-retry"].properties) == {"eventbus_to": group}
         wanted = Event(type="order.created", data=1, source="/t", key="k")
         a.publish([encode(Event(type="user.created", data=1, source="/t")), encode(wanted)])
@@ -78,10 +79,14 @@ def test_create_path_makes_topic_subscription_and_rules(
         c.close()
         a.declare(group, ["user.created"])  # new patterns replace the rule
         rules = {r.name: r.filter for r in admin.list_rules(topic, group)}
-        assert (
-            rules["eventbus"].sql_expression
-            == "eventbus_to IS NULL AND (sys.Label = 'user.created')"
-        )
+        assert [f.sql_expression for n, f in rules.items() if n != "eventbus-retry"] == [
+            "eventbus_to IS NULL AND (sys.Label = 'user.created')"
+        ]
+        # the new rule came before the old one went: never only the retry rule (or none)
+        sub = broker.store.topics[topic.lower()].subscriptions[group]
+        assert sub.rule_history and all(
+            set(names) - {"eventbus-retry"} for names in sub.rule_history
+        ), sub.rule_history
         a.delete_group(group)
         a.delete_group(group)  # idempotent
         assert [s.name for s in admin.list_subscriptions(topic)] == []

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from eventbus_azure_servicebus import pattern_sql, subscription_name
-from eventbus_azure_servicebus._entities import subscription_spec
-from eventbus_azure_servicebus.testbroker._filters import (
+from eventbus_azure_servicebus import pattern_sql, subscription_name, subscription_spec
+from eventbus_test_brokers.servicebus_broker._filters import (
     FilterError,
     compile_sql,
     correlation_matches,
 )
-from eventbus_azure_servicebus.testbroker._store import Rule
+from eventbus_test_brokers.servicebus_broker._store import Rule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -12,10 +12,9 @@ import uuid
 from typing import Any
 
 import pytest
-from eventbus_azure_servicebus import from_url
-from eventbus_azure_servicebus._entities import DEFAULT_SESSION, session_for_key
+from eventbus_azure_servicebus import DEFAULT_SESSION, from_url, session_for_key
 
-from eventbus import BrokerError, Event, EventBus, RetryPolicy, encode
+from eventbus import BrokerError, ConfigError, Event, EventBus, RetryPolicy, encode
 from eventbus._config import BusConfig
 from eventbus.testing import Collector, eventually
 
@@ -66,7 +65,7 @@ def test_url_options_turn_sessions_on() -> None:
         assert not plain.settings.sessions and not plain.capabilities.ordering_per_key
     finally:
         plain.close()
-    with pytest.raises(Exception, match="sessions must be true or false"):
+    with pytest.raises(ConfigError, match="'sessions' must be true or false"):
         from_url(url.replace("sessions=true", "sessions=maybe"), {})
 
 

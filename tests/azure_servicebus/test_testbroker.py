@@ -25,7 +25,7 @@ def queue(servicebus: Any) -> Iterator[str]:
     """A fresh queue with a 1 s lock and max delivery count 3, deleted afterwards."""
     name = f"q-{uuid.uuid4().hex[:8]}"
     if servicebus.is_test_broker:
-        from eventbus_azure_servicebus.testbroker import admin_request
+        from eventbus_test_brokers.servicebus_broker import admin_request
 
         body = {"Name": name, "Properties": {"LockDuration": "PT1S", "MaxDeliveryCount": 3}}
         admin_request(servicebus.connection_string, "ensure-queue", body)
@@ -235,7 +235,7 @@ def test_config_file_topic_rules_route_by_sql_and_correlation(servicebus: Any, c
 
 def test_subscription_gets_only_messages_sent_after_it_exists(servicebus: Any, client: Any) -> None:
     servicebus.require_test_broker()
-    from eventbus_azure_servicebus.testbroker import admin_request
+    from eventbus_test_brokers.servicebus_broker import admin_request
 
     topic = f"t-{uuid.uuid4().hex[:8]}"
     conn = servicebus.connection_string

@@ -35,7 +35,7 @@ def squeue(servicebus: Any) -> Iterator[str]:
     """A fresh session-enabled queue (2 s lock, max delivery count 5), deleted afterwards."""
     name = f"sq-{uuid.uuid4().hex[:8]}"
     if servicebus.is_test_broker:
-        from eventbus_azure_servicebus.testbroker import admin_request
+        from eventbus_test_brokers.servicebus_broker import admin_request
 
         props = {"LockDuration": f"PT{LOCK}S", "MaxDeliveryCount": 5, "RequiresSession": True}
         body = {"Name": name, "Properties": props}
@@ -192,7 +192,7 @@ def test_session_queue_refuses_messages_without_a_session_id(client: Any, squeue
 def test_session_subscription(servicebus: Any, client: Any) -> None:
     """A topic's copy without a session id is dead-lettered in a session subscription."""
     servicebus.require_test_broker()  # the reason is this broker's choice
-    from eventbus_azure_servicebus.testbroker import admin_request
+    from eventbus_test_brokers.servicebus_broker import admin_request
 
     conn, topic = servicebus.connection_string, f"st-{uuid.uuid4().hex[:8]}"
     admin_request(conn, "ensure-topic", {"Name": topic})
@@ -220,7 +220,7 @@ def test_session_subscription(servicebus: Any, client: Any) -> None:
 
 def test_config_file_session_subscription(servicebus: Any) -> None:
     servicebus.require_test_broker()  # tests/azure_servicebus/entities.json
-    from eventbus_azure_servicebus.testbroker import admin_request
+    from eventbus_test_brokers.servicebus_broker import admin_request
 
     info = admin_request(servicebus.connection_string, "get-subscription",
                          {"Topic": "broker-topic", "Name": "ordered"})  # fmt: skip

@@ -319,38 +319,3 @@ def test_current_handler_names_the_group_handler_and_event(observed: bool) -> No
     for (info, event), published in zip(seen, sent, strict=True):
         assert info is not None and info.group == "g" and info.handler.endswith(".tick")
         assert info.event is event and event.id == published.id
-
-
-def test_log_line_of_an_undecodable_message_names_no_earlier_event() -> None:
-    import logging
-
-    from eventbus import Message
-    from eventbus.observability import EventContextFilter
-
-    adapter = MemoryAdapter()
-    bus = EventBus(adapter, source="/t", config=BusConfig(poll_interval=0.05))
-    handled: list[Event] = []
-    bus.subscribe("tick", group="g")(handled.append)
-    bus.declare()
-    good = bus.publish("tick", {"n": 1}).event
-    adapter.publish([Message("tick", b"not an event", {}, None)])  # same batch, after it
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    keep = Keep()
-    keep.addFilter(EventContextFilter())
-    worker_log = logging.getLogger("eventbus.worker")
-    worker_log.addHandler(keep)
-    try:
-        bus.start()
-        eventually(lambda: any("undecodable" in r.getMessage() for r in records), timeout=10)
-    finally:
-        bus.close()
-        worker_log.removeHandler(keep)
-    assert [e.id for e in handled] == [good.id]
-    undecodable = next(r for r in records if "undecodable" in r.getMessage())
-    assert undecodable.event_id is None  # type: ignore[attr-defined]
-    assert undecodable.group is None  # type: ignore[attr-defined]

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from eventbus import Adapter, EventBus, MemoryAdapter, Message, SqliteAdapter
+from eventbus import EventBus, MemoryAdapter, Message, SqliteAdapter
+from eventbus.adapter import GroupAdmin
 from eventbus.observability import format_line, json_record, tail, tail_group
 
 from .conftest import run_cli, start_cli, wait_for
@@ -71,28 +72,23 @@ def test_tail_shows_matching_events_and_disturbs_no_group() -> None:
 
 @pytest.mark.memory
 def test_tail_removes_its_group_where_the_adapter_can() -> None:
-    class Removable(MemoryAdapter):
-        """A memory broker that can drop a group (the optional ``delete_group``)."""
-
-        def delete_group(self, group: str) -> None:
-            with self._cond:
-                self._groups.pop(group, None)
-
-    adapter = Removable()
+    adapter = MemoryAdapter()  # a GroupAdmin: it can drop a group
     t = _Tail(adapter, "#", limit=1)
     EventBus(adapter).publish("a.b", 1)
     t.thread.join(10)
     count, group, removed = t.result
     assert (count, removed) == (1, True)
-    assert group.startswith("eventbus-tail.") and group not in adapter._groups
+    assert group.startswith("eventbus-tail.") and isinstance(adapter, GroupAdmin)
+    EventBus(adapter).publish("a.c", 2)  # a group still there would keep this one
+    assert adapter.depth(group) == 0
 
 
 @pytest.mark.sqlite
 def test_a_reused_tail_group_skips_what_waited_since_the_last_tail(tmp_path: Path) -> None:
     class Keeping(SqliteAdapter):
-        """A broker that cannot remove groups: the tail reuses one per pattern."""
+        """A broker that cannot remove groups (no GroupAdmin): the tail reuses one per pattern."""
 
-        delete_group = Adapter.delete_group
+        delete_group = None  # type: ignore[assignment]  # opts out of the Protocol
 
     adapter = Keeping(tmp_path / "bus.db")
     assert tail_group("x.*", adapter) == tail_group("x.*", adapter)

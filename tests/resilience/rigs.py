@@ -417,8 +417,7 @@ class ServiceBusRig(ProxiedRig):
         self._stack = contextlib.ExitStack()
         _, port = self._stack.enter_context(brokers("servicebus").start_test_broker())
         self.proxy = TcpProxy("127.0.0.1", port)
-        from eventbus_azure_servicebus.testbroker import connection_string
-
+        connection_string = brokers("servicebus_broker").connection_string
         self.connection_string = connection_string("127.0.0.1", self.proxy.port)
         self.topic = f"r{self.run}"
 
@@ -431,7 +430,7 @@ class ServiceBusRig(ProxiedRig):
 
     def adapter(self) -> Adapter:
         from eventbus_azure_servicebus import ServiceBusAdapter
-        from eventbus_azure_servicebus.testbroker import TestBrokerEntities
+        TestBrokerEntities = brokers("servicebus_broker").TestBrokerEntities
 
         a = ServiceBusAdapter(self.connection_string, topic=self.topic, lock_duration=4.0,
                               entities=TestBrokerEntities(self.connection_string))  # fmt: skip

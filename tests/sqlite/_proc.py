@@ -2,23 +2,62 @@
 
     _proc.py publish DB N [--start K]          publish N events order.created {"n": i}
     _proc.py consume DB OUT GROUPS [--lease S] [--block-on N]
+    _proc.py open USER PATH...                 open each file as USER (see open_as)
 
 ``consume`` runs one bus member per group in GROUPS (comma separated), each
 recording ``group n attempt`` lines to OUT (flushed per line), prints ``ready``
 and runs until SIGTERM. ``--block-on N``: the handler hangs on its N-th call
-(to be SIGKILLed mid-batch).
+(to be SIGKILLed mid-batch). ``open`` prints ``ready``, waits for a line on
+stdin (so that several processes start at once), then opens each file in turn
+and prints ``ok`` or the error for each.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
+from pathlib import Path
 
-from eventbus import EventBus, SqliteAdapter
+from eventbus import EventBus, Message, SqliteAdapter
 from eventbus._config import BusConfig
+from eventbus.resilience import LocalOutbox, SqliteInbox
+
+#: The users of SQLite files, for ``open_as``.
+USERS = ("broker", "inbox", "outbox")
+
+
+def open_as(user: str, path: Path) -> None:
+    """Open ``path`` as the broker, the inbox or the local outbox does, write once, close."""
+    if user == "broker":
+        adapter = SqliteAdapter(path)
+        adapter.declare("g", ["x"])
+        adapter.close()
+    elif user == "inbox":
+        inbox = SqliteInbox(path)
+        inbox.claim("g", "e1", 5.0)
+        inbox.close()
+    else:
+        outbox = LocalOutbox(path, "dest")
+        outbox.add([Message("x", b"{}", {}, None)])
+        outbox.close()
+
+
+def open_at_once(user: str, paths: list[str]) -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for path in paths:
+        try:
+            open_as(user, Path(path))
+            print("ok", flush=True)
+        except Exception as exc:
+            print(f"{type(exc).__name__}: {exc}", flush=True)
 
 
 def main() -> None:
+    if sys.argv[1] == "open":
+        open_at_once(sys.argv[2], sys.argv[3:])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["publish", "consume"])
     parser.add_argument("db")

@@ -1,8 +1,9 @@
 """The file under the embedded SQLite broker: schema, connections, transactions, errors.
 
-:class:`SqliteStore` opens the database (WAL mode, creating or checking the
-schema), hands out write transactions and reads on one shared connection
-behind a lock, opens further connections for consumers, and turns
+:class:`SqliteStore` opens the database (with :func:`eventbus._sqlite_open.connect`,
+as the outbox and the inbox do, then creating or checking the schema), hands
+out write transactions and reads on one shared connection behind a lock, opens
+further connections for consumers, and turns
 :mod:`sqlite3` errors into eventbus errors. A process forked with an open store
 re-opens its connection. :class:`~eventbus.SqliteAdapter` builds on it;
 the tables are described in that module's docstring.
@@ -14,7 +15,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +29,7 @@ from ..._errors import (
     EventBusError,
     PublishError,
 )
+from ..._sqlite_open import connect, describe, error_kind
 
 SCHEMA_VERSION = 1
 
@@ -96,20 +97,6 @@ def _notifier_for(path: str) -> Notifier:
         return n
 
 
-def _code(exc: sqlite3.Error) -> int:
-    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
-    if isinstance(code, int):
-        return code & 0xFF
-    text = str(exc).lower()
-    for needle, c in (
-        ("locked", 5), ("not a database", 26), ("malformed", 11), ("readonly", 8),
-        ("unable to open", 14), ("disk is full", 13),
-    ):  # fmt: skip
-        if needle in text:
-            return c
-    return 1
-
-
 class SqliteStore:
     """One SQLite broker file: its shared connection, schema and error mapping. Thread-safe."""
 
@@ -123,54 +110,22 @@ class SqliteStore:
         self._pid = os.getpid()
         self._conn = self._open(schema=True)
 
-    def _enter_wal(self, conn: sqlite3.Connection) -> str:
-        # Switching a new file to WAL takes a lock that busy_timeout does not
-        # wait for: processes opening a new file at the same moment get
-        # "database is locked" at once. Retry it until busy_timeout runs out.
-        deadline = time.monotonic() + self.busy_timeout
-        pause = 0.005
-        while True:
-            try:
-                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(pause)  # backoff on a lock, bounded by busy_timeout
-                pause = min(pause * 2, 0.1)
-
     def _open(self, schema: bool = False) -> sqlite3.Connection:
-        directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            raise ConfigError(
-                f"sqlite broker {self.path}: directory {directory} does not exist; "
-                "create it or point the url elsewhere (e.g. sqlite:///eventbus.db)"
-            )
-        if os.path.isdir(self.path):
-            raise ConfigError(f"sqlite broker {self.path} is a directory; the url must name a file")
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None,
-                check_same_thread=False, cached_statements=64,
+            conn = connect(
+                self.path, what="sqlite broker", busy_timeout=self.busy_timeout,
+                synchronous=self.synchronous,
             )  # fmt: skip
         except sqlite3.Error as exc:
             raise self._error(exc, "open") from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            if schema:
-                mode = self._enter_wal(conn)
-                if str(mode).lower() != "wal":
-                    raise ConfigError(
-                        f"sqlite broker {self.path}: cannot switch to WAL mode (got {mode!r}); "
-                        "put the file on a local file system"
-                    )
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            if schema:
+        if schema:
+            try:
                 self._create_schema(conn)
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise self._error(exc, "open") from exc
-            raise
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(exc, "open") from exc
+                raise
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
@@ -218,26 +173,19 @@ class SqliteStore:
         return self._conn
 
     def _error(self, exc: sqlite3.Error, action: str) -> EventBusError:
-        code = _code(exc)
-        where = f"sqlite broker {self.path}: {action} failed: {exc}"
-        if code in (5, 6):  # BUSY, LOCKED
-            return BrokerUnavailable(
-                f"{where}; another process held the database lock for more than "
-                f"{self.busy_timeout}s (raise the busy_timeout option or find that process)"
-            )
-        if code in (11, 26):  # CORRUPT, NOTADB
-            return BrokerError(
-                f"{where}; the file is not an SQLite database or is corrupt: point the url at "
-                "another file, or move this one away to start a new broker"
-            )
-        if code in (3, 8, 14, 23):  # PERM, READONLY, CANTOPEN, AUTH
-            return ConfigError(
-                f"{where}; check that the file and its directory exist and are writable "
-                "(SQLite also creates -wal and -shm files next to it)"
-            )
-        if action == "publish":
-            return PublishError(where)
-        return BrokerError(where)
+        message = describe(
+            exc, what="sqlite broker", path=self.path, action=action,
+            busy_timeout=self.busy_timeout,
+            busy_fix="raise the busy_timeout option or find that process",
+        )  # fmt: skip
+        kind = error_kind(exc)
+        if kind == "locked":
+            return BrokerUnavailable(message)
+        if kind == "access":
+            return ConfigError(message)
+        if kind == "corrupt" or action != "publish":
+            return BrokerError(message)
+        return PublishError(message)
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:

@@ -1,4 +1,8 @@
-"""A Service-Bus-compatible AMQP 1.0 test broker (a test double, not a product).
+"""A Service-Bus-compatible AMQP 1.0 test broker (a test double, not part of the product).
+
+It lives in the tests' tree (not in the wheel: it needs python-qpid-proton,
+which a user install lacks); ``tests/conftest.py`` makes it importable as
+``eventbus_test_brokers.servicebus_broker``.
 
 Microsoft's Service Bus emulator is a Docker image; where no Docker engine
 runs, this broker lets the real ``azure-servicebus`` SDK (and so the adapter)
@@ -10,8 +14,10 @@ scheduled messages, message sessions (``RequiresSession``: session
 receivers for a named or the next available session, session locks, renewal,
 state), and the ``$management`` operations renew-lock, peek,
 update-disposition, schedule/cancel, receive-by-sequence-number and the
-session ones. It keeps everything in memory, has no TTL expiry, no duplicate
-detection, no transactions, and checks no credentials. ``TestBroker(atom=True)``
+session ones; duplicate detection on topics (``RequiresDuplicateDetection``),
+Service Bus's 1,024-character SQL filter and 1 MB batch limits. It keeps
+everything in memory, has no TTL expiry, no transactions, and checks no
+credentials (any SAS or Entra ID token is taken). ``TestBroker(atom=True)``
 adds an HTTPS ATOM endpoint for what the adapter's ``AdministrationEntities``
 calls (``_atom``).
 
@@ -19,7 +25,7 @@ Entities come from an emulator-style ``Config.json`` (``--config``) or from
 the ``$eventbus-admin`` node (:class:`TestBrokerEntities`, which the adapter
 takes as its ``entities`` manager). Run one by hand::
 
-    python -m eventbus_azure_servicebus.testbroker --port 5672 --config Config.json
+    python tests/_brokers/servicebus_broker --port 5672 --config Config.json
 
 See ``docs/adapters/azure_servicebus.md``.
 """

@@ -17,7 +17,13 @@ tests in ``tests/azure_servicebus``):
   number; release (the SDK releases prefetched messages it won't hand out)
   puts it back without counting a delivery;
 - ``x-opt-scheduled-enqueue-time`` holds a message back until that time;
-- ``RequiresSession`` entities keep their messages in sessions (``_sessions``).
+- ``RequiresSession`` entities keep their messages in sessions (``_sessions``);
+- a topic with ``RequiresDuplicateDetection`` drops (silently, after accepting
+  it) a message whose ``message_id`` it accepted within
+  ``DuplicateDetectionHistoryTimeWindow``, scheduled ones included;
+- limits: a SQL filter of more than 1,024 characters is refused, and so is a
+  batch over 1 MB whatever the entity's max message size (Premium's large
+  messages go alone).
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ NOT_FOUND = "amqp:not-found"
 MESSAGE_NOT_FOUND = "com.microsoft:message-not-found"
 ARGUMENT_ERROR = "com.microsoft:argument-error"
 TOO_LARGE = "amqp:link:message-size-exceeded"
+#: Service Bus's limits: characters of a SQL filter, bytes of a batch (every tier).
+MAX_SQL = 1024
+MAX_BATCH = 1024 * 1024
 
 
 class BrokerFault(Exception):
@@ -101,6 +110,9 @@ class Rule:
         kind = str(props.get("FilterType", "Sql")).lower()
         if kind in ("sql", "sqlfilter"):
             sql = str((props.get("SqlFilter") or {}).get("SqlExpression", "1=1"))
+            if len(sql) > MAX_SQL:
+                raise FilterError(f"rule {name!r}: a SQL filter of {len(sql)} characters is over "
+                                  f"Service Bus's limit of {MAX_SQL}")  # fmt: skip
             if (props.get("Action") or {}).get("SqlExpression"):
                 raise FilterError(f"rule {name!r}: rule actions are not supported")
             return cls(name, "sql", sql=sql, predicate=compile_sql(sql))
@@ -182,6 +194,7 @@ class Entity:
     requires_session: bool = False
     sessions: dict[str, Session] = field(default_factory=dict)
     waiting: list[Waiter] = field(default_factory=list)  # next-available-session attaches
+    rule_history: list[tuple[str, ...]] = field(default_factory=list)  # rule names, each change
 
     def properties(self) -> dict[str, Any]:
         return {
@@ -206,6 +219,22 @@ class Topic:
     subscriptions: dict[str, Entity] = field(default_factory=dict)  # by lower-case name
     scheduled: dict[int, tuple[int, Parsed]] = field(default_factory=dict)  # seq -> (due, msg)
     scheduled_heap: list[tuple[int, int]] = field(default_factory=list)
+    duplicate_window: float = 0.0  # seconds; 0: no duplicate detection
+    seen_ids: dict[str, int] = field(default_factory=dict)  # message id -> last accepted (ms)
+
+    def duplicate(self, parsed: Parsed, now: int) -> bool:
+        """Duplicate detection: a message id accepted within the window is dropped."""
+        if self.duplicate_window <= 0:
+            return False
+        message_id = parsed.properties.get("message_id")
+        if message_id is None:
+            return False
+        key = str(message_id)
+        last = self.seen_ids.get(key)
+        if last is not None and now - last < self.duplicate_window * 1000:
+            return True
+        self.seen_ids[key] = now
+        return False
 
 
 class Store(SessionsMixin):
@@ -234,13 +263,17 @@ class Store(SessionsMixin):
             self._configure(q, props or {})
         return q
 
-    def ensure_topic(self, name: str) -> Topic:
+    def ensure_topic(self, name: str, props: Mapping[str, Any] | None = None) -> Topic:
         key = name.lower()
         if key in self.queues:
             raise BrokerFault("com.microsoft:entity-already-exists", f"{name} is a queue", 409)
         t = self.topics.get(key)
         if t is None:
             t = self.topics[key] = Topic(name)
+        props = props or {}
+        if "RequiresDuplicateDetection" in props:
+            window = parse_duration(props.get("DuplicateDetectionHistoryTimeWindow", "PT10M"))
+            t.duplicate_window = window if _flag(props["RequiresDuplicateDetection"]) else 0.0
         return t
 
     def ensure_subscription(
@@ -263,6 +296,7 @@ class Store(SessionsMixin):
         if rules is not None:
             compiled = [Rule.from_config(r) for r in rules]
             sub.rules = compiled
+            sub.rule_history.append(tuple(r.name for r in compiled))
         return sub
 
     def delete_subscription(self, topic: str, name: str) -> bool:
@@ -337,6 +371,10 @@ class Store(SessionsMixin):
         except _codec.CodecError as exc:
             raise BrokerFault("amqp:decode-error", str(exc)) from None
         parts = _codec.batch_parts(parsed)
+        if parts is not None and len(raw) > MAX_BATCH:
+            raise BrokerFault(TOO_LARGE, f"a batch of {len(raw)} bytes is over Service Bus's "
+                              f"batch limit of {MAX_BATCH} (large messages go alone)",
+                              413)  # fmt: skip
         messages = [parsed] if parts is None else [_codec.parse(p) for p in parts]
         if isinstance(target, Entity) and target.requires_session:
             if any(m.properties.get("group_id") is None for m in messages):
@@ -350,6 +388,8 @@ class Store(SessionsMixin):
         if due is None:
             raw_due = parsed.annotations.get(SCHEDULED_ENQUEUE)
             due = int(raw_due) if raw_due is not None else 0
+        if isinstance(target, Topic) and target.duplicate(parsed, now):
+            return seq  # accepted, and dropped: Service Bus says nothing either
         if due > now:
             if isinstance(target, Topic):
                 target.scheduled[seq] = (due, parsed)
@@ -612,7 +652,7 @@ class Store(SessionsMixin):
         if operation == "ensure-queue":
             return self._describe(self.ensure_queue(body["Name"], body.get("Properties") or {}))
         if operation == "ensure-topic":
-            self.ensure_topic(body["Name"])
+            self.ensure_topic(body["Name"], body.get("Properties"))
             return {"Name": body["Name"]}
         if operation == "ensure-subscription":
             sub = self.ensure_subscription(

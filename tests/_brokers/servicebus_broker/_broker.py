@@ -694,7 +694,7 @@ class TestBroker:
 
     ``TestBroker(port=0).start()`` runs it on a thread and returns once it
     listens; :attr:`connection_string` is what the SDK (and the adapter) take;
-    :meth:`stop` ends it. ``python -m eventbus_azure_servicebus.testbroker``
+    :meth:`stop` ends it. ``python tests/_brokers/servicebus_broker``
     runs one in the foreground.
     """
 

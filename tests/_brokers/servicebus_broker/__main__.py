@@ -1,4 +1,8 @@
-"""``python -m eventbus_azure_servicebus.testbroker --port N --config entities.json``."""
+"""``python tests/_brokers/servicebus_broker --port N --config entities.json``.
+
+Run as a directory (a script path), or as a module where ``tests/_brokers`` is
+importable (``python -m servicebus_broker``).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,18 @@ import signal
 import sys
 import threading
 
-from ._broker import TestBroker
+if __package__:
+    from ._broker import TestBroker
+else:  # run by path: import the package from its parent directory
+    from pathlib import Path
+
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    from servicebus_broker._broker import TestBroker
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m eventbus_azure_servicebus.testbroker",
+        prog="python tests/_brokers/servicebus_broker",
         description="Service-Bus-compatible AMQP 1.0 test broker (a test double).",
     )
     parser.add_argument("--host", default="127.0.0.1")
