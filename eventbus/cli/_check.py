@@ -9,7 +9,7 @@ from typing import Any
 
 from .._config import BusConfig, redact
 from .._envelope import Event, encode
-from .._errors import AdapterNotFound, BrokerError, ConfigError, EventBusError
+from .._errors import AdapterNotFound, BrokerError, BrokerUnavailable, ConfigError, EventBusError
 from .._plugins import create_adapter
 from ..adapter import Adapter
 from ._common import Failure, config, positive_float, spec, where
@@ -65,6 +65,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         shown = _show_steps(steps, shown)
         if time.monotonic() - started > args.timeout + 2.0:
             _show_steps(steps, shown)
+            print("reachable: no answer", flush=True)
             raise Failure(f"{where(cfg, found)}: no answer within {args.timeout:g}s "
                           f"(stuck at: {_next_step(steps)})")
     _show_steps(steps, shown)
@@ -72,9 +73,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if error is not None:
         if isinstance(error, (ConfigError, AdapterNotFound)):
             raise error
+        if isinstance(error, BrokerUnavailable):
+            print("reachable: no", flush=True)
+        elif isinstance(error, BrokerError):
+            print("reachable: yes, but it refused (see the error)", flush=True)
         if isinstance(error, EventBusError):
             raise Failure(f"{where(cfg, found)}: {_next_step(steps)} failed: {error}") from error
         raise error
+    print("reachable: yes")
     note = "" if found.capabilities.cross_process else " (in this process only)"
     print(f"ok: {where(cfg, found)} takes and delivers events{note}")
     return 0

@@ -77,7 +77,24 @@ positive_float = _number(float, "a number", lambda v: v > 0, "more than 0")
 
 
 def config(args: argparse.Namespace) -> BusConfig:
-    return load_config(getattr(args, "config", None), getattr(args, "profile", None))
+    cfg = load_config(getattr(args, "config", None), getattr(args, "profile", None))
+    args.loaded_config = cfg  # for settings_origin() if the adapter rejects a setting
+    return cfg
+
+
+def settings_origin(args: argparse.Namespace, message: str) -> str:
+    """Where the broker settings an error is about came from (``""`` if it says already)."""
+    cfg: BusConfig | None = getattr(args, "loaded_config", None)
+    if cfg is None or (cfg.file and cfg.file in message):
+        return ""
+    if os.environ.get("EVENTBUS_URL"):
+        url = "EVENTBUS_URL"
+    elif cfg.file:
+        url = f"key 'url' of {cfg.file}" + (f" (profile {cfg.profile!r})" if cfg.profile else "")
+    else:
+        url = "the built-in default"
+    options = f", the options from [options] of {cfg.file}" if cfg.options and cfg.file else ""
+    return f" (the broker URL comes from {url}{options})"
 
 
 def spec(cfg: BusConfig) -> AdapterSpec:

@@ -48,7 +48,16 @@ from . import (
     _tail,
     _worker,
 )
-from ._common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Failure, Parser, UsageError
+from ._common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    Failure,
+    Parser,
+    UsageError,
+    settings_origin,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -76,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UsageError, ConfigError, AdapterNotFound, EncodeError) as exc:
+    except ConfigError as exc:
+        return _fail(exc, EXIT_USAGE, debug, settings_origin(args, str(exc)))
+    except ValueError as exc:  # a settings value an adapter rejects without a ConfigError
+        return _fail(exc, EXIT_USAGE, debug, settings_origin(args, str(exc)))
+    except (UsageError, AdapterNotFound, EncodeError) as exc:
         return _fail(exc, EXIT_USAGE, debug)
     except (Failure, EventBusError) as exc:
         return _fail(exc, EXIT_FAILURE, debug)
@@ -101,11 +114,13 @@ def _show_warnings() -> None:
         logger.addHandler(handler)
 
 
-def _fail(exc: BaseException, code: int, debug: bool) -> int:
+def _fail(exc: BaseException, code: int, debug: bool, origin: str = "") -> int:
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    message = redact_text(" ".join(str(exc).split())) or type(exc).__name__
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, ValueError):
+        message = f"invalid setting: {message}"
+    print(f"{PROG}: error: {redact_text(message + origin)}", file=sys.stderr)
     return code
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
 
 from .._bus import EventBus
-from ._common import UsageError, config, spec, where
+from ._common import EXIT_KEPT, PROG, UsageError, config, say, spec, where
 
 # Settable event attributes for ``publish --header`` besides free extensions.
 _HEADER_ATTRIBUTES = (
@@ -33,6 +34,9 @@ def register(commands: argparse._SubParsersAction[Any], common: argparse.Argumen
                    help="another attribute: correlationid, causationid, traceparent, "
                    "id, dataschema, datacontenttype, or an extension (a-z0-9 names); "
                    "repeatable")
+    p.add_argument("--no-outbox", dest="outbox", action="store_false",
+                   help="if the broker does not take the event now, fail (exit 1) instead of "
+                   "keeping it in the local outbox (exit 3)")
     p.set_defaults(run=cmd_publish)
 
 
@@ -56,10 +60,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if extensions:
         attributes["extensions"] = extensions
     cfg = config(args)
+    settings = cfg.publish_settings
+    # close() would wait close_timeout for the outbox to drain; we wait here instead,
+    # to tell "delivered" from "kept" by the exit code.
+    cfg = dataclasses.replace(cfg, publish={**cfg.publish, "outbox": args.outbox and
+                                            settings.outbox, "close_timeout": 0.0})
     found = spec(cfg)
     with EventBus(config=cfg, source=args.source) as bus:
         result = bus.publish(args.type, data, **attributes)
-    print(f"published {args.type} id={result.id} to {where(cfg, found)} ({result.outcome})")
+        outcome = result.outcome
+        if outcome == "outbox" and bus.flush(settings.close_timeout) and \
+                not bus.outbox_pending():
+            outcome = "sent from the outbox"
+    print(f"published {args.type} id={result.id} to {where(cfg, found)} ({outcome})")
+    if outcome == "outbox":
+        say(f"{PROG}: {args.type} id={result.id} is kept in the outbox "
+            f"{settings.outbox_path}, not yet delivered to {where(cfg, found)}; a bus on this "
+            f"file sends it when the broker takes it ('{PROG} outbox --drain' now); "
+            "--no-outbox fails instead")
+        return EXIT_KEPT
     return 0
 
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from .._bus import EventBus
-from ..observability._logging import configure_logging, remove_logging
+from ..observability._logging import (
+    NoSdkTracebacks,
+    configure_logging,
+    quiet_sdk_loggers,
+    remove_logging,
+    restore_levels,
+)
 from ._common import (
     PROG,
     Failure,
@@ -21,6 +28,9 @@ from ._common import (
     positive_int,
     say,
 )
+
+#: Seconds a graceful stop waits for handlers to finish the events in hand.
+STOP_TIMEOUT = 30.0
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
@@ -51,13 +61,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # The module builds its bus with EventBus(), which reads the config through the
     # environment: hand --config/--profile over that way.
     hand_over_config(args)
+    debug = bool(getattr(args, "debug", False))
     root = logging.getLogger()
     level = root.level
     handler = configure_logging(args.log_level, json=args.log_format == "json")
+    # The broker SDKs (pika alone logs 16 INFO lines per start and stop) stay at
+    # WARNING unless asked for, and keep their tracebacks for --debug.
+    sdk_levels = {} if debug or args.log_level == "DEBUG" else quiet_sdk_loggers()
+    no_tracebacks = NoSdkTracebacks()
+    if not debug:
+        handler.addFilter(no_tracebacks)
     try:
         return _run_worker(args)
     finally:
         remove_logging(handler)
+        restore_levels(sdk_levels)
         root.setLevel(level)
 
 
@@ -71,22 +89,26 @@ def _run_worker(args: argparse.Namespace) -> int:
         patterns.extend(p for p in s.patterns if p not in patterns)
     described = "; ".join(f"{g} <- {', '.join(ps)}" for g, ps in groups.items())
     say(f"{PROG} worker: {args.target} on {type(bus.adapter).__name__}")
-    # bus.run() handles SIGINT/SIGTERM while it runs; these cover the moments
-    # around it (after "ready", before run() installs its own), so a stop signal
-    # is always graceful. A second signal during close() acts as usual.
-    previous = _catch_stop_signals()
+    # The first SIGINT/SIGTERM stops gracefully: the events in hand are finished (up
+    # to STOP_TIMEOUT seconds), the rest goes back to the broker, the bus closes. A
+    # second one exits at once. The handlers only set flags and start threads: an
+    # exception raised at a random point of start() could leave the bus half open.
+    stopping = threading.Event()
+    previous = _on_stop_signals(bus, stopping)
     try:
         bus.start()
-        say(f"{PROG} worker: ready: {described} (Ctrl+C to stop)")
-        bus.run()
-    except _StopSignal:
-        pass
+        if not stopping.is_set():
+            say(f"{PROG} worker: ready: {described} (Ctrl+C to stop)")
+            bus.run(install_signal_handlers=False)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        bus.close()
-        if server is not None:
-            server.shutdown()
+        try:
+            bus.stop(STOP_TIMEOUT)
+            bus.close()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if server is not None:
+                server.shutdown()
     say(f"{PROG} worker: stopped")
     return 0
 
@@ -108,16 +130,25 @@ def _serve_metrics(bus: EventBus, port: int | None, addr: str) -> Any:
     return server
 
 
-class _StopSignal(Exception):
-    """SIGINT or SIGTERM arrived outside bus.run()'s own handlers."""
-
-
-def _catch_stop_signals() -> dict[int, Any]:
+def _on_stop_signals(bus: EventBus, stopping: threading.Event) -> dict[int, Any]:
+    """SIGINT/SIGTERM: the first stops ``bus`` (a thread waits for it), a second exits."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
+    def graceful(name: str) -> None:  # not in the handler: it may interrupt a write
+        say(f"{PROG} worker: {name}: stopping (up to {STOP_TIMEOUT:g}s for handlers to "
+            "finish; Ctrl+C again exits at once)")
+        bus.stop(STOP_TIMEOUT)
+
     def stop(signum: int, frame: object) -> None:
-        raise _StopSignal
+        name = signal.Signals(signum).name
+        if stopping.is_set():
+            os.write(2, f"\n{PROG} worker: {name} again: exiting now; events in hand are not "
+                        "acknowledged and come back\n".encode())  # fmt: skip
+            os._exit(128 + signum)
+        stopping.set()
+        threading.Thread(target=graceful, args=(name,), name="eventbus-stop",
+                         daemon=True).start()  # fmt: skip
 
     return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 

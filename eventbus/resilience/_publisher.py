@@ -8,7 +8,10 @@ One documented order (``docs/resilience.md`` has the diagram)::
       └─ try up to ``retry_attempts`` times within ``retry_timeout`` seconds:
            breaker open?            → stop trying
            adapter.publish(...)     → confirmed: outcome "sent"
-           BrokerError              → breaker counts it; sleep backoff with jitter
+           BrokerUnavailable /
+           PublishError             → breaker counts it; sleep backoff with jitter
+           another BrokerError      → a refusal (login, vhost, access): raised at once,
+                                      never kept (retrying or keeping cannot fix it)
       └─ not sent → local outbox (fsynced) : outcome "outbox"
                     (or, with ``outbox = false``, the BrokerError is raised)
 
@@ -108,6 +111,16 @@ class PublishSettings:
             raise ConfigError(f"{where}: {exc}") from None
 
 
+def refused(error: BrokerError) -> bool:
+    """A permanent refusal (wrong login or vhost, access denied, a corrupt broker file).
+
+    Adapters raise :class:`BrokerUnavailable` for "cannot reach it now" and
+    :class:`PublishError` for "did not confirm"; any other :class:`BrokerError` is a
+    refusal that neither a retry nor the outbox can fix, so it is raised at once.
+    """
+    return not isinstance(error, (BrokerUnavailable, PublishError))
+
+
 def _type_name(want: Any) -> str:
     return " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
 
@@ -166,7 +179,7 @@ class Publisher:
         error = self._try_broker(messages)
         if error is None:
             return SENT
-        if outbox is None:
+        if outbox is None or refused(error):
             raise error
         try:
             outbox.add(messages)
@@ -193,6 +206,8 @@ class Publisher:
             try:
                 self.adapter.publish(messages)
             except BrokerError as exc:
+                if refused(exc):  # the caller gets it raised; no retry, no breaker count
+                    return exc
                 self.breaker.failure()
                 last = exc
                 if attempt == s.retry_attempts or self._closing.is_set():

@@ -405,8 +405,9 @@ def test_publish_to_an_unreachable_broker_keeps_the_event_in_the_outbox(
 ) -> None:
     write("eventbus.toml", UNREACHABLE)
     r = cli("publish", "order.created", '{"id": 1}')
-    assert r.code == 0, r
+    assert r.code == 3, r  # kept, not delivered: distinct from 0
     assert r.out.rstrip().endswith("(outbox)")
+    assert "kept in the outbox .eventbus/outbox.db, not yet delivered" in r.err
     assert "outbox .eventbus/outbox.db keeps 1 event(s)" in r.err
     assert "Traceback" not in r.err
     assert (workdir / ".eventbus" / "outbox.db").exists()
