@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
@@ -22,7 +22,9 @@ from .._bus import EventBus
 from .._config import BusConfig, load_config, redact
 from .._envelope import Message, decode
 from .._errors import DecodeError, EventBusError
-from .._plugins import AdapterSpec, find_spec, spec_for_url
+from .._plugins import AdapterSpec, create_adapter, find_spec, spec_for_url
+from ..adapter import Adapter
+from ..observability._logging import redact_text
 
 PROG = "eventbus"
 
@@ -108,6 +110,18 @@ def where(cfg: BusConfig, spec: AdapterSpec) -> str:
     return f"{spec.name} at {redact(url)}" if url else spec.name
 
 
+def shared_adapter(args: argparse.Namespace, alone: str) -> tuple[BusConfig, AdapterSpec, Adapter]:
+    """The config, spec and a new adapter of a broker other processes share.
+
+    ``alone`` ends the usage error for an in-process broker (``memory://``).
+    """
+    cfg = config(args)
+    found = spec(cfg)
+    if not found.capabilities.cross_process:
+        raise UsageError(f"the {found.name!r} broker lives inside one process, so {alone}")
+    return cfg, found, create_adapter(cfg.broker, cfg.url, cfg.options)
+
+
 def hand_over_config(args: argparse.Namespace) -> None:
     """--config/--profile for code that builds its bus with ``EventBus()`` (the environment)."""
     if getattr(args, "config", None):
@@ -165,9 +179,16 @@ def load_bus(target: str) -> EventBus:
     return obj
 
 
+def print_traceback(exc: BaseException) -> None:
+    """``exc``'s traceback on stderr, credentials masked (source lines may hold URLs)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    sys.stderr.write(redact_text(text))
+    sys.stderr.flush()
+
+
 def _user_code_error(what: str, exc: BaseException) -> str:
     """Print the traceback of the user's own code (they need it) and return a summary."""
-    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    print_traceback(exc)
     return f"{what}: {type(exc).__name__}: {exc} (traceback above)"
 
 
@@ -180,7 +201,7 @@ def say(line: str) -> None:
     sys.stderr.flush()
 
 
-def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     """Columns padded to their widest cell; the last one is not padded (free text)."""
     last = len(header) - 1
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(last)]

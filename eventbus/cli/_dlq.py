@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._envelope import Message
-from .._plugins import create_adapter
 from ..adapter import DeadLetterTools
 from ._common import (
     Failure,
@@ -18,11 +17,10 @@ from ._common import (
     Progress,
     UsageError,
     add_data,
-    config,
     confirm,
     positive_int,
     print_table,
-    spec,
+    shared_adapter,
     where,
 )
 
@@ -81,14 +79,8 @@ def _dlq_no_action(args: argparse.Namespace) -> int:
 @contextmanager
 def _dlq_adapter(args: argparse.Namespace) -> Iterator[tuple[DeadLetterTools, str]]:
     """The configured adapter (closed afterwards) and where it points, for ``dlq`` actions."""
-    cfg = config(args)
-    found = spec(cfg)
-    if not found.capabilities.cross_process:
-        raise UsageError(
-            f"the {found.name!r} broker lives inside one process, so its dead letters are not "
-            "reachable from another; use the bus's adapter in that process"
-        )
-    adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
+    cfg, found, adapter = shared_adapter(args, "its dead letters are not reachable from "
+                                         "another; use the bus's adapter in that process")
     try:
         if not isinstance(adapter, DeadLetterTools):
             raise UsageError(f"the {found.name!r} adapter has no dead-letter tooling")

@@ -1,6 +1,7 @@
 """The ``eventbus`` command line: the parser, ``main``, exit codes and error handling.
 
     eventbus publish TYPE [DATA|-] [--key K] [--subject S] [--source S] [--header NAME=VALUE]...
+                     [--no-outbox]
     eventbus worker MODULE[:ATTR] [--group NAME]... [--concurrency N]
     eventbus adapters [--json]
     eventbus check [--timeout SECONDS]
@@ -9,8 +10,8 @@
     eventbus tail PATTERN [--json] [--limit N]
     eventbus asyncapi MODULE[:ATTR] [--output FILE] [--title T] [--version V]
     eventbus outbox [--drain] [--timeout SECONDS]
-    eventbus dlq list GROUP [--limit N] [--json]
-    eventbus dlq show GROUP EVENT_ID
+    eventbus dlq list [GROUP] [--limit N] [--json]
+    eventbus dlq show GROUP EVENT_ID|#N|--index N
     eventbus dlq replay GROUP [--limit N] [--yes]
     eventbus dlq purge GROUP [--yes]
 
@@ -18,9 +19,11 @@ Each command lives in a module of its own (``_publish.py``, ``_worker.py``, ...)
 whose ``register(commands, common)`` adds its subparser; this module only
 assembles them. Global options (before or after the command): ``--config
 PATH``, ``--profile NAME``, ``--debug``. Exit codes: 0 ok, 1 runtime failure
-(broker unreachable, a handler module that fails to import, the demo lost an
-event), 2 usage or config error. A mistake of the user prints ``eventbus:
-error: <message>`` and no traceback; ``--debug`` shows it.
+(broker unreachable or refusing, a handler module that fails to import, the
+demo lost an event), 2 usage or config error (a URL or option the adapter
+rejects too), 3 ``publish`` kept the event in the outbox, not yet delivered.
+A mistake of the user prints ``eventbus: error: <message>`` and no traceback;
+``--debug`` shows it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import argparse
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -56,6 +58,7 @@ from ._common import (
     Failure,
     Parser,
     UsageError,
+    print_traceback,
     settings_origin,
 )
 
@@ -116,7 +119,7 @@ def _show_warnings() -> None:
 
 def _fail(exc: BaseException, code: int, debug: bool, origin: str = "") -> int:
     if debug:
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        print_traceback(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, ValueError):
         message = f"invalid setting: {message}"
@@ -154,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         description="One event bus API on RabbitMQ, Kafka, SQS, Azure Service Bus, "
         "or the embedded SQLite broker, chosen by a config file.",
-        epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage or config error. "
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 publish: "
+        "kept in the local outbox, not yet delivered. "
         f"'{PROG} COMMAND --help' describes a command.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

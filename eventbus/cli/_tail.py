@@ -9,8 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from .._plugins import create_adapter
-from ._common import PROG, UsageError, config, positive_int, say, spec, where
+from ._common import PROG, UsageError, positive_int, say, shared_adapter, where
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
@@ -33,14 +32,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
         validate_pattern(args.pattern)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"pattern {args.pattern!r}: {exc}") from None
-    cfg = config(args)
-    found = spec(cfg)
-    if not found.capabilities.cross_process:
-        raise UsageError(
-            f"the {found.name!r} broker lives inside one process, so a tail in another process "
-            "sees nothing; tail a broker that processes share (sqlite, rabbitmq, ...)"
-        )
-    adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
+    cfg, found, adapter = shared_adapter(args, "a tail in another process sees nothing; tail "
+                                         "a broker that processes share (sqlite, rabbitmq, ...)")
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():

@@ -10,6 +10,8 @@ import pytest
 from eventbus import EventBus, __version__, load_config
 from eventbus.cli import build_parser
 
+from .conftest import UNREACHABLE
+
 pytestmark = pytest.mark.sqlite
 
 COMMANDS = ["publish", "worker", "adapters", "check", "log", "demo"]
@@ -390,13 +392,6 @@ def test_check_on_an_unreachable_broker_fails_with_one_line(cli, write) -> None:
     assert "Traceback" not in r.err
 
 
-UNREACHABLE = """
-url = "amqp://guest:guest@127.0.0.1:1/"
-[publish]
-retry_attempts = 2
-retry_timeout = 0.5
-close_timeout = 0.2
-"""
 
 
 @pytest.mark.rabbitmq

@@ -12,6 +12,8 @@ import pytest
 
 from eventbus import EventBus, load_config
 
+from .conftest import UNREACHABLE
+
 SLOW_WORKER = """
 import time
 from eventbus import EventBus
@@ -65,13 +67,6 @@ def test_debug_still_shows_the_traceback_of_a_bad_url(cli, write) -> None:
 
 # -- 6: publish tells "delivered" from "kept in the outbox"; refusals are not kept ----------
 
-UNREACHABLE = """
-url = "amqp://guest:guest@127.0.0.1:1/"
-[publish]
-retry_attempts = 2
-retry_timeout = 0.5
-close_timeout = 0.2
-"""
 
 
 def _outbox_rows(workdir: Path) -> int:

@@ -153,3 +153,17 @@ def test_reprs_of_the_config_and_the_adapter_settings(broker: str, write, secret
     finally:
         adapter.close()
     assert_clean([shown])  # masked by eventbus.adapter.Settings.__repr__
+
+
+@pytest.mark.sqlite
+def test_tracebacks_shown_are_masked(cli, write, sqlite_config, secret_env) -> None:
+    """The user's own traceback (shown without --debug) and --debug tracebacks."""
+    write("boom.py", 'import os\nraise RuntimeError(f"cannot reach amqp://eventbus:'
+                     '{os.environ[\'EB_SECRET\']}@127.0.0.1:1/")\n')  # fmt: skip
+    seen = []
+    for argv in (("asyncapi", "boom"), ("worker", "boom"), ("asyncapi", "boom", "--debug")):
+        r = cli(*argv)
+        assert r.code == 1 and "Traceback" in r.err, r
+        seen += [r.out, r.err]
+    assert "eventbus:***@127.0.0.1" in "\n".join(seen)
+    assert_clean(seen)
