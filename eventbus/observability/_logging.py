@@ -124,13 +124,20 @@ def _third_party(name: str) -> bool:
 
 
 class NoSdkTracebacks(logging.Filter):
-    """A handler filter: an SDK's record keeps its message but loses its traceback."""
+    """A handler filter: an SDK's record keeps the first line of its message, no traceback.
+
+    Some SDKs put a traceback in the message itself (pika's "Caller's stack:"), so
+    the message is cut at its first line break too.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _third_party(record.name) and (record.exc_info or record.exc_text):
-            record.exc_info = None
-            record.exc_text = None
-            record.stack_info = None
+        if not _third_party(record.name):
+            return True
+        message = record.getMessage()
+        first, newline, _ = message.partition("\n")
+        if newline or record.exc_info or record.exc_text or record.stack_info:
+            record.msg, record.args = f"{first} (--debug shows the traceback)", None
+            record.exc_info = record.exc_text = record.stack_info = None
         return True
 
 

@@ -158,3 +158,33 @@ def test_check_says_an_unreachable_broker_is_not_reachable(cli, write) -> None:
     write("eventbus.toml", 'url = "amqp://guest:guest@127.0.0.1:1/"\n')
     r = cli("check", "--timeout", "3")
     assert r.code == 1 and "reachable: no" in r.out
+
+
+SDK_LOGS = """
+import logging
+from eventbus import EventBus
+
+log = logging.getLogger("pika.adapters.utils.io_services_utils")  # the names pika logs under
+log.info("Pika version 1.4.4 connecting to ('127.0.0.1', 5672)")
+try:
+    raise ConnectionResetError(104, "Connection reset by peer")
+except OSError as exc:
+    log.exception("_produce() failed, aborting connection: error=%r; Caller's stack:\\n%s",
+                  exc, "  File 'x.py', line 1, in produce")
+bus = EventBus()
+
+@bus.subscribe("x.*", group="g")
+def handle(event):
+    pass
+"""
+
+
+@pytest.mark.sqlite
+def test_sdk_tracebacks_only_with_debug(spawn, watch, write, sqlite_config) -> None:
+    write("app.py", SDK_LOGS)
+    text = _start_and_stop(spawn, watch, "app")
+    assert "_produce() failed, aborting connection" in text  # the error itself shows
+    assert "Traceback" not in text and "Caller's stack" in text and "File 'x.py'" not in text
+    assert "Pika version" not in text  # INFO of an SDK: not at the default level
+    text = _start_and_stop(spawn, watch, "app", "--debug")
+    assert "Traceback" in text and "File 'x.py'" in text and "Pika version" in text
