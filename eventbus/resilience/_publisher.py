@@ -8,10 +8,9 @@ One documented order (``docs/resilience.md`` has the diagram)::
       └─ try up to ``retry_attempts`` times within ``retry_timeout`` seconds:
            breaker open?            → stop trying
            adapter.publish(...)     → confirmed: outcome "sent"
-           BrokerUnavailable /
-           PublishError             → breaker counts it; sleep backoff with jitter
-           another BrokerError      → a refusal (login, vhost, access): raised at once,
-                                      never kept (retrying or keeping cannot fix it)
+           a refusal (login, vhost,
+           access denied)           → raised at once, never kept (see ``refused``)
+           another BrokerError      → breaker counts it; sleep backoff with jitter
       └─ not sent → local outbox (fsynced) : outcome "outbox"
                     (or, with ``outbox = false``, the BrokerError is raised)
 
@@ -24,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -111,14 +111,32 @@ class PublishSettings:
             raise ConfigError(f"{where}: {exc}") from None
 
 
-def refused(error: BrokerError) -> bool:
-    """A permanent refusal (wrong login or vhost, access denied, a corrupt broker file).
+#: What a refused login or access looks like in an error or its SDK cause (class names
+#: such as pika's ProbableAuthenticationError, azure's ServiceBusAuthenticationError,
+#: messages such as RabbitMQ's ACCESS_REFUSED or AWS's AccessDenied).
+_REFUSAL = re.compile(
+    r"(?i)authenticat|authoriz|unauthori[sz]ed|access.?denied|access.?refused|not.?allowed|"
+    r"forbidden|invalid.?client.?token|signature.?does.?not.?match|refused the login"
+)
 
-    Adapters raise :class:`BrokerUnavailable` for "cannot reach it now" and
-    :class:`PublishError` for "did not confirm"; any other :class:`BrokerError` is a
-    refusal that neither a retry nor the outbox can fix, so it is raised at once.
+
+def refused(error: BrokerError) -> bool:
+    """A permanent refusal: the broker answered, and said no to the login, vhost or access.
+
+    Neither a retry nor the outbox can fix it, so it is raised at once. Told by the
+    words of the error and of its causes (adapters have no error class for it yet);
+    :class:`BrokerUnavailable` and :class:`PublishError` never are refusals.
     """
-    return not isinstance(error, (BrokerUnavailable, PublishError))
+    if isinstance(error, (BrokerUnavailable, PublishError)):
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if _REFUSAL.search(type(cause).__name__) or _REFUSAL.search(str(cause)):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _type_name(want: Any) -> str:

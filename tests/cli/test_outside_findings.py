@@ -87,13 +87,16 @@ def test_no_outbox_flag_fails_instead_of_keeping(cli, write, workdir: Path) -> N
 
 
 @pytest.mark.rabbitmq
-def test_a_refused_login_fails_and_is_not_kept(cli, write, workdir: Path,
-                                               rabbitmq_url: str) -> None:  # fmt: skip
+@pytest.mark.parametrize("what", ["password", "vhost"])
+def test_a_refused_login_fails_and_is_not_kept(cli, write, workdir: Path, rabbitmq_url: str,
+                                               what: str) -> None:  # fmt: skip
     import pika
 
     p = pika.URLParameters(rabbitmq_url)
-    write("eventbus.toml", f'url = "amqp://{p.credentials.username}:wrong@{p.host}:{p.port}/"\n'
-                           "[publish]\nretry_attempts = 3\n")  # fmt: skip
+    password = "wrong" if what == "password" else p.credentials.password
+    vhost = "no-such-vhost" if what == "vhost" else ""
+    write("eventbus.toml", f'url = "amqp://{p.credentials.username}:{password}@{p.host}:'
+                           f'{p.port}/{vhost}"\n[publish]\nretry_attempts = 3\n')  # fmt: skip
     started = time.monotonic()
     r = cli("publish", "order.created", "{}")
     assert r.code == 1, r
