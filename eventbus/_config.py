@@ -124,7 +124,7 @@ class BusConfig:
             if f.name == "url" and isinstance(value, str):
                 value = redact(value)
             elif f.name == "options" and isinstance(value, Mapping):
-                value = {k: _masked(k, v) for k, v in value.items()}
+                value = _masked("options", value)
             elif f.name == "inbox" and isinstance(value, str):
                 value = redact(value)
             shown.append(f"{f.name}={value!r}")
@@ -135,15 +135,25 @@ _SECRET_KEY = re.compile(r"(?i)password|passwd|secret|token|key|sig|credential")
 
 
 def _masked(key: object, value: Any) -> Any:
+    """``value`` of option ``key`` for showing: secret-named keys masked at any depth."""
+    if isinstance(value, Mapping):
+        return {k: _masked(k, v) for k, v in value.items()}
     if _SECRET_KEY.search(str(key)):
         return "***"
+    if isinstance(value, (list, tuple)):
+        return [_masked(key, v) for v in value]
     return redact(value) if isinstance(value, str) else value
+
+
+# scheme://user:password@host: the password runs to the *last* "@" of the authority
+# (the part before the first "/", "?" or "#"), as pika and urllib read it.
+_URL_PASSWORD = re.compile(r"(//[^/?#@:\s]*:)[^/?#\s]*@")
+_QUERY_SECRET = re.compile(r"(?i)((?:password|secret|key|token|sig)[^=&;]*=)[^&;]*")
 
 
 def redact(url: str) -> str:
     """``url`` with the password and secret-looking query values masked."""
-    url = re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
-    return re.sub(r"(?i)((?:password|secret|key|token|sig)[^=&;]*=)[^&;]*", r"\1***", url)
+    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
 
 
 def _where(file: str, key: str) -> str:

@@ -13,6 +13,7 @@ so the demo runs from any installation, not only from a source checkout.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -25,10 +26,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import quote
 
 from .._errors import EventBusError
+from ._common import positive_int
 
 __all__ = ["run_demo"]
 
@@ -177,6 +179,22 @@ def _tidy(line: str) -> str:
             return ""
         return line.replace(" (Ctrl+C to stop)", "")
     return line
+
+
+def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("demo", parents=[common], help="run the orders/billing demo",
+                            description="Run the orders/billing example as separate processes "
+                            "on a temporary SQLite file: billing is stopped while orders keeps "
+                            "publishing, then catches up with nothing lost.")
+    p.add_argument("--orders", type=positive_int, default=12, metavar="N",
+                   help="orders to publish in all (default: 12)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary broker file and print how to inspect it")
+    p.set_defaults(run=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return int(run_demo(orders=args.orders, keep=args.keep))
 
 
 def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None) -> int:

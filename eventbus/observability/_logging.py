@@ -33,8 +33,9 @@ from .._hooks import current_events, current_handler
 __all__ = ["EventContextFilter", "JsonFormatter", "TextFormatter", "configure_logging",
            "redact_text"]  # fmt: skip
 
-# scheme://user:password@  ->  scheme://user:***@
-_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@'\"]*:)[^@/\s'\"]+@")
+# scheme://user:password@  ->  scheme://user:***@; the password runs to the last "@"
+# before the host (pika and urllib split there), so "p@ss" is masked whole.
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^/?#\s:@'\"]*:)[^/?#\s'\"]*@")
 # name=value / name: value pairs whose name says secret
 _SECRET_PAIR = re.compile(
     r"(?i)\b([a-z0-9_.\-]*(?:password|passwd|pwd|secret|token|signature|sig|"
@@ -111,6 +112,48 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_text:
             doc["exception"] = record.exc_text
         return redact_text(json.dumps(doc, ensure_ascii=False, default=str))
+
+
+#: Loggers of the broker SDKs: WARNING and no tracebacks unless asked (``--debug``).
+THIRD_PARTY = ("pika", "kafka", "confluent_kafka", "botocore", "boto3", "s3transfer", "urllib3",
+               "azure", "uamqp", "proton", "pyamqp")  # fmt: skip
+
+
+def _third_party(name: str) -> bool:
+    return name.partition(".")[0] in THIRD_PARTY
+
+
+class NoSdkTracebacks(logging.Filter):
+    """A handler filter: an SDK's record keeps the first line of its message, no traceback.
+
+    Some SDKs put a traceback in the message itself (pika's "Caller's stack:"), so
+    the message is cut at its first line break too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _third_party(record.name):
+            return True
+        message = record.getMessage()
+        first, newline, _ = message.partition("\n")
+        if newline or record.exc_info or record.exc_text or record.stack_info:
+            record.msg, record.args = f"{first} (--debug shows the traceback)", None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def quiet_sdk_loggers(level: int | str = logging.WARNING) -> dict[str, int]:
+    """Set the SDK loggers to ``level``; returns their levels before, for :func:`restore_levels`."""
+    before = {}
+    for name in THIRD_PARTY:
+        logger = logging.getLogger(name)
+        before[name] = logger.level
+        logger.setLevel(level)
+    return before
+
+
+def restore_levels(levels: dict[str, int]) -> None:
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]

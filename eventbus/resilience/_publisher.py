@@ -8,7 +8,9 @@ One documented order (``docs/resilience.md`` has the diagram)::
       └─ try up to ``retry_attempts`` times within ``retry_timeout`` seconds:
            breaker open?            → stop trying
            adapter.publish(...)     → confirmed: outcome "sent"
-           BrokerError              → breaker counts it; sleep backoff with jitter
+           a refusal (login, vhost,
+           access denied)           → raised at once, never kept (see ``refused``)
+           another BrokerError      → breaker counts it; sleep backoff with jitter
       └─ not sent → local outbox (fsynced) : outcome "outbox"
                     (or, with ``outbox = false``, the BrokerError is raised)
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -108,6 +111,34 @@ class PublishSettings:
             raise ConfigError(f"{where}: {exc}") from None
 
 
+#: What a refused login or access looks like in an error or its SDK cause (class names
+#: such as pika's ProbableAuthenticationError, azure's ServiceBusAuthenticationError,
+#: messages such as RabbitMQ's ACCESS_REFUSED or AWS's AccessDenied).
+_REFUSAL = re.compile(
+    r"(?i)authenticat|authoriz|unauthori[sz]ed|access.?denied|access.?refused|not.?allowed|"
+    r"forbidden|invalid.?client.?token|signature.?does.?not.?match|refused the login"
+)
+
+
+def refused(error: BrokerError) -> bool:
+    """A permanent refusal: the broker answered, and said no to the login, vhost or access.
+
+    Neither a retry nor the outbox can fix it, so it is raised at once. Told by the
+    words of the error and of its causes (adapters have no error class for it yet);
+    :class:`BrokerUnavailable` and :class:`PublishError` never are refusals.
+    """
+    if isinstance(error, (BrokerUnavailable, PublishError)):
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if _REFUSAL.search(type(cause).__name__) or _REFUSAL.search(str(cause)):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _type_name(want: Any) -> str:
     return " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
 
@@ -166,7 +197,7 @@ class Publisher:
         error = self._try_broker(messages)
         if error is None:
             return SENT
-        if outbox is None:
+        if outbox is None or refused(error):
             raise error
         try:
             outbox.add(messages)
@@ -193,6 +224,8 @@ class Publisher:
             try:
                 self.adapter.publish(messages)
             except BrokerError as exc:
+                if refused(exc):  # the caller gets it raised; no retry, no breaker count
+                    return exc
                 self.breaker.failure()
                 last = exc
                 if attempt == s.retry_attempts or self._closing.is_set():

@@ -16,6 +16,15 @@ from eventbus.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
+#: An eventbus.toml on a RabbitMQ port where nothing listens, with short publish timeouts.
+UNREACHABLE = """
+url = "amqp://guest:guest@127.0.0.1:1/"
+[publish]
+retry_attempts = 2
+retry_timeout = 0.5
+close_timeout = 0.2
+"""
+
 
 @dataclass
 class Result:

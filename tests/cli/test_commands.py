@@ -10,6 +10,8 @@ import pytest
 from eventbus import EventBus, __version__, load_config
 from eventbus.cli import build_parser
 
+from .conftest import UNREACHABLE
+
 pytestmark = pytest.mark.sqlite
 
 COMMANDS = ["publish", "worker", "adapters", "check", "log", "demo"]
@@ -390,13 +392,6 @@ def test_check_on_an_unreachable_broker_fails_with_one_line(cli, write) -> None:
     assert "Traceback" not in r.err
 
 
-UNREACHABLE = """
-url = "amqp://guest:guest@127.0.0.1:1/"
-[publish]
-retry_attempts = 2
-retry_timeout = 0.5
-close_timeout = 0.2
-"""
 
 
 @pytest.mark.rabbitmq
@@ -405,8 +400,9 @@ def test_publish_to_an_unreachable_broker_keeps_the_event_in_the_outbox(
 ) -> None:
     write("eventbus.toml", UNREACHABLE)
     r = cli("publish", "order.created", '{"id": 1}')
-    assert r.code == 0, r
+    assert r.code == 3, r  # kept, not delivered: distinct from 0
     assert r.out.rstrip().endswith("(outbox)")
+    assert "kept in the outbox .eventbus/outbox.db, not yet delivered" in r.err
     assert "outbox .eventbus/outbox.db keeps 1 event(s)" in r.err
     assert "Traceback" not in r.err
     assert (workdir / ".eventbus" / "outbox.db").exists()

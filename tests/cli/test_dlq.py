@@ -52,8 +52,9 @@ def test_list_text_and_json(cli, db: Path) -> None:
     r = cli("dlq", "list", GROUP)
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert lines[0].split() == ["ID", "TYPE", "ATTEMPT", "REASON"]
+    assert lines[0].split() == ["ID", "#", "TYPE", "ATTEMPT", "REASON"]
     assert [ln.split()[0] for ln in lines[1:]] == ids
+    assert [ln.split()[1] for ln in lines[1:]] == ["#1", "#2", "#3"]
     assert "card declined" in lines[1] and "order.paid" in lines[1]
     r = cli("dlq", "list", GROUP, "--json", "--limit", "2")
     records = [json.loads(ln) for ln in r.out.splitlines()]
@@ -64,8 +65,46 @@ def test_list_text_and_json(cli, db: Path) -> None:
 
 
 def test_list_of_a_group_without_dead_letters(cli, db: Path) -> None:
-    r = cli("dlq", "list", "nobody")
+    _dead_letter(db, 0)  # declares the group, dead-letters nothing
+    r = cli("dlq", "list", GROUP)
     assert r.code == 0 and "no dead letters" in r.out
+
+
+def test_an_unknown_group_is_an_error_naming_the_groups(cli, db: Path) -> None:
+    _dead_letter(db, 1)
+    for argv in (("list", "nobody"), ("show", "nobody", "#1"), ("replay", "nobody", "-y"),
+                 ("purge", "nobody", "-y")):  # fmt: skip
+        r = cli("dlq", *argv)
+        assert r.code == 1, (argv, r)
+        assert "no group 'nobody'" in r.err and "groups: billing" in r.err, r.err
+
+
+def test_list_without_a_group_lists_the_groups_with_dead_letters(cli, db: Path) -> None:
+    _dead_letter(db, 2)
+    a = SqliteAdapter(db)
+    try:
+        a.consumer("quiet", ["other.*"]).close()  # a group without dead letters
+    finally:
+        a.close()
+    r = cli("dlq", "list")
+    assert r.code == 0, r.err
+    assert [ln.split() for ln in r.out.splitlines()] == [["GROUP", "DEAD", "LETTERS"],
+                                                          [GROUP, "2"]]  # fmt: skip
+    r = cli("dlq", "list", "--json")
+    assert [json.loads(ln) for ln in r.out.splitlines()] == [{"group": GROUP, "dead_letters": 2}]
+
+
+def test_show_by_position(cli, db: Path) -> None:
+    ids = _dead_letter(db, 3)
+    for argv in (("#2",), ("--index", "2")):
+        r = cli("dlq", "show", GROUP, *argv)
+        assert r.code == 0, r.err
+        assert json.loads(r.out)["id"] == ids[1]
+    r = cli("dlq", "show", GROUP, "#4")
+    assert r.code == 1 and "no dead letter #4" in r.err and "(3 there)" in r.err
+    for bad in (("#x",), ("#0",), (), (ids[0], "--index", "1")):
+        r = cli("dlq", "show", GROUP, *bad)
+        assert r.code == 2 and "Traceback" not in r.err, (bad, r)
 
 
 def test_show_one_and_a_missing_one(cli, db: Path) -> None:
@@ -125,7 +164,6 @@ def test_without_a_terminal_purge_and_replay_need_yes(run_cli, db: Path) -> None
 
 
 def test_usage_errors(cli, db: Path, write) -> None:
-    assert cli("dlq", "list").code == 2
     assert cli("dlq", "replay", GROUP, "--limit", "0", "--yes").code == 2
     write("mem.toml", 'url = "memory://"\n')
     r = cli("--config", "mem.toml", "dlq", "list", GROUP)

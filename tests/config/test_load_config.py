@@ -475,6 +475,11 @@ def test_broker_name_without_url_leaves_the_url_to_the_adapter(write) -> None:
     ("url", "shown"),
     [
         ("amqp://user:pa55@host:5672/vh", "amqp://user:***@host:5672/vh"),
+        # the password runs to the last "@" of the authority, as pika reads it
+        ("amqp://u:p@ss@host/", "amqp://u:***@host/"),
+        ("amqp://u:S3cr3t-@-Zq9@host:5672/vh?heartbeat=5", "amqp://u:***@host:5672/vh?heartbeat=5"),
+        ("redis://:p@ss@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ("http://host/a@b", "http://host/a@b"),  # an "@" after the authority is no password
         ("sqlite:///eventbus.db", "sqlite:///eventbus.db"),
         (
             "sqs://?region=eu-west-1&aws_secret_access_key=abc&x=1",
@@ -503,3 +508,19 @@ def test_content_mode_key(tmp_path, monkeypatch) -> None:
     (tmp_path / "eventbus.toml").write_text('content_mode = "json"\n')
     with pytest.raises(ConfigError, match="content_mode"):
         load_config()
+
+
+def test_repr_masks_a_password_with_an_at_sign_and_nested_secret_options() -> None:
+    cfg = BusConfig(
+        url="amqp://u:S3cr3t-@-Zq9@host/",
+        options={"client": {"sasl.password": "hunter2", "sasl.username": "app",
+                            "deeper": {"api_key": "k3y", "list": ["x"]}},
+                 "connection_string": "Endpoint=sb://h/;SharedAccessKeyName=a;SharedAccessKey=c2Vj",
+                 "exchange": "shop"},
+        inbox="postgresql://app:p@ss@db/shop",
+    )  # fmt: skip
+    shown = repr(cfg)
+    for secret in ("S3cr3t", "Zq9", "hunter2", "k3y", "c2Vj", "p@ss", "ss@db"):
+        assert secret not in shown, (secret, shown)
+    assert "'sasl.username': 'app'" in shown and "'exchange': 'shop'" in shown
+    assert "u:***@host" in shown and "app:***@db" in shown

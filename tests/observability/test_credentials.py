@@ -132,6 +132,21 @@ def test_redact_text(text: str, hidden: str) -> None:
 
 
 @pytest.mark.memory
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("amqp://u:p@ss@host/v", "amqp://u:***@host/v"),
+        ("failed: 'amqp://eventbus:S3cr3t-@-Zq9@127.0.0.1:5672/' (refused)",
+         "failed: 'amqp://eventbus:***@127.0.0.1:5672/' (refused)"),
+        ("a amqp://u:x@h1/ and redis://:y@z@h2:6379/0 b",
+         "a amqp://u:***@h1/ and redis://:***@h2:6379/0 b"),
+    ],
+)  # fmt: skip
+def test_redact_text_masks_to_the_last_at_of_the_authority(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
+
+
+@pytest.mark.memory
 def test_redact_text_keeps_ordinary_text() -> None:
     text = "group billing: order.created key=order-7 partitionkey=k1 http://host/path"
     assert redact_text(text) == text

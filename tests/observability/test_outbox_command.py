@@ -39,7 +39,7 @@ def test_outbox_drain_shows_progress(tmp_path: Path, proxy: Any, rabbitmq_url: s
     proxy.cut()
     for i in range(3):
         published = run_cli("publish", "drain.test", str(i), cwd=tmp_path)
-        assert published.returncode == 0 and "(outbox)" in published.stdout, published
+        assert published.returncode == 3 and "(outbox)" in published.stdout, published
     status = run_cli("outbox", cwd=tmp_path)
     assert status.returncode == 0 and "3 event(s) wait" in status.stdout, status
     failed = run_cli("outbox", "--drain", "--timeout", "2", cwd=tmp_path)
