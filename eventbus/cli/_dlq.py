@@ -103,15 +103,21 @@ def _check_group(adapter: object, group: str, there: str) -> None:
 
 
 def _dead_record(delivery: Any, reason: str) -> dict[str, Any]:
+    from ..contracts import problems_in
+
     message: Message = delivery.message
-    return add_data({
+    record = {
         "id": message.headers.get("id"),
         "topic": message.topic,
         "key": message.key,
         "attempt": delivery.attempt,
         "reason": reason,
-        "attributes": dict(message.headers),
-    }, message)  # fmt: skip
+    }
+    problems = problems_in(reason)
+    if problems is not None:  # a typed contract refused the data: one line per field
+        record["problems"] = [{"field": f, "error": e} for f, e in problems]
+    record["attributes"] = dict(message.headers)
+    return add_data(record, message)
 
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:

@@ -42,11 +42,13 @@ from . import (
     _adapters,
     _asyncapi,
     _check,
+    _console,
     _demo,
     _dlq,
     _log,
     _outbox,
     _publish,
+    _schema,
     _tail,
     _worker,
 )
@@ -65,7 +67,8 @@ from ._common import (
 __all__ = ["build_parser", "main"]
 
 #: The command modules, in the order ``eventbus --help`` lists them.
-COMMANDS = (_publish, _worker, _adapters, _check, _log, _demo, _tail, _asyncapi, _outbox, _dlq)
+COMMANDS = (_publish, _worker, _adapters, _check, _log, _demo, _tail, _asyncapi, _schema,
+            _outbox, _dlq, _console)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

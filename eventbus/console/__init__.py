@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load_app(target: str, config: str | None, profile: str | None) -> Any:
     # The app builds its bus with EventBus(), which reads the config through the
     # environment; the CLI's loader (as for ``eventbus worker``) finds the bus.
-    from ..cli._main import load_bus
+    from ..cli._common import load_bus
 
     if config:
         os.environ["EVENTBUS_CONFIG"] = os.path.abspath(config)

@@ -30,6 +30,7 @@ versions and upcasters, schemas, ``eventbus schema export|check``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
@@ -50,6 +51,7 @@ __all__ = [
     "event_type",
     "export_schemas",
     "model_event",
+    "problems_in",
     "typed_handler",
     "upcaster",
 ]
@@ -97,3 +99,20 @@ def model_event(
         time or datetime.now(timezone.utc), datacontenttype, dataschema or contract.dataschema,
         subject, correlationid, causationid, traceparent, key, ext or None,
     )  # fmt: skip
+
+
+_FITS = re.compile(r"^ValidationError: '[^']*' \(version \d+\) does not fit [\w.]+: (.*?)"
+                   r"(?: \(attempt \d+ of \d+\))?$", re.S)  # fmt: skip
+
+
+def problems_in(reason: str) -> list[tuple[str, str]] | None:
+    """The ``(field path, message)`` pairs of a dead letter's reason when a typed
+    contract refused its data (None for other reasons): ``eventbus dlq show`` lists them."""
+    m = _FITS.match(reason.strip())
+    if m is None:
+        return None
+    out = []
+    for part in m.group(1).split("; "):
+        path, sep, message = part.partition(": ")
+        out.append((path, message) if sep else ("$", part))
+    return out

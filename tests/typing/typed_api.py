@@ -36,7 +36,7 @@ def audit(event: Event[OrderCreated]) -> None:
     order_id: int = event.data.id
     correlation: str | None = event.correlationid
     wrong: str = event.data.id  # type: ignore[assignment]
-    event.data.missing  # type: ignore[attr-defined]  # noqa: B018
+    event.data.missing  # type: ignore[attr-defined]
     print(order_id, correlation, wrong)
 
 
