@@ -31,9 +31,7 @@ def handle(event):
 BAD_URLS = [
     pytest.param("amqp://u:p@host:notaport/", marks=pytest.mark.rabbitmq, id="amqp-port"),
     pytest.param("sqlite:///x.db?bogus=1", marks=pytest.mark.sqlite, id="sqlite-option"),
-    pytest.param("kafka://", marks=[pytest.mark.kafka, pytest.mark.xfail(
-        reason="the kafka adapter accepts an empty bootstrap until its ConfigError fix "
-        "(kafka branch) is merged", strict=False)], id="kafka-empty"),
+    pytest.param("kafka://", marks=pytest.mark.kafka, id="kafka-empty"),
 ]  # fmt: skip
 
 
