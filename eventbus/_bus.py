@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -416,6 +417,22 @@ class EventBus:
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         return tuple(self._subs)
+
+    def health(self) -> dict[str, Any]:
+        """What this bus's worker can tell of its health, for probes and ``eventbus check``.
+
+        ``running``: the worker is consuming; ``down``: the groups that cannot
+        receive now (their broker is unreachable), each with the seconds since
+        its first failed receive. An empty ``down`` while running: every group
+        receives.
+        """
+        worker = self._worker
+        now = time.monotonic()
+        down = dict(worker.down) if worker is not None else {}
+        return {
+            "running": worker is not None and not worker.stopping,
+            "down": {g: round(now - since, 1) for g, since in down.items()},
+        }
 
     def declare(self) -> None:
         """Create every subscribed group on the broker, so events wait for them."""

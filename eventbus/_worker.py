@@ -159,6 +159,9 @@ class Worker:
         self.duplicates = 0
         #: ``def`` handler threads abandoned past their timeout and still running.
         self.overrunning = 0
+        #: Groups that cannot receive now (the broker is unreachable), with the
+        #: ``time.monotonic()`` of their first failed receive: the worker's health.
+        self.down: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -219,12 +222,18 @@ class Worker:
     def _consume(self, g: _Group) -> None:
         consumer: Consumer | None = None
         backoff = 0.1
+        failures, last_said = 0, 0.0
         while not self._stop.is_set():
             try:
                 if consumer is None:
                     consumer = self._adapter.consumer(g.name, g.patterns)
                 batch = consumer.receive(self._prefetch, self._poll)
                 backoff = 0.1
+                if failures:
+                    down = time.monotonic() - self.down.pop(g.name, time.monotonic())
+                    log.info("group %s: receiving again after %d failed tries (%.1fs)",
+                             g.name, failures, down)  # fmt: skip
+                    failures = 0
             except ClosedError:
                 if self._stop.is_set():
                     break
@@ -232,9 +241,20 @@ class Worker:
                 self._stop.wait(backoff)
                 continue
             except BrokerError as exc:
-                log.warning(
-                    "group %s: receive failed (%s); retrying in %.1fs", g.name, exc, backoff
-                )
+                failures += 1
+                now = time.monotonic()
+                if failures == 1:  # once per outage, then a reminder a minute
+                    self.down[g.name] = now
+                    last_said = now
+                    log.warning("group %s: cannot receive (%s); retrying, backoff up to 5s",
+                                g.name, exc)  # fmt: skip
+                elif now - last_said >= 60:
+                    last_said = now
+                    since = self.down.get(g.name, now)
+                    log.warning("group %s: still cannot receive after %d tries (%.0fs): %s",
+                                g.name, failures, now - since, exc)  # fmt: skip
+                else:
+                    log.debug("group %s: receive failed again (%s)", g.name, exc)
                 self._close_quietly(consumer)
                 consumer = None
                 self._stop.wait(backoff)
