@@ -4,7 +4,7 @@ Optional: ``pip install 'eventbus[otel]'`` (``opentelemetry-api`` and, to
 export, ``opentelemetry-sdk``). Nothing in eventbus imports this module; a
 program opts in::
 
-    from eventbus.otel import instrument
+    from eventbus.observability.otel import instrument
     instrument(bus)                     # global tracer and meter providers
 
 Tracing (messaging semantic conventions):
@@ -62,7 +62,7 @@ try:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
-        "eventbus.otel needs OpenTelemetry, which is not installed: "
+        "eventbus.observability.otel needs OpenTelemetry, which is not installed: "
         "pip install 'eventbus[otel]' (opentelemetry-api, opentelemetry-sdk)"
     ) from exc
 

@@ -4,7 +4,7 @@ Optional: ``pip install 'eventbus[prometheus]'`` (``prometheus-client``).
 Nothing in eventbus imports this module; ``eventbus worker --metrics-port 9464``
 or a program opts in::
 
-    from eventbus.prometheus import instrument, serve
+    from eventbus.observability.prometheus import instrument, serve
     instrument(bus)
     serve(9464)                      # http://127.0.0.1:9464/metrics
 
@@ -44,7 +44,7 @@ try:
     import prometheus_client
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
-        "eventbus.prometheus needs prometheus-client, which is not installed: "
+        "eventbus.observability.prometheus needs prometheus-client, which is not installed: "
         "pip install 'eventbus[prometheus]'"
     ) from exc
 

@@ -3,7 +3,7 @@
 Each consumer has its own connection, confined to its thread. It leases up to
 ``max_messages`` visible, unblocked deliveries of its group (``visible_at``
 moves to the end of the lease, ``attempts`` goes up by one), waits on the
-file's :class:`~eventbus._sqlite_store.Notifier` for this process's changes and
+file's :class:`~._store.Notifier` for this process's changes and
 polls ``PRAGMA data_version`` for other processes' ones, backing off up to
 ``poll_max``. Settling checks ``attempts``, so a consumer whose lease ran out
 changes nothing.
