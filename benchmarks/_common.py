@@ -35,14 +35,17 @@ def servicebus_testbroker() -> Any:
     """The test broker's package (``TestBrokerEntities``, ...), loaded from the tests' tree."""
     if "servicebus_broker" not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            "servicebus_broker", SERVICEBUS_BROKER / "__init__.py",
+            "servicebus_broker",
+            SERVICEBUS_BROKER / "__init__.py",
             submodule_search_locations=[str(SERVICEBUS_BROKER)],
-        )  # fmt: skip
+        )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules["servicebus_broker"] = module
         spec.loader.exec_module(module)
     return sys.modules["servicebus_broker"]
+
+
 RABBITMQ_URL = os.environ.get("EVENTBUS_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 
 #: packages whose versions the page lists

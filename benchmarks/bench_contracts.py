@@ -96,19 +96,25 @@ def _handler(case: str, done: threading.Event, n: int) -> tuple[str, Any]:
             done.set()
 
     if case == "dict":
+
         def plain(event):  # type: ignore[no-untyped-def]
             assert event.data["id"] == 1
             tick()
+
         return TYPE, plain
     if case == "dataclass":
+
         def typed(order: OrderCreated) -> None:
             assert order.id == 1
             tick()
+
         return TYPE, typed
     if case == "Event[dataclass]":
+
         def envelope(event: Event[OrderCreated]) -> None:
             assert event.data.id == 1
             tick()
+
         return TYPE, envelope
     cls = KINDS[case]
     kind_type = TYPE.replace("order", "orderstruct" if case == "msgspec" else "ordermodel")

@@ -214,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         case("memory publish_many->handler", None, lambda d: bench_memory(n, batch=100))
         for w in counts:
             if w > 1:
-                case(f"memory publish->handler, {w} members", None,
-                     lambda d, w=w: bench_memory(n, members=w))  # fmt: skip
+                case(
+                    f"memory publish->handler, {w} members",
+                    None,
+                    lambda d, w=w: bench_memory(n, members=w),
+                )
         case("sqlite publish", 5_000, lambda d: bench_sqlite_publish(n, fresh(d)))
         case("sqlite publish_many", None, lambda d: bench_sqlite_publish(n, fresh(d), batch=100))
         for w in counts:

@@ -89,8 +89,12 @@ def payload(i: int) -> dict[str, Any]:
 
 
 def producer_config(bootstrap: str) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-            "linger.ms": 5}  # fmt: skip
+    return {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+    }
 
 
 def raw_produce(bootstrap: str, topic: str, n: int) -> float:
@@ -149,9 +153,17 @@ def raw_produce_sdk(bootstrap: str, topic: str, n: int) -> float | None:
     p.flush()
     start = time.perf_counter()
     for data in payloads:
-        event = CloudEvent({"type": "bench.sdk", "source": "/bench", "id": str(uuid.uuid4()),
-                            "specversion": "1.0", "time": datetime.now(timezone.utc),
-                            "datacontenttype": "application/json"}, data)  # fmt: skip
+        event = CloudEvent(
+            {
+                "type": "bench.sdk",
+                "source": "/bench",
+                "id": str(uuid.uuid4()),
+                "specversion": "1.0",
+                "time": datetime.now(timezone.utc),
+                "datacontenttype": "application/json",
+            },
+            data,
+        )
         m = ce_kafka.to_binary(event, fmt)
         while True:
             try:
@@ -180,9 +192,14 @@ def hand_written_record(event_type: str) -> Callable[[Any], tuple[bytes, list[tu
     dumps, now, utc, uuid4 = json.dumps, datetime.now, timezone.utc, uuid.uuid4
 
     def record(data: Any) -> tuple[bytes, list[tuple[str, str]]]:
-        headers = [("ce_id", str(uuid4())), ("ce_source", "/bench"), ("ce_type", event_type),
-                   ("ce_specversion", "1.0"), ("ce_time", now(utc).isoformat()),
-                   ("content-type", "application/json")]  # fmt: skip
+        headers = [
+            ("ce_id", str(uuid4())),
+            ("ce_source", "/bench"),
+            ("ce_type", event_type),
+            ("ce_specversion", "1.0"),
+            ("ce_time", now(utc).isoformat()),
+            ("content-type", "application/json"),
+        ]
         return dumps(data).encode(), headers
 
     return record
@@ -259,12 +276,18 @@ def raw_consume(
     With ``store``, offsets are auto-committed only once stored after ``turn``
     (at least once) instead of as soon as a record is handed out.
     """
-    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap,
-                                  "group.id": "raw-" + uuid.uuid4().hex,
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                                  "enable.auto.offset.store": not store,
-                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
-                                  "partition.assignment.strategy": "roundrobin"})  # fmt: skip
+    c = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "raw-" + uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": not store,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+            "partition.assignment.strategy": "roundrobin",
+        }
+    )
     c.subscribe([topic])
     count = 0
 
@@ -302,8 +325,9 @@ def raw_consume_sdk(bootstrap: str, topic: str, n: int) -> float | None:
     fmt = JSONFormat()
 
     def turn(m: Any) -> object:
-        message = ce_kafka.KafkaMessage(headers=dict(m.headers() or ()), key=m.key(),
-                                        value=m.value())  # fmt: skip
+        message = ce_kafka.KafkaMessage(
+            headers=dict(m.headers() or ()), key=m.key(), value=m.value()
+        )
         return ce_kafka.from_binary(message, fmt).get_data()
 
     return raw_consume(bootstrap, topic, n, turn)
@@ -378,8 +402,12 @@ def profile_consume(settings: KafkaSettings, event_type: str, n: int) -> str:
         nonlocal count
         count += 1
 
-    sub = Subscription(group="prof-" + uuid.uuid4().hex[:8], patterns=(event_type,),
-                       handler=handler, retry=RetryPolicy())  # fmt: skip
+    sub = Subscription(
+        group="prof-" + uuid.uuid4().hex[:8],
+        patterns=(event_type,),
+        handler=handler,
+        retry=RetryPolicy(),
+    )
     worker = Worker(adapter, [sub])
     group = _Group(sub.group, [sub])
     consumer = adapter.consumer(sub.group, [event_type])
@@ -411,11 +439,25 @@ def main() -> None:
     r: dict[str, float] = {}
     with kafka_broker() as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}."
-        settings = KafkaSettings(bootstrap_servers=bootstrap, prefix=prefix, start="earliest",
-                                 session_timeout=6.0, max_poll_interval=60.0)  # fmt: skip
+        settings = KafkaSettings(
+            bootstrap_servers=bootstrap,
+            prefix=prefix,
+            start="earliest",
+            session_timeout=6.0,
+            max_poll_interval=60.0,
+        )
         adapter = KafkaAdapter(settings)
-        for name in ("raw", "rawh", "rawsdk", "rawflush", "hand", "handflush", "adapter", "many",
-                     "one"):  # fmt: skip
+        for name in (
+            "raw",
+            "rawh",
+            "rawsdk",
+            "rawflush",
+            "hand",
+            "handflush",
+            "adapter",
+            "many",
+            "one",
+        ):
             adapter.ensure_topics([topic_for(f"bench.{name}", prefix)])
 
         def best(name: str, rate: float | None) -> None:  # noise only slows a run down
@@ -443,13 +485,17 @@ def main() -> None:
         # every consumer reads the first n + 1 records publish_many wrote (with its warm-up event)
         consumers: list[tuple[str, Callable[[], float | None]]] = [
             ("raw consume", lambda: raw_consume(bootstrap, topic("many"), n + 1)),
-            ("raw consume, CloudEvents by hand",
-             lambda: raw_consume_by_hand(bootstrap, topic("many"), n + 1)),
-            ("raw consume + cloudevents SDK",
-             lambda: raw_consume_sdk(bootstrap, topic("many"), n + 1)),
+            (
+                "raw consume, CloudEvents by hand",
+                lambda: raw_consume_by_hand(bootstrap, topic("many"), n + 1),
+            ),
+            (
+                "raw consume + cloudevents SDK",
+                lambda: raw_consume_sdk(bootstrap, topic("many"), n + 1),
+            ),
             ("adapter receive", lambda: adapter_receive(settings, "bench.many", n + 1)),
             ("consume", lambda: ours_consume(settings, "bench.many", n + 1)),
-        ]  # fmt: skip
+        ]
         for i in range(args.rounds):  # every other round in reverse: nobody always goes first
             for name, run in consumers if i % 2 == 0 else consumers[::-1]:
                 best(name, run())
@@ -478,9 +524,11 @@ def main() -> None:
         for ours, side in (("publish_many", "produce"), ("consume", "consume"))
         if f"raw {side} + cloudevents SDK" in r
     }
-    print(f"Kafka benchmark: {n} events of 200 bytes, Python {platform.python_version()}, "
-          f"confluent-kafka {confluent_kafka.version()[0]}, "
-          f"librdkafka {confluent_kafka.libversion()[0]}")  # fmt: skip
+    print(
+        f"Kafka benchmark: {n} events of 200 bytes, Python {platform.python_version()}, "
+        f"confluent-kafka {confluent_kafka.version()[0]}, "
+        f"librdkafka {confluent_kafka.libversion()[0]}"
+    )
     for name, value in r.items():
         print(f"  {name:<26} {value:>12,.0f} events/s")
     print("goals (>= 0.8):")
@@ -499,8 +547,14 @@ def main() -> None:
     if report:
         print(report)
     if args.json:
-        out = {"events": n, "results": r, "ratios": ratios, "parts": parts,
-               "by_hand": by_hand, "against_sdk": against_sdk}  # fmt: skip
+        out = {
+            "events": n,
+            "results": r,
+            "ratios": ratios,
+            "parts": parts,
+            "by_hand": by_hand,
+            "against_sdk": against_sdk,
+        }
         args.json.write_text(json.dumps(out, indent=2))
 
 

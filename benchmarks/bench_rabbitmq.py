@@ -142,10 +142,11 @@ def pika_publish_pipelined(url: str, q: str, n: int) -> None:
             conn.close()
 
     conn = pika.SelectConnection(
-        pika.URLParameters(url), on_open_callback=on_open,
+        pika.URLParameters(url),
+        on_open_callback=on_open,
         on_open_error_callback=lambda c, e: c.ioloop.stop(),
         on_close_callback=lambda c, e: c.ioloop.stop(),
-    )  # fmt: skip
+    )
     conn.ioloop.start()
     if state["pending"] or state["error"]:
         raise RuntimeError(f"raw pika pipelined: {len(state['pending'])} unconfirmed")
@@ -179,9 +180,13 @@ def kombu_publish(url: str, q: str, n: int) -> None:
         producer = conn.Producer()
         for i in range(n):
             producer.publish(
-                body(i), routing_key=q, delivery_mode=2, content_type="application/json",
-                content_encoding="utf-8", declare=[queue] if i == 0 else [],
-            )  # fmt: skip
+                body(i),
+                routing_key=q,
+                delivery_mode=2,
+                content_type="application/json",
+                content_encoding="utf-8",
+                declare=[queue] if i == 0 else [],
+            )
 
 
 def kombu_consume(url: str, q: str, n: int) -> None:
@@ -196,8 +201,7 @@ def kombu_consume(url: str, q: str, n: int) -> None:
 
     with kombu.Connection(url) as conn:
         queue = kombu.Queue(q, kombu.Exchange(""), routing_key=q, durable=True)
-        with conn.Consumer(queue, callbacks=[on_message], prefetch_count=PREFETCH,
-                           accept=["json"]):  # fmt: skip
+        with conn.Consumer(queue, callbacks=[on_message], prefetch_count=PREFETCH, accept=["json"]):
             while count < n:
                 conn.drain_events(timeout=30)
 
@@ -245,8 +249,9 @@ def faststream_publish_batched(url: str, q: str, n: int) -> None:
         async with RabbitBroker(url, logger=None) as broker:
             queue = RabbitQueue(q, durable=True)
             await broker.declare_queue(queue)
-            await asyncio.gather(*(broker.publish(payload(i), queue=queue, persist=True)
-                                   for i in range(n)))  # fmt: skip
+            await asyncio.gather(
+                *(broker.publish(payload(i), queue=queue, persist=True) for i in range(n))
+            )
 
     asyncio.run(run())
 
@@ -379,9 +384,17 @@ def _peers(url: str, names: Names, n: int, single: int) -> list[tuple[str, dict[
     try:
         import aio_pika  # noqa: F401
 
-        out.append(("aio-pika", cases("aiopika", aiopika_publish,
-                                      lambda u, q, k: aiopika_publish(u, q, k, batched=True),
-                                      aiopika_consume)))  # fmt: skip
+        out.append(
+            (
+                "aio-pika",
+                cases(
+                    "aiopika",
+                    aiopika_publish,
+                    lambda u, q, k: aiopika_publish(u, q, k, batched=True),
+                    aiopika_consume,
+                ),
+            )
+        )
     except ImportError as exc:
         print(f"aio-pika skipped: {exc}", file=sys.stderr)
     return out
@@ -389,8 +402,10 @@ def _peers(url: str, names: Names, n: int, single: int) -> list[tuple[str, dict[
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--url", default=os.environ.get("EVENTBUS_RABBITMQ_URL")
-                    or "amqp://guest:guest@127.0.0.1:5672/")  # fmt: skip
+    ap.add_argument(
+        "--url",
+        default=os.environ.get("EVENTBUS_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/",
+    )
     ap.add_argument("-n", type=int, default=5000, help="messages per batched/consume case")
     ap.add_argument("--single", type=int, default=2000, help="messages per one-by-one case")
     ap.add_argument("--repeat", type=int, default=1, help="runs of every case; the best counts")
@@ -424,36 +439,52 @@ def main() -> int:
             batch = [encode(Event("bench.created", payload(i), source="/b")) for i in range(n)]
             pub = timed(lambda: adapter.publish(batch))
             note("eventbus adapter only", "publish batched", n, pub)
-            note("eventbus adapter only", "consume+ack", n,
-                 timed(lambda: adapter_consume(adapter, group, n)))  # fmt: skip
+            note(
+                "eventbus adapter only",
+                "consume+ack",
+                n,
+                timed(lambda: adapter_consume(adapter, group, n)),
+            )
         finally:
             adapter.close()
     finally:
         names.cleanup(url)
 
     best = {who: {case: max(v) for case, v in cases.items()} for who, cases in rates.items()}
-    print(f"\n{n} persistent 200-byte JSON messages ({single} one by one), confirms on, "
-          f"prefetch {PREFETCH}, best of {args.repeat}\n")  # fmt: skip
+    print(
+        f"\n{n} persistent 200-byte JSON messages ({single} one by one), confirms on, "
+        f"prefetch {PREFETCH}, best of {args.repeat}\n"
+    )
     cols = ("publish single", "publish batched", "consume+ack")
     print(f"{'':24}" + "".join(f"{c + '/s':>18}" for c in cols))
     for who, cases in best.items():
-        print(f"{who:24}" + "".join(f"{cases[c]:18,.0f}" if c in cases else f"{'':>18}"
-                                    for c in cols))  # fmt: skip
+        print(
+            f"{who:24}" + "".join(f"{cases[c]:18,.0f}" if c in cases else f"{'':>18}" for c in cols)
+        )
     ours, raw = best["eventbus"], best["raw pika"]
     print()
-    print(f"consume+ack      eventbus / raw pika = {ours['consume+ack'] / raw['consume+ack']:.2f}"
-          "  (goal >= 0.9)")  # fmt: skip
+    print(
+        f"consume+ack      eventbus / raw pika = {ours['consume+ack'] / raw['consume+ack']:.2f}"
+        "  (goal >= 0.9)"
+    )
     if "kombu" in best:
         ratio = ours["publish batched"] / best["kombu"]["publish single"]
         print(f"publish batched  eventbus / kombu    = {ratio:.2f}  (goal >= 5)")
-    print(f"publish batched  eventbus / raw pika = "
-          f"{ours['publish batched'] / raw['publish batched']:.2f}")  # fmt: skip
-    print(f"publish single   eventbus / raw pika = "
-          f"{ours['publish single'] / raw['publish single']:.2f}")  # fmt: skip
+    print(
+        f"publish batched  eventbus / raw pika = "
+        f"{ours['publish batched'] / raw['publish batched']:.2f}"
+    )
+    print(
+        f"publish single   eventbus / raw pika = "
+        f"{ours['publish single'] / raw['publish single']:.2f}"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"n": n, "single": single, "repeat": args.repeat, "runs": rates,
-                       "best": best}, f, indent=2)  # fmt: skip
+            json.dump(
+                {"n": n, "single": single, "repeat": args.repeat, "runs": rates, "best": best},
+                f,
+                indent=2,
+            )
     return 0
 
 

@@ -89,9 +89,11 @@ class Raw:
             "Attributes"
         ]["QueueArn"]
         self.sns.subscribe(
-            TopicArn=self.topic, Protocol="sqs", Endpoint=arn,
+            TopicArn=self.topic,
+            Protocol="sqs",
+            Endpoint=arn,
             Attributes={"RawMessageDelivery": "true"},
-        )  # fmt: skip
+        )
 
     def publish(self, n: int) -> None:
         for start in range(0, n, 10):
@@ -124,10 +126,12 @@ class Raw:
         done = 0
         while done < n:
             got = self.sqs.receive_message(
-                QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                QueueUrl=self.queue,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
                 MessageAttributeNames=["All"],
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            ).get("Messages", [])  # fmt: skip
+            ).get("Messages", [])
             if not got:
                 continue
             for m in got:
@@ -256,9 +260,11 @@ def main() -> None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
 
-    print(f"SQS/SNS on {'moto ' + (endpoint or '') if proc else endpoint or 'AWS'}; "
-          f"n={args.n}, best of {args.repeat}; load {os.getloadavg()[0]:.1f}, "
-          f"{platform.python_implementation()} {platform.python_version()}")  # fmt: skip
+    print(
+        f"SQS/SNS on {'moto ' + (endpoint or '') if proc else endpoint or 'AWS'}; "
+        f"n={args.n}, best of {args.repeat}; load {os.getloadavg()[0]:.1f}, "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
     print(f"{'case':<26}{'raw boto3/s':>14}{'eventbus/s':>14}{'ratio':>8}")
     for case in ("publish", "publish single", "consume (worker)", "consume (adapter only)"):
         ours_best = max(runs[f"{case}|eventbus"])

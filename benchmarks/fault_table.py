@@ -62,9 +62,12 @@ def run(adapters: list[str], events: int, limits: dict[str, int]) -> list[Tally]
                         t = Tally(scenario.__name__, name, note=f"error: {exc!r}"[:300])
                     if cap is not None and n > cap and not t.note.startswith("n/a"):
                         t.note += f"; {cap:,} events, not {n:,} (--limit {name}={cap})"
-                    print(f"{t.adapter:9} {t.fault:34} sent={t.sent} received={t.received} "
-                          f"lost={t.lost} dup={t.duplicated} dead={t.dead} ({t.seconds:.1f}s) "
-                          f"{t.note}", flush=True)  # fmt: skip
+                    print(
+                        f"{t.adapter:9} {t.fault:34} sent={t.sent} received={t.received} "
+                        f"lost={t.lost} dup={t.duplicated} dead={t.dead} ({t.seconds:.1f}s) "
+                        f"{t.note}",
+                        flush=True,
+                    )
                     tallies.append(t)
     return tallies
 
@@ -165,8 +168,11 @@ def main() -> None:
         metavar="ADAPTER=N",
         help="at most N events per scenario on ADAPTER (said in the row's note)",
     )
-    ap.add_argument("--output", default=str(ROOT / "docs" / "reliability.md"),
-                    help="file to write, or - for stdout")  # fmt: skip
+    ap.add_argument(
+        "--output",
+        default=str(ROOT / "docs" / "reliability.md"),
+        help="file to write, or - for stdout",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the expected faults log warnings by design
     logging.getLogger("eventbus.kafka.client").setLevel(logging.CRITICAL)  # librdkafka: same

@@ -191,16 +191,34 @@ class EventBus:
             if data is not None:
                 raise EncodeError("publish(model) takes no data: the model is the data")
             return model_event(
-                type, self.source, key=key, subject=subject, id=id, time=time,
-                datacontenttype=datacontenttype, dataschema=dataschema,
-                correlationid=correlationid, causationid=causationid, traceparent=traceparent,
+                type,
+                self.source,
+                key=key,
+                subject=subject,
+                id=id,
+                time=time,
+                datacontenttype=datacontenttype,
+                dataschema=dataschema,
+                correlationid=correlationid,
+                causationid=causationid,
+                traceparent=traceparent,
                 extensions=extensions,
-            )  # fmt: skip
+            )
         return make_event(
-            type, data, id or new_event_id(), self.source, time or datetime.now(timezone.utc),
-            datacontenttype, dataschema, subject, correlationid, causationid, traceparent, key,
+            type,
+            data,
+            id or new_event_id(),
+            self.source,
+            time or datetime.now(timezone.utc),
+            datacontenttype,
+            dataschema,
+            subject,
+            correlationid,
+            causationid,
+            traceparent,
+            key,
             dict(extensions) if extensions else None,
-        )  # fmt: skip
+        )
 
     def publish(self, type: str | object, data: Any = None, **attributes: Any) -> PublishResult:
         """Publish one event; returns once the broker has it.

@@ -261,8 +261,8 @@ def _names_other_adapter(url: str, broker: str) -> bool:
 def _content_mode(value: str, file: str) -> str:
     if value not in ("binary", "structured"):
         raise ConfigError(
-            f"{_where(file, 'content_mode')} is {value!r}; use \"binary\" (attributes in "
-            "broker headers, the default) or \"structured\" (one application/cloudevents+json body)"
+            f'{_where(file, "content_mode")} is {value!r}; use "binary" (attributes in '
+            'broker headers, the default) or "structured" (one application/cloudevents+json body)'
         )
     return value
 
@@ -294,8 +294,12 @@ def load_config(
         over = profiles[chosen]
         if not isinstance(over, dict):
             raise ConfigError(f"{_where(name, 'profiles.' + chosen)} must be a table")
-        _check(over, {k: v for k, v in _TOP_KEYS.items() if k not in ("profiles", "profile")},
-               name, f"profiles.{chosen}.")  # fmt: skip
+        _check(
+            over,
+            {k: v for k, v in _TOP_KEYS.items() if k not in ("profiles", "profile")},
+            name,
+            f"profiles.{chosen}.",
+        )
         _check(over.get("retry", {}), _RETRY_KEYS, name, f"profiles.{chosen}.retry.")
         _check(over.get("worker", {}), _WORKER_KEYS, name, f"profiles.{chosen}.worker.")
         _check(over.get("publish", {}), PUBLISH_KEYS, name, f"profiles.{chosen}.publish.")

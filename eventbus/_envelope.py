@@ -49,10 +49,20 @@ REQUIRED = ("id", "source", "type", "specversion")
 #: Attributes with a field of their own on :class:`Event`.
 KNOWN = frozenset(
     (
-        "id", "source", "type", "specversion", "time", "datacontenttype", "dataschema",
-        "subject", "correlationid", "causationid", "traceparent", "partitionkey",
+        "id",
+        "source",
+        "type",
+        "specversion",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        "subject",
+        "correlationid",
+        "causationid",
+        "traceparent",
+        "partitionkey",
     )
-)  # fmt: skip
+)
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+\Z")  # CloudEvents attribute naming
 
 _json_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -172,12 +182,21 @@ _new = object.__new__
 
 
 def make_event(
-    type: str, data: Any, id: str, source: str, time: datetime | None,
-    datacontenttype: str | None = None, dataschema: str | None = None,
-    subject: str | None = None, correlationid: str | None = None,
-    causationid: str | None = None, traceparent: str | None = None, key: str | None = None,
-    extensions: Mapping[str, str] | None = None, attempt: int = 1,
-) -> Event:  # fmt: skip
+    type: str,
+    data: Any,
+    id: str,
+    source: str,
+    time: datetime | None,
+    datacontenttype: str | None = None,
+    dataschema: str | None = None,
+    subject: str | None = None,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+    traceparent: str | None = None,
+    key: str | None = None,
+    extensions: Mapping[str, str] | None = None,
+    attempt: int = 1,
+) -> Event:
     """An :class:`Event` for the hot paths (building and decoding), without the checks.
 
     The same object the dataclass constructor makes, at a sixth of its cost. A
@@ -532,10 +551,14 @@ def decode(message: Message, attempt: int = 1) -> Event:
     # Nothing optional: the four required attributes, maybe datacontenttype and time.
     simple = len(headers) == 4 + (ct is not None) + (time_s is not None)
     if not (
-        simple and id_.__class__ is str and source.__class__ is str
-        and type_.__class__ is str and spec.__class__ is str
-        and (time_s is None or time_s.__class__ is str) and (ct is None or ct.__class__ is str)
-    ):  # fmt: skip
+        simple
+        and id_.__class__ is str
+        and source.__class__ is str
+        and type_.__class__ is str
+        and spec.__class__ is str
+        and (time_s is None or time_s.__class__ is str)
+        and (ct is None or ct.__class__ is str)
+    ):
         try:  # every name and value a str: one check instead of one per attribute
             "".join(headers)
             "".join(headers.values())
@@ -584,10 +607,21 @@ def decode(message: Message, attempt: int = 1) -> Event:
         None if KNOWN.issuperset(headers) else {n: v for n, v in headers.items() if n not in KNOWN}
     )
     return make_event(
-        type_, data, id_, source, t, content_type, get("dataschema"), get("subject"),
-        get("correlationid"), get("causationid"), get("traceparent"),
-        get("partitionkey", key), extensions, attempt,
-    )  # fmt: skip
+        type_,
+        data,
+        id_,
+        source,
+        t,
+        content_type,
+        get("dataschema"),
+        get("subject"),
+        get("correlationid"),
+        get("causationid"),
+        get("traceparent"),
+        get("partitionkey", key),
+        extensions,
+        attempt,
+    )
 
 
 _json_decoder = json.JSONDecoder()

@@ -141,8 +141,9 @@ class Hooks:
         for hook in self.publish:
             event = hook(event)
             if not isinstance(event, Event):
-                raise TypeError(f"publish hook {hook!r} returned {type(event).__name__}, "
-                                "not an Event")  # fmt: skip
+                raise TypeError(
+                    f"publish hook {hook!r} returned {type(event).__name__}, not an Event"
+                )
         return event
 
     def encoding(
@@ -158,9 +159,11 @@ class Hooks:
             raise
 
     def sending(
-        self, events: Sequence[Event], send: Callable[[Sequence[Message]], str],
+        self,
+        events: Sequence[Event],
+        send: Callable[[Sequence[Message]], str],
         messages: Sequence[Message],
-    ) -> str:  # fmt: skip
+    ) -> str:
         """``send(messages)``, reported as ``published`` / ``outbox`` / ``publish_failed``."""
         if not self.outcome:
             return send(messages)
@@ -178,9 +181,12 @@ class Hooks:
         return result
 
     def _published(
-        self, events: Sequence[Event], kind: str, duration: float | None,
+        self,
+        events: Sequence[Event],
+        kind: str,
+        duration: float | None,
         error: BaseException | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         reason = "" if error is None else f"{type(error).__name__}: {error}"
         for e in events:
             self.emit(Outcome(kind, e, e.type, duration=duration, reason=reason, error=error))
@@ -189,8 +195,17 @@ class Hooks:
     def undecodable(self, group: str, delivery: Delivery, reason: str) -> None:
         """Report a delivery that could not be decoded (it is dead-lettered)."""
         if self.outcome:
-            self.emit(Outcome(DEAD_LETTERED, None, delivery.message.topic, group,
-                              delivery.attempt, 0.0, reason))  # fmt: skip
+            self.emit(
+                Outcome(
+                    DEAD_LETTERED,
+                    None,
+                    delivery.message.topic,
+                    group,
+                    delivery.attempt,
+                    0.0,
+                    reason,
+                )
+            )
 
     # -- reporting -----------------------------------------------------------------
     def emit(self, outcome: Outcome) -> None:
@@ -198,8 +213,7 @@ class Hooks:
             try:
                 callback(outcome)
             except Exception as exc:  # observing must never change what the bus does
-                log.warning("outcome callback %r failed: %s: %s",
-                            callback, type(exc).__name__, exc)  # fmt: skip
+                log.warning("outcome callback %r failed: %s: %s", callback, type(exc).__name__, exc)
 
 
 # Our adapter names -> the messaging.system values of the OpenTelemetry conventions.

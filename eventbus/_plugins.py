@@ -69,8 +69,7 @@ def require(
     except ImportError as exc:
         how = hint or (f"pip install 'eventbus[{extra}]'" if extra else f"pip install {module}")
         raise AdapterNotFound(
-            f"the {adapter!r} adapter needs {module.split('.')[0]!r}, which is not installed: "
-            f"{how}"
+            f"the {adapter!r} adapter needs {module.split('.')[0]!r}, which is not installed: {how}"
         ) from exc
 
 

@@ -71,9 +71,12 @@ def connect(
     if os.path.isdir(path):
         raise ConfigError(f"{what} {path} is a directory; it must name a file")
     conn = sqlite3.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False,
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,
+        check_same_thread=False,
         cached_statements=64,
-    )  # fmt: skip
+    )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         journal = _enter_wal(conn, busy_timeout)
@@ -109,9 +112,13 @@ def _code(exc: sqlite3.Error) -> int:
         return code & 0xFF
     text = str(exc).lower()
     for needle, c in (
-        ("locked", 5), ("not a database", 26), ("malformed", 11), ("readonly", 8),
-        ("unable to open", 14), ("disk is full", 13),
-    ):  # fmt: skip
+        ("locked", 5),
+        ("not a database", 26),
+        ("malformed", 11),
+        ("readonly", 8),
+        ("unable to open", 14),
+        ("disk is full", 13),
+    ):
         if needle in text:
             return c
     return 1
@@ -131,9 +138,14 @@ def error_kind(exc: sqlite3.Error) -> str:
 
 
 def describe(
-    exc: sqlite3.Error, *, what: str, path: str | os.PathLike[str], action: str,
-    busy_timeout: float, busy_fix: str = "find the process that holds it",
-) -> str:  # fmt: skip
+    exc: sqlite3.Error,
+    *,
+    what: str,
+    path: str | os.PathLike[str],
+    action: str,
+    busy_timeout: float,
+    busy_fix: str = "find the process that holds it",
+) -> str:
     """``"<what> <path>: <action> failed: <error>"`` and, for a known kind, what to do."""
     where = f"{what} {os.fspath(path)}: {action} failed: {exc}"
     kind = error_kind(exc)

@@ -126,8 +126,10 @@ def from_structured(message: Any) -> Any:
     m: Message = message
     ct = m.headers.get("datacontenttype") or ""
     if _media(ct).startswith(_BATCH):
-        raise DecodeError("CloudEvents batch format (application/cloudevents-batch+json) is "
-                          "not supported; send one event per message")  # fmt: skip
+        raise DecodeError(
+            "CloudEvents batch format (application/cloudevents-batch+json) is "
+            "not supported; send one event per message"
+        )
     if not _json_media(ct):
         raise DecodeError(f"structured event format {ct[:64]!r} is not supported (JSON only)")
     try:

@@ -231,8 +231,12 @@ class Worker:
                 backoff = 0.1
                 if failures:
                     down = time.monotonic() - self.down.pop(g.name, time.monotonic())
-                    log.info("group %s: receiving again after %d failed tries (%.1fs)",
-                             g.name, failures, down)  # fmt: skip
+                    log.info(
+                        "group %s: receiving again after %d failed tries (%.1fs)",
+                        g.name,
+                        failures,
+                        down,
+                    )
                     failures = 0
             except ClosedError:
                 if self._stop.is_set():
@@ -246,13 +250,19 @@ class Worker:
                 if failures == 1:  # once per outage, then a reminder a minute
                     self.down[g.name] = now
                     last_said = now
-                    log.warning("group %s: cannot receive (%s); retrying, backoff up to 5s",
-                                g.name, exc)  # fmt: skip
+                    log.warning(
+                        "group %s: cannot receive (%s); retrying, backoff up to 5s", g.name, exc
+                    )
                 elif now - last_said >= 60:
                     last_said = now
                     since = self.down.get(g.name, now)
-                    log.warning("group %s: still cannot receive after %d tries (%.0fs): %s",
-                                g.name, failures, now - since, exc)  # fmt: skip
+                    log.warning(
+                        "group %s: still cannot receive after %d tries (%.0fs): %s",
+                        g.name,
+                        failures,
+                        now - since,
+                        exc,
+                    )
                 else:
                     log.debug("group %s: receive failed again (%s)", g.name, exc)
                 self._close_quietly(consumer)
@@ -398,8 +408,18 @@ class Worker:
                 verdict = step(event, delivery)
             except BaseException as exc:  # not expected: the dispatch catches handler errors
                 set_current((group, "", event))
-                emit(Outcome(RETRIED, event, event.type, group, event.attempt,
-                             time.monotonic() - started, str(exc), exc))  # fmt: skip
+                emit(
+                    Outcome(
+                        RETRIED,
+                        event,
+                        event.type,
+                        group,
+                        event.attempt,
+                        time.monotonic() - started,
+                        str(exc),
+                        exc,
+                    )
+                )
                 raise
             duration = time.monotonic() - started
             set_current((group, "", event))
@@ -468,13 +488,21 @@ class Worker:
         if g.retry.should_retry(exc, delivery.attempt):
             log.info(
                 "group %s: %s failed on %s (attempt %d): %s; retrying",
-                g.name, sub.name, event.id, delivery.attempt, reason,
-            )  # fmt: skip
+                g.name,
+                sub.name,
+                event.id,
+                delivery.attempt,
+                reason,
+            )
             return "retry", reason, g.retry.delay(delivery.attempt)
         log.warning(
             "group %s: %s failed on %s after %d attempt(s): %s; dead-lettering",
-            g.name, sub.name, event.id, delivery.attempt, reason,
-        )  # fmt: skip
+            g.name,
+            sub.name,
+            event.id,
+            delivery.attempt,
+            reason,
+        )
         return "dead", f"{reason} (attempt {delivery.attempt} of {g.retry.max_attempts})", 0.0
 
     def _call_async(self, sub: Subscription, event: Event) -> None:
@@ -522,9 +550,12 @@ class Worker:
                 if late:
                     log.warning(
                         "%s finished %s %.1fs after its %ss timeout; its outcome was ignored (%s)",
-                        sub.name, event.id, time.monotonic() - started - timeout, timeout,
+                        sub.name,
+                        event.id,
+                        time.monotonic() - started - timeout,
+                        timeout,
                         f"{type(failure[0]).__name__}: {failure[0]}" if failure else "returned",
-                    )  # fmt: skip
+                    )
 
         context = contextvars.copy_context()  # the handler sees the middleware's context (spans)
         t = threading.Thread(
@@ -538,8 +569,12 @@ class Worker:
                     state["abandoned"] = True
                     self.overrunning += 1
             if state["abandoned"]:
-                log.warning("%s overran its %ss timeout on %s; its thread is abandoned",
-                            sub.name, timeout, event.id)  # fmt: skip
+                log.warning(
+                    "%s overran its %ss timeout on %s; its thread is abandoned",
+                    sub.name,
+                    timeout,
+                    event.id,
+                )
                 raise HandlerTimeout(f"{sub.name} ran past its {timeout}s timeout")
             done.wait()
         if failure:

@@ -34,10 +34,12 @@ def credential_of(settings: ServiceBusSettings) -> Any:
     cred = settings.credential
     if cred == "default":
         identity = require(
-            "azure.identity", "azure_servicebus", "azure-identity",
-            hint="credential = \"default\" needs azure-identity: "
-                 "pip install 'eventbus[azure-identity]'",
-        )  # fmt: skip
+            "azure.identity",
+            "azure_servicebus",
+            "azure-identity",
+            hint='credential = "default" needs azure-identity: '
+            "pip install 'eventbus[azure-identity]'",
+        )
         return identity.DefaultAzureCredential()
     return cred
 

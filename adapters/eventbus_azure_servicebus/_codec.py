@@ -116,8 +116,10 @@ def body_of(raw: Any) -> bytes:
     if "data" in kind:
         return b"".join(bytes(part) for part in (body or ()))
     if "sequence" in kind:  # the SDK hands out a generator of sections
-        body = [list(section) if isinstance(section, (list, tuple)) else section
-                for section in (body or ())]  # fmt: skip
+        body = [
+            list(section) if isinstance(section, (list, tuple)) else section
+            for section in (body or ())
+        ]
         if len(body) == 1:
             body = body[0]
     if isinstance(body, str):

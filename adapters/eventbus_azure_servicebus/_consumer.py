@@ -53,9 +53,10 @@ class Member(Consumer):
         self._crashed = False
         # what this consumer has in hand, renewed while held (and given back at close)
         self._renewer = LeaseRenewer(
-            self._renew_held, period=max(0.2, min(self._settings.lock_duration / 4, 5.0)),
+            self._renew_held,
+            period=max(0.2, min(self._settings.lock_duration / 4, 5.0)),
             name=f"eventbus-sb-renewer-{subscription}",
-        )  # fmt: skip
+        )
 
     def _renew_held(self, handles: Sequence[Any]) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

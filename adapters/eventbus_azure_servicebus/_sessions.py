@@ -166,9 +166,12 @@ class SessionConsumer(Member):
     def _accept(self, wait: float) -> _Session | None:
         sbx = self._sb.exceptions
         receiver = self._client.get_subscription_receiver(
-            self._settings.topic, self._sub, session_id=self._sb.NEXT_AVAILABLE_SESSION,
-            max_wait_time=wait, prefetch_count=0,
-        )  # fmt: skip
+            self._settings.topic,
+            self._sub,
+            session_id=self._sb.NEXT_AVAILABLE_SESSION,
+            max_wait_time=wait,
+            prefetch_count=0,
+        )
         try:
             receiver.__enter__()
         except (sbx.OperationTimeoutError, sbx.SessionCannotBeLockedError):
@@ -228,10 +231,18 @@ class SessionConsumer(Member):
             with sdk_errors(f"settling a message of {self._sub!r}"):
                 try:
                     getattr(s.receiver, f"{how}_message")(h.msg, **kw)
-                except (sbx.SessionLockLostError, sbx.MessageLockLostError,
-                        sbx.MessageAlreadySettled) as exc:  # fmt: skip
-                    log.warning("%s: could not %s a message of session %r (%s); it comes back",
-                                self._sub, how, s.id, exc)  # fmt: skip
+                except (
+                    sbx.SessionLockLostError,
+                    sbx.MessageLockLostError,
+                    sbx.MessageAlreadySettled,
+                ) as exc:
+                    log.warning(
+                        "%s: could not %s a message of session %r (%s); it comes back",
+                        self._sub,
+                        how,
+                        s.id,
+                        exc,
+                    )
                     self._drop(s)
         except Exception:
             self._drop(s)

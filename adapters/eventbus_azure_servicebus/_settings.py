@@ -55,8 +55,12 @@ CAPABILITIES = Capabilities(
     cross_process=True,
 )
 
-_CONNECTION_KEYS = ("SharedAccessKeyName", "SharedAccessKey", "SharedAccessSignature",
-                    "UseDevelopmentEmulator")  # fmt: skip
+_CONNECTION_KEYS = (
+    "SharedAccessKeyName",
+    "SharedAccessKey",
+    "SharedAccessSignature",
+    "UseDevelopmentEmulator",
+)
 
 
 @dataclass(frozen=True, repr=False)

@@ -36,9 +36,12 @@ class Tooling:
     def _dead_receiver(self, client: Any, group: str, **kw: Any) -> Any:
         sb = self._clients.sb
         return client.get_subscription_receiver(
-            self._settings.topic, subscription_name(group),
-            sub_queue=sb.ServiceBusSubQueue.DEAD_LETTER, max_wait_time=1, **kw,
-        )  # fmt: skip
+            self._settings.topic,
+            subscription_name(group),
+            sub_queue=sb.ServiceBusSubQueue.DEAD_LETTER,
+            max_wait_time=1,
+            **kw,
+        )
 
     def dead_letters(self, group: str, limit: int = 100) -> list[tuple[Delivery, str]]:
         out: list[tuple[Delivery, str]] = []
@@ -64,8 +67,11 @@ class Tooling:
         sb = self._clients.sb
         moved = 0
         with sdk_errors(f"replaying the dead letters of {group!r}"):
-            with self._clients.client() as client, self._dead_receiver(client, group) as receiver, \
-                    client.get_topic_sender(self._settings.topic) as sender:  # fmt: skip
+            with (
+                self._clients.client() as client,
+                self._dead_receiver(client, group) as receiver,
+                client.get_topic_sender(self._settings.topic) as sender,
+            ):
                 while limit is None or moved < limit:
                     want = _PAGE if limit is None else min(_PAGE, limit - moved)
                     batch = receiver.receive_messages(max_message_count=want, max_wait_time=1)
@@ -84,8 +90,10 @@ class Tooling:
         purged = 0
         mode = self._clients.sb.ServiceBusReceiveMode.RECEIVE_AND_DELETE
         with sdk_errors(f"purging the dead letters of {group!r}"):
-            with self._clients.client() as client, \
-                    self._dead_receiver(client, group, receive_mode=mode) as receiver:  # fmt: skip
+            with (
+                self._clients.client() as client,
+                self._dead_receiver(client, group, receive_mode=mode) as receiver,
+            ):
                 while batch := receiver.receive_messages(max_message_count=_PAGE, max_wait_time=1):
                     purged += len(batch)
         return purged

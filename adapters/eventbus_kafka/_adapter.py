@@ -217,14 +217,16 @@ class KafkaAdapter(Adapter):
             if (event_type := self.event_type_of(name)) is not None and matcher(event_type)
             for p in meta.partitions
         ]
-        c = self.clients.make(ck.Consumer, self.client_config(**{
-            "group.id": kafka_group, "enable.auto.commit": False}))  # fmt: skip
+        c = self.clients.make(
+            ck.Consumer,
+            self.client_config(**{"group.id": kafka_group, "enable.auto.commit": False}),
+        )
         try:
             committed = c.committed(markers + tps, timeout=s.publish_timeout)
             if any(tp.offset >= 0 for tp in committed[: len(markers)]):
                 return  # declared before
             offsets = [ck.TopicPartition(retry, tp.partition, 0) for tp in markers]
-            for tp in committed[len(markers):]:
+            for tp in committed[len(markers) :]:
                 if tp.offset < 0:
                     _, high = c.get_watermark_offsets(tp, timeout=s.publish_timeout, cached=False)
                     offsets.append(ck.TopicPartition(tp.topic, tp.partition, max(high, 0)))

@@ -25,8 +25,9 @@ from ._settings import KafkaSettings
 __all__ = ["FORCED_PRODUCER", "Health", "KafkaClients", "TopicEpoch", "bump_epoch", "client_log"]
 
 client_log = logging.getLogger("eventbus.kafka.client")  # librdkafka's own log lines
-_NOT_ALLOWED = frozenset(("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED",
-                          "POLICY_VIOLATION"))  # fmt: skip
+_NOT_ALLOWED = frozenset(
+    ("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED", "POLICY_VIOLATION")
+)
 
 
 class TopicEpoch:
@@ -69,8 +70,11 @@ class Health:
             if not self.up:
                 return
             self.up, self.down_since = False, time.time()
-        log.warning("kafka: the brokers at %s do not answer (%s); publishing and consuming "
-                    "wait for them", self.where, self.error)  # fmt: skip
+        log.warning(
+            "kafka: the brokers at %s do not answer (%s); publishing and consuming wait for them",
+            self.where,
+            self.error,
+        )
 
     def answered(self) -> None:
         """A request went through: if the brokers were down, they are back."""
@@ -78,8 +82,9 @@ class Health:
             if self.up:
                 return
             since, self.up, self.down_since = self.down_since or time.time(), True, None
-        log.warning("kafka: the brokers at %s answer again (after %.0f s)", self.where,
-                    time.time() - since)  # fmt: skip
+        log.warning(
+            "kafka: the brokers at %s answer again (after %.0f s)", self.where, time.time() - since
+        )
 
 
 #: Producer properties a ``client`` table cannot change: the idempotent producer is what
@@ -211,8 +216,10 @@ class KafkaClients:
     def _create(self, names: list[str]) -> None:
         s, ck = self.settings, self.ck
         new = self.ck_admin.NewTopic
-        topics = [new(n, num_partitions=s.partitions, replication_factor=s.replication_factor)
-                  for n in names]  # fmt: skip
+        topics = [
+            new(n, num_partitions=s.partitions, replication_factor=s.replication_factor)
+            for n in names
+        ]
         with kafka_errors(ck, "creating topics"):
             futures = self.admin().create_topics(topics, request_timeout=s.publish_timeout)
         created = False

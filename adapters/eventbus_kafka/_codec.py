@@ -18,12 +18,36 @@ from eventbus.adapter import H_ATTEMPT, H_DUE, H_FAILED_AT, H_GROUP, H_REASON, H
 
 from ._names import INTERNAL, WORD, unescape
 
-__all__ = ["H_ATTEMPT", "H_DUE", "H_FAILED_AT", "H_GROUP", "H_REASON", "H_SIZE", "H_TOPIC", "OWN",
-           "event_type_of", "in_attributes", "in_headers", "out_headers", "to_int"]  # fmt: skip
+__all__ = [
+    "H_ATTEMPT",
+    "H_DUE",
+    "H_FAILED_AT",
+    "H_GROUP",
+    "H_REASON",
+    "H_SIZE",
+    "H_TOPIC",
+    "OWN",
+    "event_type_of",
+    "in_attributes",
+    "in_headers",
+    "out_headers",
+    "to_int",
+]
 
 OWN = "eventbus-"  # the start of every header eventbus adds (eventbus.adapter's H_*)
-_KNOWN = ("id", "source", "type", "specversion", "time", "subject", "dataschema",
-          "correlationid", "causationid", "traceparent", "partitionkey")  # fmt: skip
+_KNOWN = (
+    "id",
+    "source",
+    "type",
+    "specversion",
+    "time",
+    "subject",
+    "dataschema",
+    "correlationid",
+    "causationid",
+    "traceparent",
+    "partitionkey",
+)
 OUT_NAMES = {name: f"ce_{name}" for name in _KNOWN} | {"datacontenttype": "content-type"}
 _IN_NAMES = {header: name for name, header in OUT_NAMES.items()}
 is_event_topic = re.compile(f"{WORD}(\\.{WORD})*\\Z").match
@@ -33,7 +57,7 @@ def event_type_of(prefix: str, kafka_topic: str) -> str | None:
     """The event type a Kafka topic carries, or None if it is not an event topic of ours."""
     if not kafka_topic.startswith(prefix):
         return None
-    body = kafka_topic[len(prefix):]
+    body = kafka_topic[len(prefix) :]
     if body.startswith(INTERNAL) or not is_event_topic(body):
         return None
     return unescape(body)

@@ -67,8 +67,19 @@ H_SOURCE_OFFSET = "eventbus-source-offset"
 class _Part:
     """What one consumer knows about one assigned partition: offsets not yet settled."""
 
-    __slots__ = ("dirty", "done", "inherited", "live", "mark", "marked", "partition",
-                 "pending", "position", "retry", "topic")  # fmt: skip
+    __slots__ = (
+        "dirty",
+        "done",
+        "inherited",
+        "live",
+        "mark",
+        "marked",
+        "partition",
+        "pending",
+        "position",
+        "retry",
+        "topic",
+    )
 
     def __init__(self, topic: str, partition: int, retry: bool) -> None:
         self.topic = topic
@@ -117,9 +128,16 @@ _new = object.__new__
 
 
 def _delivery(
-    event_type: str, body: bytes, headers: dict[str, str], key: str | None, part: _Part,
-    offset: int, raw_headers: Any, raw_key: bytes | None, attempt: int,
-) -> Delivery:  # fmt: skip
+    event_type: str,
+    body: bytes,
+    headers: dict[str, str],
+    key: str | None,
+    part: _Part,
+    offset: int,
+    raw_headers: Any,
+    raw_key: bytes | None,
+    attempt: int,
+) -> Delivery:
     """A record's :class:`Delivery`, whose message and handle are one :class:`_Record`.
 
     Both objects are made empty and filled by plain slot stores: on CPython
@@ -186,27 +204,38 @@ class KafkaConsumer(Consumer):
     def _open(self) -> Any:
         s, cl = self._s, self._clients
         ms = int(s.session_timeout * 1000)
-        c = cl.make(self._ck.Consumer, cl.config(**{
-            "group.id": self.kafka_group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": ms,
-            "heartbeat.interval.ms": max(100, ms // 5),
-            "max.poll.interval.ms": int(s.max_poll_interval * 1000),
-            "partition.assignment.strategy": s.assignment,
-            "topic.metadata.refresh.interval.ms": int(s.metadata_refresh * 1000),
-            "fetch.wait.max.ms": s.client.get("fetch.wait.max.ms", int(s.fetch_wait * 1000)),
-            "on_commit": self._on_commit,
-        }))  # fmt: skip
+        c = cl.make(
+            self._ck.Consumer,
+            cl.config(
+                **{
+                    "group.id": self.kafka_group,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": ms,
+                    "heartbeat.interval.ms": max(100, ms // 5),
+                    "max.poll.interval.ms": int(s.max_poll_interval * 1000),
+                    "partition.assignment.strategy": s.assignment,
+                    "topic.metadata.refresh.interval.ms": int(s.metadata_refresh * 1000),
+                    "fetch.wait.max.ms": s.client.get(
+                        "fetch.wait.max.ms", int(s.fetch_wait * 1000)
+                    ),
+                    "on_commit": self._on_commit,
+                }
+            ),
+        )
         subscription = [
             group_regex(s.prefix, p) if is_wild(p) else topic_for(p, s.prefix)
             for p in self._matcher.patterns
         ]
         subscription.append(self._retry_topic)
         try:
-            c.subscribe(subscription, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                        on_lost=self._on_lost)  # fmt: skip
+            c.subscribe(
+                subscription,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
         except self._ck.KafkaException as exc:
             c.close()
             raise error(exc.args[0], f"subscribing group {self.group!r}") from exc
@@ -322,8 +351,17 @@ class KafkaConsumer(Consumer):
             raw = m.headers()
             kb = m.key()
             key = None if kb is None else kb.decode("utf-8", "replace")
-            d = _delivery(event_type, m.value() or b"", in_attributes(raw), key, part, offset, raw,
-                          kb, 1 + (offset < part.inherited))  # fmt: skip
+            d = _delivery(
+                event_type,
+                m.value() or b"",
+                in_attributes(raw),
+                key,
+                part,
+                offset,
+                raw,
+                kb,
+                1 + (offset < part.inherited),
+            )
             if key is None:
                 ready.append(d)
             else:
@@ -408,8 +446,11 @@ class KafkaConsumer(Consumer):
     def _pause(self, c: Any, retry: bool, on: bool) -> None:
         if c is None:
             return
-        tps = [self._ck.TopicPartition(p.topic, p.partition)
-               for p in self._parts.values() if p.retry == retry]  # fmt: skip
+        tps = [
+            self._ck.TopicPartition(p.topic, p.partition)
+            for p in self._parts.values()
+            if p.retry == retry
+        ]
         try:
             if tps:
                 (c.pause if on else c.resume)(tps)
@@ -452,11 +493,15 @@ class KafkaConsumer(Consumer):
                 heapq.heappush(self._held, (due, next(self._seq), again, True))
                 return
             due_ms = int((time.time() + max(0.0, delay)) * 1000)
-            self._copy(self._retry_topic, delivery, [
-                (H_TOPIC, delivery.message.topic),
-                (H_ATTEMPT, str(delivery.attempt + 1)),
-                (H_DUE, str(due_ms)),
-            ])  # fmt: skip
+            self._copy(
+                self._retry_topic,
+                delivery,
+                [
+                    (H_TOPIC, delivery.message.topic),
+                    (H_ATTEMPT, str(delivery.attempt + 1)),
+                    (H_DUE, str(due_ms)),
+                ],
+            )
             self._release(delivery)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
@@ -519,9 +564,14 @@ class KafkaConsumer(Consumer):
         self._settle_reports()
 
     def _cut(
-        self, topic: str, d: Delivery, headers: list[tuple[str, Any]],
-        own: list[tuple[str, str]], size: int, smallest: bool,
-    ) -> tuple[str, bytes, list[tuple[str, Any]], list[tuple[str, str]]]:  # fmt: skip
+        self,
+        topic: str,
+        d: Delivery,
+        headers: list[tuple[str, Any]],
+        own: list[tuple[str, str]],
+        size: int,
+        smallest: bool,
+    ) -> tuple[str, bytes, list[tuple[str, Any]], list[tuple[str, str]]]:
         """A copy of ``d`` that fits: to the dead-letter topic (a retry of a cut body would
         be wrong), the body cut, the original size and place in headers."""
         h = d.handle
@@ -539,8 +589,10 @@ class KafkaConsumer(Consumer):
             headers, room = [], self._s.max_message_size // 2
         body = b"" if smallest else d.message.body[:room]
         n = len(d.message.body)
-        note = (f"; the record ({size} bytes) is too large to copy whole: its body was cut "
-                f"to {len(body)} of {n} bytes; the original is {where}")  # fmt: skip
+        note = (
+            f"; the record ({size} bytes) is too large to copy whole: its body was cut "
+            f"to {len(body)} of {n} bytes; the original is {where}"
+        )
         own = [
             *self._dead_headers(d, reason[: _MAX_REASON - len(note)] + note),
             (H_SIZE, str(n)),
@@ -548,8 +600,13 @@ class KafkaConsumer(Consumer):
             (H_SOURCE_PARTITION, str(h.part.partition)),
             (H_SOURCE_OFFSET, str(h.offset)),
         ]
-        log.warning("kafka: group %s: the event at %s is too large to copy (%d bytes); "
-                    "dead-lettered with its body cut", self.group, where, size)  # fmt: skip
+        log.warning(
+            "kafka: group %s: the event at %s is too large to copy (%d bytes); "
+            "dead-lettered with its body cut",
+            self.group,
+            where,
+            size,
+        )
         return self._dead_topic, body, headers, own
 
     def _settle_reports(self) -> None:
@@ -566,16 +623,18 @@ class KafkaConsumer(Consumer):
                 self._copy(self._dead_topic, d, self._dead_headers(d, why), cut=True)
             elif h.part.live:  # the copy failed: the event comes back to be handled again
                 self._copy_failed(err)
-                log.warning("kafka: group %s: copy failed (%s); the event comes back",
-                            self.group, err)  # fmt: skip
+                log.warning(
+                    "kafka: group %s: copy failed (%s); the event comes back", self.group, err
+                )
                 self._enqueue(d, front=True)
 
     def _copy_failed(self, err: Any) -> None:
         """After a fatal producer error (idempotence state lost), copy with a new producer."""
         old = self._producer
         if err.fatal() and old is not None:
-            log.warning("kafka: group %s: the copy producer hit a fatal error; making a new "
-                        "one", self.group)  # fmt: skip
+            log.warning(
+                "kafka: group %s: the copy producer hit a fatal error; making a new one", self.group
+            )
             self._producer = None
             old.flush(5.0)  # its other copies fail now too: their reports bring them back
 
@@ -614,8 +673,10 @@ class KafkaConsumer(Consumer):
         """A group-less client of the marks group: it only commits and reads offsets."""
         if self._marks_c is None:
             cl = self._clients
-            self._marks_c = cl.make(self._ck.Consumer, cl.config(**{
-                "group.id": self._marks_group, "enable.auto.commit": False}))  # fmt: skip
+            self._marks_c = cl.make(
+                self._ck.Consumer,
+                cl.config(**{"group.id": self._marks_group, "enable.auto.commit": False}),
+            )
         return self._marks_c
 
     def _write_marks(self) -> None:
@@ -667,8 +728,11 @@ class KafkaConsumer(Consumer):
         # (partitions kept through a cooperative rebalance keep flag and pause).
         try:
             c.resume(partitions)
-            again = [tp for tp in partitions if (self._paused_retry
-                     if tp.topic == self._retry_topic else self._paused_main)]  # fmt: skip
+            again = [
+                tp
+                for tp in partitions
+                if (self._paused_retry if tp.topic == self._retry_topic else self._paused_main)
+            ]
             if again:
                 c.pause(again)
         except self._ck.KafkaException as exc:
@@ -683,8 +747,9 @@ class KafkaConsumer(Consumer):
         if self._crashed:
             self._drop(list(self._parts.values()))
             return
-        gone = [self._parts[k] for tp in partitions
-                if (k := (tp.topic, tp.partition)) in self._parts]  # fmt: skip
+        gone = [
+            self._parts[k] for tp in partitions if (k := (tp.topic, tp.partition)) in self._parts
+        ]
         self._flush_copies()
         self._write_marks()
         self._commit(c, gone, sync=True)
@@ -692,8 +757,9 @@ class KafkaConsumer(Consumer):
 
     def _on_lost(self, c: Any, partitions: list[Any]) -> None:
         self._assigned = False
-        gone = [self._parts[k] for tp in partitions
-                if (k := (tp.topic, tp.partition)) in self._parts]  # fmt: skip
+        gone = [
+            self._parts[k] for tp in partitions if (k := (tp.topic, tp.partition)) in self._parts
+        ]
         self._drop(gone)
 
     def _drop(self, gone: list[_Part]) -> None:

@@ -23,12 +23,25 @@ __all__ = ["TOO_LARGE", "UNAVAILABLE", "config_errors", "error", "kafka_errors",
 log = logging.getLogger("eventbus.kafka")
 
 UNAVAILABLE = frozenset(
-    ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_MSG_TIMED_OUT", "_TIMED_OUT", "_RESOLVE",
-     "_TIMED_OUT_QUEUE", "REQUEST_TIMED_OUT", "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
-     "NETWORK_EXCEPTION", "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION", "_DESTROY")
-)  # fmt: skip
-TOO_LARGE = frozenset(("MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE", "MESSAGE_TOO_LARGE",
-                       "RECORD_LIST_TOO_LARGE"))  # fmt: skip
+    (
+        "_TRANSPORT",
+        "_ALL_BROKERS_DOWN",
+        "_MSG_TIMED_OUT",
+        "_TIMED_OUT",
+        "_RESOLVE",
+        "_TIMED_OUT_QUEUE",
+        "REQUEST_TIMED_OUT",
+        "NOT_COORDINATOR",
+        "COORDINATOR_NOT_AVAILABLE",
+        "NETWORK_EXCEPTION",
+        "LEADER_NOT_AVAILABLE",
+        "NOT_LEADER_FOR_PARTITION",
+        "_DESTROY",
+    )
+)
+TOO_LARGE = frozenset(
+    ("MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE", "MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE")
+)
 
 
 def error(err: Any, doing: str) -> BrokerError:

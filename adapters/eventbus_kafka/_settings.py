@@ -146,14 +146,18 @@ class KafkaSettings(Settings):
             raise ConfigError("kafka: partitions must be >= 1")
         if self.replication_factor == 0 or self.replication_factor < -1:
             raise ConfigError("kafka: replication_factor must be >= 1, or -1 for the broker's")
-        for name in ("session_timeout", "max_poll_interval", "metadata_refresh",
-                     "publish_timeout"):  # fmt: skip
+        for name in ("session_timeout", "max_poll_interval", "metadata_refresh", "publish_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"kafka: {name} must be > 0 seconds")
         if self.max_poll_interval < self.session_timeout:
             raise ConfigError("kafka: max_poll_interval must be >= session_timeout")
-        for name in ("commit_interval", "local_retry_max_delay", "linger", "leave_grace",
-                     "fetch_wait"):  # fmt: skip
+        for name in (
+            "commit_interval",
+            "local_retry_max_delay",
+            "linger",
+            "leave_grace",
+            "fetch_wait",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"kafka: {name} must be >= 0 seconds")
         if self.local_retries < 0 or self.max_held < 1:

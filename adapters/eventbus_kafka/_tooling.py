@@ -72,13 +72,20 @@ class _Cursor:
         self.a, self.ck, s = clients, clients.ck, clients.settings
         self.group = group
         self.topic = dead_topic(s.prefix, group)
-        self.c = clients.make(self.ck.Consumer, clients.config(**{
-            "group.id": dlq_group(s.prefix + group),
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",  # the cursor is below what retention kept
-            "fetch.wait.max.ms": s.client.get("fetch.wait.max.ms", int(s.fetch_wait * 1000)),
-        }))  # fmt: skip
+        self.c = clients.make(
+            self.ck.Consumer,
+            clients.config(
+                **{
+                    "group.id": dlq_group(s.prefix + group),
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",  # the cursor is below what retention kept
+                    "fetch.wait.max.ms": s.client.get(
+                        "fetch.wait.max.ms", int(s.fetch_wait * 1000)
+                    ),
+                }
+            ),
+        )
 
     def starts(self) -> dict[int, int]:
         """Partition -> the offset the cursor is at (the beginning if never moved)."""
@@ -88,8 +95,9 @@ class _Cursor:
             return {}
         tps = [ck.TopicPartition(self.topic, p) for p in sorted(meta.partitions)]
         committed = self.c.committed(tps, timeout=s.publish_timeout)
-        return {tp.partition: tp.offset if tp.offset >= 0 else ck.OFFSET_BEGINNING
-                for tp in committed}  # fmt: skip
+        return {
+            tp.partition: tp.offset if tp.offset >= 0 else ck.OFFSET_BEGINNING for tp in committed
+        }
 
     def scan(
         self,
@@ -148,8 +156,16 @@ class _Cursor:
                     ends[p] = m.offset() + 1
                     if keep:
                         ts = max(0, m.timestamp()[1])
-                        got[p].append(_Letter(p, m.offset(), ts, m.key(), m.value() or b"",
-                                              list(m.headers() or ())))  # fmt: skip
+                        got[p].append(
+                            _Letter(
+                                p,
+                                m.offset(),
+                                ts,
+                                m.key(),
+                                m.value() or b"",
+                                list(m.headers() or ()),
+                            )
+                        )
                     if cap is not None and counts[p] >= cap:
                         todo.discard(p)
                         c.pause([ck.TopicPartition(self.topic, p)])
@@ -162,8 +178,9 @@ class _Cursor:
         """Move the cursor: partition -> the first offset not handled."""
         if ends:
             tp = self.ck.TopicPartition
-            self.c.commit(offsets=[tp(self.topic, p, o) for p, o in ends.items()],
-                          asynchronous=False)  # fmt: skip
+            self.c.commit(
+                offsets=[tp(self.topic, p, o) for p, o in ends.items()], asynchronous=False
+            )
 
     def close(self) -> None:
         self.c.close()
@@ -265,8 +282,9 @@ def _copy(clients: KafkaClients, producer: Any, topic: str, batch: list[_Letter]
         where = {} if letter.key is not None else {"partition": 0}
         while True:
             try:
-                producer.produce(topic, letter.value, letter.key, headers=headers,
-                                 on_delivery=report, **where)  # fmt: skip
+                producer.produce(
+                    topic, letter.value, letter.key, headers=headers, on_delivery=report, **where
+                )
                 break
             except BufferError:
                 producer.poll(0.05)  # the local queue is full: let it drain
@@ -324,8 +342,9 @@ def delete_group(clients: KafkaClients, group: str) -> None:
                     ) from exc
                 if err.name() != "GROUP_ID_NOT_FOUND":
                     raise error(err, f"deleting consumer group {name!r}") from exc
-        futures = admin.delete_topics(topics, operation_timeout=s.publish_timeout,
-                                      request_timeout=s.publish_timeout)  # fmt: skip
+        futures = admin.delete_topics(
+            topics, operation_timeout=s.publish_timeout, request_timeout=s.publish_timeout
+        )
         for name, future in futures.items():
             try:
                 future.result()

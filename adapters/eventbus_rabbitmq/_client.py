@@ -173,8 +173,13 @@ class Topology:
         for pattern in sorted(old - wanted):
             ch.queue_unbind(queue, s.exchange, routing_key=pattern)
         self.bound[group] = wanted
-        log.debug("group %s: queue %s (dead letters: %s) bound to %s", group, queue,
-                  s.dead_queue(group), sorted(wanted))  # fmt: skip
+        log.debug(
+            "group %s: queue %s (dead letters: %s) bound to %s",
+            group,
+            queue,
+            s.dead_queue(group),
+            sorted(wanted),
+        )
 
     def ensure_bucket(self, ch: Any, ms: int, force: bool = False) -> None:
         if ms in self._buckets and not force:

@@ -32,10 +32,18 @@ H_DELAY = "eventbus-delay-ms"  # which delay bucket a retry goes to (this adapte
 H_DEAD_AT_OLD = "eventbus-dead-at"  # H_FAILED_AT's older name here: dropped on replay too
 # Broker bookkeeping not carried over when an event is republished for a retry.
 _TRANSIENT = frozenset(
-    ("x-death", "x-delivery-count", "x-first-death-exchange", "x-first-death-queue",
-     "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
-     "x-last-death-reason", H_DELAY)
-)  # fmt: skip
+    (
+        "x-death",
+        "x-delivery-count",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+        H_DELAY,
+    )
+)
 _PERSISTENT = 2
 MAX_REASON = 4000
 

@@ -184,13 +184,15 @@ class RabbitMQConsumer(Consumer):
 
     def _dead_headers(self, props: Any, reason: str, attempt: int, topic: str) -> dict[str, Any]:
         headers = carried(props)
-        headers.update({
-            H_REASON: reason[:MAX_REASON],
-            H_GROUP: self.group,
-            H_ATTEMPT: attempt,
-            H_TOPIC: topic,
-            H_FAILED_AT: datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        })  # fmt: skip
+        headers.update(
+            {
+                H_REASON: reason[:MAX_REASON],
+                H_GROUP: self.group,
+                H_ATTEMPT: attempt,
+                H_TOPIC: topic,
+                H_FAILED_AT: datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            }
+        )
         return headers
 
     def _unmatched(self, tag: int, props: Any, body: bytes, topic: str, attempt: int) -> None:
@@ -205,9 +207,13 @@ class RabbitMQConsumer(Consumer):
         self._republish(tag, props, body, ("", self._dead_queue), headers, -1)
 
     def _move(
-        self, delivery: Delivery, route: tuple[str, str], headers: dict[str, Any], bucket: int,
+        self,
+        delivery: Delivery,
+        route: tuple[str, str],
+        headers: dict[str, Any],
+        bucket: int,
         doing: str,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Republish ``delivery`` to ``route`` (confirmed), then ack the original."""
         handle: Handle = delivery.handle
         with self._lock:
@@ -215,17 +221,23 @@ class RabbitMQConsumer(Consumer):
             if handle.tag not in self._held:
                 return  # already settled
             try:
-                self._republish(handle.tag, handle.props, delivery.message.body, route, headers,
-                                bucket)  # fmt: skip
+                self._republish(
+                    handle.tag, handle.props, delivery.message.body, route, headers, bucket
+                )
             except PIKA_ERRORS as exc:
                 raise self._fail(exc, f"{doing} an event of group {self.group!r}") from exc
             del self._held[handle.tag]
             self._last_io = time.monotonic()
 
     def _republish(
-        self, tag: int, props: Any, body: bytes, route: tuple[str, str], headers: dict[str, Any],
+        self,
+        tag: int,
+        props: Any,
+        body: bytes,
+        route: tuple[str, str],
+        headers: dict[str, Any],
         bucket: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Publish a copy to ``route`` on the confirm channel, then ack ``tag`` (lock held)."""
         copy = republished(props, headers)
         if self._pub is None:
@@ -268,8 +280,13 @@ class RabbitMQConsumer(Consumer):
                 self._buffer and now - self._last_receive > lease
             ):
                 n = len(self._held) + len(self._buffer)
-                log.warning("group %s: a consumer held %d deliveries past the %.1fs lease; "
-                            "they go back to the group", self.group, n, lease)  # fmt: skip
+                log.warning(
+                    "group %s: a consumer held %d deliveries past the %.1fs lease; "
+                    "they go back to the group",
+                    self.group,
+                    n,
+                    lease,
+                )
                 self._broken = BrokerError(
                     f"group {self.group!r}: the {lease:.1f}s lease ran out on {n} unsettled "
                     "deliveries; they went back to the group"

@@ -19,11 +19,16 @@ __all__ = ["PIKA_ERRORS", "UNAVAILABLE", "wrap"]
 PIKA_ERRORS: tuple[type[BaseException], ...] = (pex.AMQPError, OSError)
 #: Pika's "could not reach the broker" exceptions.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
-    pex.AMQPConnectionError, pex.ConnectionWrongStateError, OSError
-)  # fmt: skip
+    pex.AMQPConnectionError,
+    pex.ConnectionWrongStateError,
+    OSError,
+)
 
-_REFUSED_LOGIN = (pex.ProbableAuthenticationError, pex.ProbableAccessDeniedError,
-                  pex.AuthenticationError)  # fmt: skip
+_REFUSED_LOGIN = (
+    pex.ProbableAuthenticationError,
+    pex.ProbableAccessDeniedError,
+    pex.AuthenticationError,
+)
 
 
 def wrap(exc: BaseException, doing: str) -> BrokerError:
@@ -37,8 +42,10 @@ def wrap(exc: BaseException, doing: str) -> BrokerError:
     elif isinstance(exc, _REFUSED_LOGIN):
         # not worth retrying: the URL's user, password or vhost is wrong
         unavailable = ()
-        doing = (f"{doing}: RabbitMQ refused the login or the vhost; check the URL's user, "
-                 "password and vhost")  # fmt: skip
+        doing = (
+            f"{doing}: RabbitMQ refused the login or the vhost; check the URL's user, "
+            "password and vhost"
+        )
     elif isinstance(exc, pex.ChannelClosedByBroker):
         doing = f"{doing}: RabbitMQ refused"
         if exc.reply_code == 406 and "inequivalent" in str(exc.reply_text):

@@ -34,8 +34,9 @@ MAX_HEADER_SIZE = 64 * 1024
 _MAX_NAME = 255  # AMQP short string: queue, exchange and header names, routing keys
 #: URL query parameters that are pika's own (``pika.URLParameters``), not settings of ours.
 #: Those pika also has a setting of ours for (``heartbeat``, the timeouts) are ours.
-PIKA_QUERY = frozenset({"channel_max", "frame_max", "locale", "retry_delay", "ssl_options",
-                        "tcp_options"})  # fmt: skip
+PIKA_QUERY = frozenset(
+    {"channel_max", "frame_max", "locale", "retry_delay", "ssl_options", "tcp_options"}
+)
 
 CAPABILITIES = Capabilities(
     ordering_per_key=False,  # competing members and delayed retries reorder; see the docs
@@ -156,8 +157,13 @@ class RabbitMQSettings(Settings):
     @property
     def tls_configured(self) -> bool:
         """True if a ``tls_*`` option asks for more than ``amqps://``'s defaults."""
-        return bool(self.tls_ca_file or self.tls_cert_file or self.tls_key_file
-                    or self.tls_server_hostname or not self.tls_verify)  # fmt: skip
+        return bool(
+            self.tls_ca_file
+            or self.tls_cert_file
+            or self.tls_key_file
+            or self.tls_server_hostname
+            or not self.tls_verify
+        )
 
     # -- names on the broker ------------------------------------------------------
     @property

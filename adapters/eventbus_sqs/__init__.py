@@ -31,8 +31,17 @@ from ._settings import CAPABILITIES, DEFAULT_URL, MAX_MESSAGE_SIZE, SqsSettings
 if TYPE_CHECKING:
     from ._adapter import SqsAdapter, SqsConsumer
 
-__all__ = ["CAPABILITIES", "MAX_MESSAGE_SIZE", "SqsAdapter", "SqsConsumer", "SqsSettings",
-           "filter_policy", "from_wire", "sqs_size", "to_wire"]  # fmt: skip
+__all__ = [
+    "CAPABILITIES",
+    "MAX_MESSAGE_SIZE",
+    "SqsAdapter",
+    "SqsConsumer",
+    "SqsSettings",
+    "filter_policy",
+    "from_wire",
+    "sqs_size",
+    "to_wire",
+]
 
 SPEC = adapter_spec(
     name="sqs",

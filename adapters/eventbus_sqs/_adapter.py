@@ -283,9 +283,12 @@ class SqsAdapter(SqsTooling, Adapter):
         with sdk("subscribing the queue to SNS"):
             try:
                 sub = self._client.sns.subscribe(
-                    TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                    Attributes=attributes, ReturnSubscriptionArn=True,
-                )["SubscriptionArn"]  # fmt: skip
+                    TopicArn=topic_arn,
+                    Protocol="sqs",
+                    Endpoint=queue_arn,
+                    Attributes=attributes,
+                    ReturnSubscriptionArn=True,
+                )["SubscriptionArn"]
             except ClientError as exc:
                 if error_code(exc) != "InvalidParameter":
                     raise
@@ -398,8 +401,9 @@ class SqsAdapter(SqsTooling, Adapter):
         with self._lock:
             self._groups.pop(group, None)
             if self._routes is not None:
-                self._routes = {u: r for u, r in self._routes.items()
-                                if u.rsplit("/", 1)[-1] != queue}  # fmt: skip
+                self._routes = {
+                    u: r for u, r in self._routes.items() if u.rsplit("/", 1)[-1] != queue
+                }
 
     def _route_table(self) -> dict[str, tuple[Matcher, str]]:
         """``mode=sqs``: every group queue under the prefix, with its patterns (cached)."""
@@ -499,8 +503,11 @@ def _keep_theirs(queue: str, changes: dict[str, str], current: Mapping[str, str]
                 "queue %s: its redrive policy sends to %s, not to eventbus's DLQ %s; kept. "
                 "Events the worker dead-letters still go to %s (where the dlq tools look); "
                 "what SQS redrives after max_receive_count goes to yours",
-                queue, target, ours, ours,
-            )  # fmt: skip
+                queue,
+                target,
+                ours,
+                ours,
+            )
             del changes["RedrivePolicy"]
 
 

@@ -97,8 +97,11 @@ class SqsClient:
                 if not self._reachable:
                     return
                 self._reachable = False
-            log.warning("SQS/SNS endpoint %s is unreachable (%s); eventbus keeps retrying",
-                        self._where, caught_exception)  # fmt: skip
+            log.warning(
+                "SQS/SNS endpoint %s is unreachable (%s); eventbus keeps retrying",
+                self._where,
+                caught_exception,
+            )
         elif response is not None and not self._reachable:
             with self._health_lock:
                 if self._reachable:

@@ -38,8 +38,17 @@ from typing import Any
 from eventbus import EncodeError
 from eventbus.adapter import H_ATTEMPT, H_FAILED_AT, H_GROUP, H_REASON, Message, make_message
 
-__all__ = ["DEAD_LETTER", "Wire", "dead_letter_note", "fifo_id", "filter_policy", "from_wire",
-           "read_dead_letter_note", "sqs_size", "to_wire"]  # fmt: skip
+__all__ = [
+    "DEAD_LETTER",
+    "Wire",
+    "dead_letter_note",
+    "fifo_id",
+    "filter_policy",
+    "from_wire",
+    "read_dead_letter_note",
+    "sqs_size",
+    "to_wire",
+]
 
 TYPE = "type"
 CE = "ce"
@@ -49,9 +58,17 @@ DEAD_LETTER = (H_REASON, H_ATTEMPT, H_GROUP, H_FAILED_AT)
 _OLD_DEAD_LETTER = "deadletter"
 _NOT_HEADERS = frozenset((*DEAD_LETTER, _OLD_DEAD_LETTER))
 _FIELDS = (
-    "id", "source", "time", "datacontenttype", "subject", "correlationid",
-    "causationid", "traceparent", "partitionkey", "dataschema",
-)  # fmt: skip
+    "id",
+    "source",
+    "time",
+    "datacontenttype",
+    "subject",
+    "correlationid",
+    "causationid",
+    "traceparent",
+    "partitionkey",
+    "dataschema",
+)
 _POSITIONAL = frozenset(_FIELDS)
 _KEY = "@key"  # Message.key, when it is not the partitionkey attribute
 TEXT, BASE64, EMPTY = 0, 1, 2

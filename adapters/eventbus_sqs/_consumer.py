@@ -182,9 +182,15 @@ class SqsConsumer(Consumer):
                 attempt = int(system.get("ApproximateReceiveCount", "1"))
                 if message.key is None and system.get("MessageGroupId") and not ours:
                     message.key = system["MessageGroupId"]
-                h = _Handle(receipt, self._g.url, m["MessageId"], m.get("Body", ""),
-                            dict(m.get("MessageAttributes") or {}),
-                            system.get("MessageGroupId"), expires)  # fmt: skip
+                h = _Handle(
+                    receipt,
+                    self._g.url,
+                    m["MessageId"],
+                    m.get("Body", ""),
+                    dict(m.get("MessageAttributes") or {}),
+                    system.get("MessageGroupId"),
+                    expires,
+                )
                 if (ours or message.topic) and not self._matcher(message.topic):
                     # SNS's prefix filter let it through, or a foreign producer's odd type
                     unmatched.append(make_delivery(message, attempt, h))
@@ -299,8 +305,10 @@ class SqsConsumer(Consumer):
         attributes.update(note)
         fields = {}
         if self._fifo:
-            fields = {"MessageGroupId": fifo_id(h.group_id or h.message_id),
-                      "MessageDeduplicationId": fifo_id(h.message_id)}  # fmt: skip
+            fields = {
+                "MessageGroupId": fifo_id(h.group_id or h.message_id),
+                "MessageDeduplicationId": fifo_id(h.message_id),
+            }
         if sqs_size(body, attributes) > MAX_MESSAGE_SIZE:
             log.warning("dead letter of %s is over 256 KiB with its reason", h.message_id)
         with sdk(f"dead-lettering a message of {self._g.name!r}"):

@@ -22,19 +22,29 @@ from botocore.exceptions import (  # type: ignore[import-untyped]  # noqa: E402
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError  # noqa: E402
 
-__all__ = ["GONE", "NO_QUEUE", "UNREACHABLE", "BotoCoreError", "ClientError", "error_code",
-           "sdk"]  # fmt: skip
+__all__ = ["GONE", "NO_QUEUE", "UNREACHABLE", "BotoCoreError", "ClientError", "error_code", "sdk"]
 
 #: botocore's "could not reach the endpoint" exceptions: connecting failed or timed out
 #: (ConnectionError), or the connection broke or timed out reading (HTTPClientError).
 UNREACHABLE = (BotoConnectionError, HTTPClientError)
 _SDK = (ClientError, BotoCoreError)
 #: Error codes that mean "try again later", not "refused".
-_THROTTLED = {"Throttling", "ThrottlingException", "RequestThrottled", "ServiceUnavailable",
-              "InternalError", "InternalFailure", "KMSThrottling"}  # fmt: skip
+_THROTTLED = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "KMSThrottling",
+}
 #: Settling a message whose receipt is no longer valid: it went to another member.
-GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidParameterValue",
-        "AWS.SimpleQueueService.MessageNotInflight"}  # fmt: skip
+GONE = {
+    "ReceiptHandleIsInvalid",
+    "MessageNotInflight",
+    "InvalidParameterValue",
+    "AWS.SimpleQueueService.MessageNotInflight",
+}
 NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 

@@ -87,8 +87,9 @@ class SqsTooling:
         return got
 
     def _delete_dead(self, g: GroupQueues, messages: Sequence[Mapping[str, Any]]) -> int:
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                   for i, m in enumerate(messages)]  # fmt: skip
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+        ]
         if not entries:
             return 0
         with sdk("deleting from the dead-letter queue"):
@@ -109,8 +110,11 @@ class SqsTooling:
                 attributes = sendable(m.get("MessageAttributes") or {})
                 for name in DEAD_LETTER:
                     attributes.pop(name, None)
-                entry: dict[str, Any] = {"Id": str(i), "MessageBody": m.get("Body") or "-",
-                                         "MessageAttributes": attributes}  # fmt: skip
+                entry: dict[str, Any] = {
+                    "Id": str(i),
+                    "MessageBody": m.get("Body") or "-",
+                    "MessageAttributes": attributes,
+                }
                 if self.settings.fifo:
                     gid = m.get("Attributes", {}).get("MessageGroupId") or m["MessageId"]
                     entry["MessageGroupId"] = fifo_id(gid)
@@ -123,8 +127,10 @@ class SqsTooling:
             failed = [m for i, m in enumerate(got) if str(i) not in sent]
             self._client.release(g.dlq_url, [m["ReceiptHandle"] for m in failed])
             if failed:
-                raise BrokerError(f"SQS refused to replay {len(failed)} dead letter(s) of "
-                                  f"{group!r}: {result.get('Failed')}")  # fmt: skip
+                raise BrokerError(
+                    f"SQS refused to replay {len(failed)} dead letter(s) of "
+                    f"{group!r}: {result.get('Failed')}"
+                )
         return moved
 
     def purge_dead_letters(self, group: str) -> int:

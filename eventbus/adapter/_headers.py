@@ -8,8 +8,7 @@ they travel under their own names (with each broker's binding prefix).
 
 from __future__ import annotations
 
-__all__ = ["H_ATTEMPT", "H_DUE", "H_FAILED_AT", "H_GROUP", "H_KEY", "H_REASON", "H_SIZE",
-           "H_TOPIC"]  # fmt: skip
+__all__ = ["H_ATTEMPT", "H_DUE", "H_FAILED_AT", "H_GROUP", "H_KEY", "H_REASON", "H_SIZE", "H_TOPIC"]
 
 #: The delivery attempt a retry copy is, or a dead letter was (1 = first delivery).
 H_ATTEMPT = "eventbus-attempt"

@@ -96,8 +96,9 @@ class Settings:
         for key, raw in cls.url_fields(split).items():
             values[key] = cls._coerce(key, raw, fields[key], "URL")
         for key, raw in parse_qsl(split.query, keep_blank_values=True):
-            values[key] = cls._coerce(cls._known(key, "URL query parameter"), raw,
-                                      fields.get(key), "URL query parameter")  # fmt: skip
+            values[key] = cls._coerce(
+                cls._known(key, "URL query parameter"), raw, fields.get(key), "URL query parameter"
+            )
         for key, raw in (options or {}).items():
             values[key] = cls._coerce(cls._known(key, "option"), raw, fields.get(key), "option")
         settings = cls(**{k: v for k, v in values.items() if v is not _UNSET})

@@ -12,9 +12,12 @@ from ._common import PROG
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("adapters", parents=[common], help="list installed adapters",
-                            description="List the installed adapters: version, SDK, URL "
-                            "schemes and capabilities.")
+    p = commands.add_parser(
+        "adapters",
+        parents=[common],
+        help="list installed adapters",
+        description="List the installed adapters: version, SDK, URL schemes and capabilities.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_adapters)
 
@@ -51,8 +54,10 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         if row["description"]:
             print(f"  {row['description']}")
         schemes = ", ".join(f"{s}://" for s in row["schemes"]) or "-"
-        print(f"  schemes:      {schemes}" + (f"  default: {row['default_url']}"
-                                              if row["default_url"] else ""))
+        print(
+            f"  schemes:      {schemes}"
+            + (f"  default: {row['default_url']}" if row["default_url"] else "")
+        )
         print(f"  capabilities: {_capability_summary(row['capabilities'])}")
     for name, error in errors.items():
         print(f"{PROG}: warning: plugin {name!r} failed to load: {error}", file=sys.stderr)

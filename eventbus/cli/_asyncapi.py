@@ -11,15 +11,24 @@ from ._common import PROG, Failure, hand_over_config, load_bus, say
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("asyncapi", parents=[common], help="write the AsyncAPI 3.0 document",
-                            description="Import MODULE, take its EventBus ATTR (default 'bus') "
-                            "and write an AsyncAPI 3.0 document (JSON) of its broker, groups "
-                            "and handlers.")
+    p = commands.add_parser(
+        "asyncapi",
+        parents=[common],
+        help="write the AsyncAPI 3.0 document",
+        description="Import MODULE, take its EventBus ATTR (default 'bus') "
+        "and write an AsyncAPI 3.0 document (JSON) of its broker, groups "
+        "and handlers.",
+    )
     p.add_argument("target", metavar="MODULE[:ATTR]", help="e.g. shop.billing:bus")
     p.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
     p.add_argument("--title", help="info.title (default: the module name)")
-    p.add_argument("--version", dest="doc_version", default="1.0.0", metavar="V",
-                   help="info.version (default: 1.0.0)")
+    p.add_argument(
+        "--version",
+        dest="doc_version",
+        default="1.0.0",
+        metavar="V",
+        help="info.version (default: 1.0.0)",
+    )
     p.set_defaults(run=cmd_asyncapi)
 
 
@@ -40,8 +49,10 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
                 f.write(text)
         except OSError as exc:
             raise Failure(f"cannot write {args.output}: {exc.strerror or exc}") from exc
-        say(f"{PROG} asyncapi: wrote {args.output} ({len(doc['operations'])} operation(s), "
-            f"{len(doc['channels'])} channel(s))")
+        say(
+            f"{PROG} asyncapi: wrote {args.output} ({len(doc['operations'])} operation(s), "
+            f"{len(doc['channels'])} channel(s))"
+        )
     else:
         sys.stdout.write(text)
     return 0

@@ -21,14 +21,22 @@ CHECK_TOPIC = "eventbus.check"
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("check", parents=[common],
-                            help="check config and broker reachability",
-                            description="Load the config, connect to the broker, and send one "
-                            f"probe event through group {CHECK_GROUP!r} (topic "
-                            f"{CHECK_TOPIC!r}). Exit 1 with the reason if the broker cannot "
-                            "be reached.")
-    p.add_argument("--timeout", type=positive_float, default=20.0, metavar="SECONDS",
-                   help="give up after this long (default: 20)")
+    p = commands.add_parser(
+        "check",
+        parents=[common],
+        help="check config and broker reachability",
+        description="Load the config, connect to the broker, and send one "
+        f"probe event through group {CHECK_GROUP!r} (topic "
+        f"{CHECK_TOPIC!r}). Exit 1 with the reason if the broker cannot "
+        "be reached.",
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=20.0,
+        metavar="SECONDS",
+        help="give up after this long (default: 20)",
+    )
     p.set_defaults(run=cmd_check)
 
 
@@ -66,8 +74,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         if time.monotonic() - started > args.timeout + 2.0:
             _show_steps(steps, shown)
             print("reachable: no answer", flush=True)
-            raise Failure(f"{where(cfg, found)}: no answer within {args.timeout:g}s "
-                          f"(stuck at: {_next_step(steps)})")
+            raise Failure(
+                f"{where(cfg, found)}: no answer within {args.timeout:g}s "
+                f"(stuck at: {_next_step(steps)})"
+            )
     _show_steps(steps, shown)
     error = outcome.get("error")
     if error is not None:

@@ -174,8 +174,10 @@ def load_bus(target: str) -> EventBus:
     if not isinstance(obj, EventBus):
         raise UsageError(f"{module_name}:{name} is a {type(obj).__name__}, not an EventBus")
     if not obj.subscriptions:
-        raise UsageError(f"{module_name}:{name} has no handlers; subscribe some with "
-                         "@bus.subscribe(pattern, group=...)")
+        raise UsageError(
+            f"{module_name}:{name} has no handlers; subscribe some with "
+            "@bus.subscribe(pattern, group=...)"
+        )
     return obj
 
 
@@ -206,8 +208,7 @@ def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Non
     last = len(header) - 1
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(last)]
     for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:last], widths, strict=True))
-              + "  " + r[last])  # fmt: skip
+        print("  ".join(c.ljust(w) for c, w in zip(r[:last], widths, strict=True)) + "  " + r[last])
 
 
 def iso(ts: float) -> str:

@@ -7,9 +7,13 @@ from typing import Any
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("console", add_help=False, prefix_chars="\x00",
-                            help="a local web page to see and repair the bus",
-                            description="See 'eventbus console --help'.")  # fmt: skip
+    p = commands.add_parser(
+        "console",
+        add_help=False,
+        prefix_chars="\x00",
+        help="a local web page to see and repair the bus",
+        description="See 'eventbus console --help'.",
+    )
     # every argument, options included, goes to the console's own parser
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(run=cmd_console)

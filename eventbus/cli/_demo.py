@@ -117,9 +117,14 @@ class _Service:
     """One child process whose output lines are shown and counted."""
 
     def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], cwd: Path, tally: _Tally,
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        tally: _Tally,
         screen: _Screen,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.name = name
         self.proc = subprocess.Popen(
             argv,
@@ -182,14 +187,26 @@ def _tidy(line: str) -> str:
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("demo", parents=[common], help="run the orders/billing demo",
-                            description="Run the orders/billing example as separate processes "
-                            "on a temporary SQLite file: billing is stopped while orders keeps "
-                            "publishing, then catches up with nothing lost.")
-    p.add_argument("--orders", type=positive_int, default=12, metavar="N",
-                   help="orders to publish in all (default: 12)")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the temporary broker file and print how to inspect it")
+    p = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="run the orders/billing demo",
+        description="Run the orders/billing example as separate processes "
+        "on a temporary SQLite file: billing is stopped while orders keeps "
+        "publishing, then catches up with nothing lost.",
+    )
+    p.add_argument(
+        "--orders",
+        type=positive_int,
+        default=12,
+        metavar="N",
+        help="orders to publish in all (default: 12)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary broker file and print how to inspect it",
+    )
     p.set_defaults(run=cmd_demo)
 
 
@@ -214,9 +231,10 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
     # Children print whole lines with flush=True; PYTHONUNBUFFERED would split each
     # print into two writes (text, newline) that other threads' output can interleave.
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith("EVENTBUS_") and k != "PYTHONUNBUFFERED"
-    }  # fmt: skip
+    }
     env.update(
         EVENTBUS_CONFIG=str(config),
         PYTHONPATH=_child_pythonpath(),
@@ -240,8 +258,17 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
         return start(name, argv)
 
     def place(first: int, count: int) -> int:
-        argv = [py, "-m", f"{EXAMPLE}.orders", "--first-id", str(first), "--count", str(count),
-                "--interval", "0.1"]  # fmt: skip
+        argv = [
+            py,
+            "-m",
+            f"{EXAMPLE}.orders",
+            "--first-id",
+            str(first),
+            "--count",
+            str(count),
+            "--interval",
+            "0.1",
+        ]
         return start("orders", argv).wait(60)
 
     first_batch = max(1, orders // 3)
@@ -252,8 +279,9 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
     screen.say(f"broker: the embedded SQLite broker, one file shared by all: {db}")
     screen.say()
     try:
-        screen.say("1. billing and notifications start; each is its own group, so each gets "
-                   "every order")  # fmt: skip
+        screen.say(
+            "1. billing and notifications start; each is its own group, so each gets every order"
+        )
         billing = worker("billing")
         worker("notifications")
         both = {"billing", "notifications"}
@@ -266,8 +294,9 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
         if place(1, first_batch) != 0:
             raise _DemoFailed("the orders process failed; see its output above")
         first = set(range(1, first_batch + 1))
-        if not tally.wait(lambda: first <= set(tally.invoiced) and first <= set(tally.notified),
-                          20):  # fmt: skip
+        if not tally.wait(
+            lambda: first <= set(tally.invoiced) and first <= set(tally.notified), 20
+        ):
             raise _DemoFailed("billing or notifications did not handle the first orders")
 
         screen.say("3. billing is STOPPED; orders does not depend on it and keeps publishing")
@@ -280,8 +309,9 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
                 raise _DemoFailed("notifications did not get every order")
             with tally.cond:
                 missed = len(while_down - set(tally.invoiced))
-            screen.say(f"   billing missed {missed} order(s); the broker keeps them in "
-                       "billing's group")  # fmt: skip
+            screen.say(
+                f"   billing missed {missed} order(s); the broker keeps them in billing's group"
+            )
 
         screen.say("4. billing starts again and catches up")
         billing = worker("billing")
@@ -300,8 +330,10 @@ def run_demo(*, orders: int = 12, keep: bool = False, out: TextIO | None = None)
     logged = _count_logged(url)
     with tally.cond:
         published, invoiced, notified = (
-            set(tally.published), set(tally.invoiced), set(tally.notified)
-        )  # fmt: skip
+            set(tally.published),
+            set(tally.invoiced),
+            set(tally.notified),
+        )
         twice = sum(n - 1 for c in (tally.invoiced, tally.notified) for n in c.values() if n > 1)
     ok = ok and published == invoiced == notified == everything
     screen.say()

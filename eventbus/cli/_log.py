@@ -30,13 +30,26 @@ from ._common import (
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("log", parents=[common], help="list the SQLite broker's event log",
-                            description="List the events the embedded SQLite broker retained, "
-                            "oldest first.")
-    p.add_argument("--limit", type=positive_int, default=100, metavar="N",
-                   help="at most N events (default: 100)")
-    p.add_argument("--after", type=non_negative_int, default=0, metavar="SEQ",
-                   help="only events after this sequence number (for paging)")
+    p = commands.add_parser(
+        "log",
+        parents=[common],
+        help="list the SQLite broker's event log",
+        description="List the events the embedded SQLite broker retained, oldest first.",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="at most N events (default: 100)",
+    )
+    p.add_argument(
+        "--after",
+        type=non_negative_int,
+        default=0,
+        metavar="SEQ",
+        help="only events after this sequence number (for paging)",
+    )
     p.add_argument("--pattern", metavar="P", help="only types matching P, e.g. 'order.#'")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=cmd_log)
@@ -54,8 +67,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     url = cfg.url or found.default_url or "sqlite:///eventbus.db"
     path = _sqlite_path(url)
     if path is not None and not os.path.exists(path):
-        raise Failure(f"no broker file at {path} (from {redact(url)}); nothing was published "
-                      "there yet")
+        raise Failure(
+            f"no broker file at {path} (from {redact(url)}); nothing was published there yet"
+        )
     adapter = create_adapter(cfg.broker, cfg.url, cfg.options)
     try:
         if not isinstance(adapter, EventLog):
@@ -75,8 +89,14 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def _print_log(entries: Sequence[Any], after: int) -> None:
     rows = [
-        (str(e.seq), iso(e.published_at), e.message.topic, e.message.key or "-",
-         e.message.headers.get("id", "-"), preview(e.message))
+        (
+            str(e.seq),
+            iso(e.published_at),
+            e.message.topic,
+            e.message.key or "-",
+            e.message.headers.get("id", "-"),
+            preview(e.message),
+        )
         for e in entries
     ]
     if not rows:
@@ -97,12 +117,15 @@ def _sqlite_path(url: str) -> str | None:
 
 def _log_record(entry: Any) -> dict[str, Any]:
     message: Message = entry.message
-    return add_data({
-        "seq": entry.seq,
-        "published_at": datetime.fromtimestamp(entry.published_at, timezone.utc)
-        .isoformat()
-        .replace("+00:00", "Z"),
-        "topic": message.topic,
-        "key": message.key,
-        "attributes": dict(message.headers),
-    }, message)  # fmt: skip
+    return add_data(
+        {
+            "seq": entry.seq,
+            "published_at": datetime.fromtimestamp(entry.published_at, timezone.utc)
+            .isoformat()
+            .replace("+00:00", "Z"),
+            "topic": message.topic,
+            "key": message.key,
+            "attributes": dict(message.headers),
+        },
+        message,
+    )

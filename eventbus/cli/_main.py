@@ -67,8 +67,20 @@ from ._common import (
 __all__ = ["build_parser", "main"]
 
 #: The command modules, in the order ``eventbus --help`` lists them.
-COMMANDS = (_publish, _worker, _adapters, _check, _log, _demo, _tail, _asyncapi, _schema,
-            _outbox, _dlq, _console)  # fmt: skip
+COMMANDS = (
+    _publish,
+    _worker,
+    _adapters,
+    _check,
+    _log,
+    _demo,
+    _tail,
+    _asyncapi,
+    _schema,
+    _outbox,
+    _dlq,
+    _console,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,13 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     common = Parser(add_help=False)
     g = common.add_argument_group("global options")
-    g.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                   help="config file (default: $EVENTBUS_CONFIG, ./eventbus.toml, "
-                        "[tool.eventbus] in ./pyproject.toml)")
-    g.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS,
-                   help="profile (default: $EVENTBUS_PROFILE, or the file's 'profile')")
-    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show tracebacks")
+    g.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="config file (default: $EVENTBUS_CONFIG, ./eventbus.toml, "
+        "[tool.eventbus] in ./pyproject.toml)",
+    )
+    g.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="profile (default: $EVENTBUS_PROFILE, or the file's 'profile')",
+    )
+    g.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
 
     parser: argparse.ArgumentParser = Parser(
         prog=PROG,

@@ -12,13 +12,22 @@ from ._common import Failure, Progress, config, positive_float, spec, where
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("outbox", parents=[common], help="show or drain the local outbox",
-                            description="Show how many events wait in the local outbox (kept "
-                            "while the broker was unreachable); --drain sends them now, with "
-                            "progress.")
+    p = commands.add_parser(
+        "outbox",
+        parents=[common],
+        help="show or drain the local outbox",
+        description="Show how many events wait in the local outbox (kept "
+        "while the broker was unreachable); --drain sends them now, with "
+        "progress.",
+    )
     p.add_argument("--drain", action="store_true", help="send the waiting events now")
-    p.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
-                   help="give up draining after this long (default: 60)")
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up draining after this long (default: 60)",
+    )
     p.set_defaults(run=cmd_outbox)
 
 
@@ -47,8 +56,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             progress.update(waiting - left, note)
         if left:
             progress.finish(f"drained {waiting - left} of {waiting}; {left} still wait")
-            raise Failure(f"{there} did not take {left} event(s) within "
-                          f"{args.timeout:g}s (breaker {bus.breaker.state}); they stay in the "
-                          "outbox and are sent when a bus on this file finds the broker")
+            raise Failure(
+                f"{there} did not take {left} event(s) within "
+                f"{args.timeout:g}s (breaker {bus.breaker.state}); they stay in the "
+                "outbox and are sent when a bus on this file finds the broker"
+            )
         progress.finish(f"drained {waiting} event(s) to {there}")
     return 0

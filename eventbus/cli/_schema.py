@@ -13,23 +13,39 @@ from ._common import PROG, Failure, UsageError, say
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("schema", parents=[common], help="export or check event schemas",
-                            description="The JSON Schemas of the event types bound to model "
-                            "classes (docs/contracts.md).")  # fmt: skip
+    p = commands.add_parser(
+        "schema",
+        parents=[common],
+        help="export or check event schemas",
+        description="The JSON Schemas of the event types bound to model "
+        "classes (docs/contracts.md).",
+    )
     actions = p.add_subparsers(dest="schema_action", metavar="ACTION")
-    e = actions.add_parser("export", parents=[common], help="write every bound type's schema",
-                           description="Import each MODULE (its @event_type classes bind "
-                           "themselves) and write every bound event type with its class, "
-                           "version, unknown-field policy and JSON Schema.")  # fmt: skip
-    e.add_argument("modules", nargs="+", metavar="MODULE[:ATTR]",
-                   help="e.g. shop.contracts, or the app (shop.billing:bus)")  # fmt: skip
+    e = actions.add_parser(
+        "export",
+        parents=[common],
+        help="write every bound type's schema",
+        description="Import each MODULE (its @event_type classes bind "
+        "themselves) and write every bound event type with its class, "
+        "version, unknown-field policy and JSON Schema.",
+    )
+    e.add_argument(
+        "modules",
+        nargs="+",
+        metavar="MODULE[:ATTR]",
+        help="e.g. shop.contracts, or the app (shop.billing:bus)",
+    )
     e.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
     e.set_defaults(run=cmd_export)
-    c = actions.add_parser("check", parents=[common], help="breaking changes between two exports",
-                           description="Compare two 'eventbus schema export' files. Exit 1 if "
-                           "a change breaks consumers written against OLD (a removed type or "
-                           "field, a changed field type, a new required field, unknown fields "
-                           "newly rejected); compatible changes are listed, exit 0.")  # fmt: skip
+    c = actions.add_parser(
+        "check",
+        parents=[common],
+        help="breaking changes between two exports",
+        description="Compare two 'eventbus schema export' files. Exit 1 if "
+        "a change breaks consumers written against OLD (a removed type or "
+        "field, a changed field type, a new required field, unknown fields "
+        "newly rejected); compatible changes are listed, exit 0.",
+    )
     c.add_argument("old", metavar="OLD", help="the export consumers were written against")
     c.add_argument("new", metavar="NEW", help="the export to check")
     c.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -95,6 +111,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"BREAKING  {line}")
         for line in compatible:
             print(f"ok        {line}")
-        say(f"{PROG} schema check: {len(breaking)} breaking, {len(compatible)} compatible "
-            f"change(s) from {args.old} to {args.new}")  # fmt: skip
+        say(
+            f"{PROG} schema check: {len(breaking)} breaking, {len(compatible)} compatible "
+            f"change(s) from {args.old} to {args.new}"
+        )
     return 1 if breaking else 0

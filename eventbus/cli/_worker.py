@@ -34,26 +34,56 @@ STOP_TIMEOUT = 30.0
 
 
 def register(commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("worker", parents=[common], help="run the handlers of a bus",
-                            description="Import MODULE, take its EventBus ATTR (default 'bus'; "
-                            "a callable returning one also works) and run its subscribed "
-                            "handlers until Ctrl+C or SIGTERM. The current directory is put on "
-                            "sys.path.")
+    p = commands.add_parser(
+        "worker",
+        parents=[common],
+        help="run the handlers of a bus",
+        description="Import MODULE, take its EventBus ATTR (default 'bus'; "
+        "a callable returning one also works) and run its subscribed "
+        "handlers until Ctrl+C or SIGTERM. The current directory is put on "
+        "sys.path.",
+    )
     p.add_argument("target", metavar="MODULE[:ATTR]", help="e.g. shop.billing:bus")
-    p.add_argument("--group", "--group-filter", dest="groups", metavar="NAME", action="append",
-                   default=[], help="run only this group's handlers; repeatable")
-    p.add_argument("--concurrency", type=positive_int, metavar="N",
-                   help="consumer threads per group (default: subscription/config)")
-    p.add_argument("--log-level", default="INFO",
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
-    p.add_argument("--log-format", default="text", choices=["text", "json"],
-                   help="json: one object per line with event_id, correlation_id, group "
-                   "(default: text); credentials are masked either way")
-    p.add_argument("--metrics-port", type=non_negative_int, metavar="PORT",
-                   help="serve Prometheus metrics on http://ADDR:PORT/metrics (needs "
-                   "eventbus[prometheus])")
-    p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
-                   help="address for --metrics-port (default: 127.0.0.1)")
+    p.add_argument(
+        "--group",
+        "--group-filter",
+        dest="groups",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="run only this group's handlers; repeatable",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help="consumer threads per group (default: subscription/config)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO",
+    )
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one object per line with event_id, correlation_id, group "
+        "(default: text); credentials are masked either way",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=non_negative_int,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://ADDR:PORT/metrics (needs eventbus[prometheus])",
+    )
+    p.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address for --metrics-port (default: 127.0.0.1)",
+    )
     p.set_defaults(run=cmd_worker, own_logging=True)
 
 
@@ -136,19 +166,23 @@ def _on_stop_signals(bus: EventBus, stopping: threading.Event) -> dict[int, Any]
         return {}
 
     def graceful(name: str) -> None:  # not in the handler: it may interrupt a write
-        say(f"{PROG} worker: {name}: stopping (up to {STOP_TIMEOUT:g}s for handlers to "
-            "finish; Ctrl+C again exits at once)")
+        say(
+            f"{PROG} worker: {name}: stopping (up to {STOP_TIMEOUT:g}s for handlers to "
+            "finish; Ctrl+C again exits at once)"
+        )
         bus.stop(STOP_TIMEOUT)
 
     def stop(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
         if stopping.is_set():
-            os.write(2, f"\n{PROG} worker: {name} again: exiting now; events in hand are not "
-                        "acknowledged and come back\n".encode())  # fmt: skip
+            os.write(
+                2,
+                f"\n{PROG} worker: {name} again: exiting now; events in hand are not "
+                "acknowledged and come back\n".encode(),
+            )
             os._exit(128 + signum)
         stopping.set()
-        threading.Thread(target=graceful, args=(name,), name="eventbus-stop",
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(target=graceful, args=(name,), name="eventbus-stop", daemon=True).start()
 
     return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -163,8 +197,13 @@ def _narrow(bus: EventBus, groups: Sequence[str], concurrency: int | None) -> Ev
         raise UsageError(
             f"no group named {unknown[0]!r} in this bus; its groups: {', '.join(known)}"
         )
-    narrowed = EventBus(bus.adapter, source=bus.source, retry=bus.retry, config=bus.config,
-                        content_mode=bus.content_mode)  # fmt: skip
+    narrowed = EventBus(
+        bus.adapter,
+        source=bus.source,
+        retry=bus.retry,
+        config=bus.config,
+        content_mode=bus.content_mode,
+    )
     narrowed.hooks = bus.hooks  # middleware, publish hooks, metrics
     for s in bus.subscriptions:
         if groups and s.group not in groups:

@@ -48,8 +48,10 @@ def _require_stack() -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise AdapterNotFound(f"eventbus console needs {module!r}, which is not installed: "
-                                  "pip install 'eventbus[console]'") from exc
+            raise AdapterNotFound(
+                f"eventbus console needs {module!r}, which is not installed: "
+                "pip install 'eventbus[console]'"
+            ) from exc
 
 
 def build_app(
@@ -77,11 +79,17 @@ def build_app(
 
     if config is None and bus is None:
         config = load_config()
-    console = Console(config or BusConfig(), bus=bus, groups=groups, sample_every=sample_every,
-                      handlers_here=handlers_here)  # fmt: skip
+    console = Console(
+        config or BusConfig(),
+        bus=bus,
+        groups=groups,
+        sample_every=sample_every,
+        handlers_here=handlers_here,
+    )
     loopback = ("127.0.0.1", "localhost", "::1", "[::1]")
-    app = create_app(console, token, hosts=tuple(dict.fromkeys([*loopback, *hosts])),
-                     on_close=console.close)  # fmt: skip
+    app = create_app(
+        console, token, hosts=tuple(dict.fromkeys([*loopback, *hosts])), on_close=console.close
+    )
     console.start_sampling()
     return app, console
 
@@ -115,13 +123,21 @@ def serve(
     bound = sock.getsockname()[1]
     hosts = () if host in ("127.0.0.1", "localhost", "::1") else (host,)
     try:
-        app, console = build_app(config, token=token, bus=bus, groups=groups, hosts=hosts,
-                                 sample_every=sample_every, handlers_here=handlers_here)
+        app, console = build_app(
+            config,
+            token=token,
+            bus=bus,
+            groups=groups,
+            hosts=hosts,
+            sample_every=sample_every,
+            handlers_here=handlers_here,
+        )
     except BaseException:
         sock.close()
         raise
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=2))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    )
 
     def announce() -> None:
         while not server.started and not server.should_exit:
@@ -133,8 +149,11 @@ def serve(
         if on_ready is not None:
             on_ready(url)
         else:
-            print(f"eventbus console: {console.where} on {url} (Ctrl+C stops)", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(
+                f"eventbus console: {console.where} on {url} (Ctrl+C stops)",
+                file=sys.stderr,
+                flush=True,
+            )
         if stop is not None:
             stop.wait()
             server.should_exit = True
@@ -168,12 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: 8642; 0 picks one")
-    p.add_argument("--token", help=f"token for replay/purge/drain (default: ${TOKEN_ENV}, else "
-                   "a new random one, printed)")
-    p.add_argument("--app", metavar="MODULE[:ATTR]", help="the app's EventBus: shows its "
-                   "groups and AsyncAPI document")
-    p.add_argument("--group", dest="groups", action="append", default=[], metavar="NAME",
-                   help="a group to show on brokers that cannot list theirs; repeatable")
+    p.add_argument(
+        "--token",
+        help=f"token for replay/purge/drain (default: ${TOKEN_ENV}, else "
+        "a new random one, printed)",
+    )
+    p.add_argument(
+        "--app",
+        metavar="MODULE[:ATTR]",
+        help="the app's EventBus: shows its groups and AsyncAPI document",
+    )
+    p.add_argument(
+        "--group",
+        dest="groups",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a group to show on brokers that cannot list theirs; repeatable",
+    )
     p.add_argument("--config", metavar="PATH", help="config file (as for every command)")
     p.add_argument("--profile", metavar="NAME", help="config profile")
     return p
@@ -193,8 +224,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as exc:  # the loader's own usage errors, already one line
                 print(f"eventbus: error: {redact_text(str(exc))}", file=sys.stderr)
                 return 2
-        serve(config, host=args.host, port=args.port, token=args.token, bus=bus,
-              groups=args.groups, handlers_here=False)  # fmt: skip
+        serve(
+            config,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            bus=bus,
+            groups=args.groups,
+            handlers_here=False,
+        )
     except KeyboardInterrupt:
         return 130
     except (ConfigError, AdapterNotFound) as exc:

@@ -48,8 +48,10 @@ from ._state import Console, Letter, Unsupported, pretty_json
 __all__ = ["create_app"]
 
 COOKIE = "eventbus_console_token"
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 #: What a wrong search or pattern raises (a pattern's mistakes are ConfigErrors).
 BAD_INPUT = (TypeError, ValueError, ConfigError)
 #: Live tails at once (each holds a group on the broker and a thread).
@@ -81,9 +83,11 @@ class _Headers:
 
 def _letter_json(x: Letter) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "id": x.id, "topic": x.message.topic, "key": x.message.key,
+        "id": x.id,
+        "topic": x.message.topic,
+        "key": x.message.key,
         "attributes": dict(x.message.headers),
-    }  # fmt: skip
+    }
     for name in ("reason", "attempt", "failed_at", "seq", "published_at"):
         value = getattr(x, name)
         if value is not None:
@@ -162,11 +166,15 @@ def create_app(
         def work() -> Response:
             found = console.dead_letter(group, event_id)
             if found is None:
-                return html(view.error_page(console, "Dead letter",
-                                            f"no dead letter {event_id!r} in group {group!r}"),
-                            404)  # fmt: skip
-            return html(view.letter_page(console, group, found[0], found[1],
-                                         browser_token(request)))  # fmt: skip
+                return html(
+                    view.error_page(
+                        console, "Dead letter", f"no dead letter {event_id!r} in group {group!r}"
+                    ),
+                    404,
+                )
+            return html(
+                view.letter_page(console, group, found[0], found[1], browser_token(request))
+            )
 
         result: Response = await guarded(request, work, "Dead letter")
         return result
@@ -180,9 +188,14 @@ def create_app(
         if pattern:
             validate_pattern(pattern)
         after = int(form["after"]) if form["after"] else 0
-        return console.search_log(pattern=pattern, since=form["since"], until=form["until"],
-                                  event_id=form["id"], correlation=form["correlationid"],
-                                  after=after)  # fmt: skip
+        return console.search_log(
+            pattern=pattern,
+            since=form["since"],
+            until=form["until"],
+            event_id=form["id"],
+            correlation=form["correlationid"],
+            after=after,
+        )
 
     async def log(request: Request) -> Response:
         form = log_form(request)
@@ -214,8 +227,10 @@ def create_app(
         pattern = request.query_params.get("pattern", "").strip()
         note = None
         if not can_delete_groups(console.adapter):
-            note = (f"the {console.name} adapter cannot remove groups: the tail keeps one group "
-                    "per pattern on the broker, reused by the next tail")  # fmt: skip
+            note = (
+                f"the {console.name} adapter cannot remove groups: the tail keeps one group "
+                "per pattern on the broker, reused by the next tail"
+            )
         if pattern:
             try:
                 validate_pattern(pattern)
@@ -266,9 +281,14 @@ def create_app(
             form = {k: v for k, v in request.query_params.items()}
         return form, api
 
-    async def act(request: Request, title: str, question: str, back: str,
-                  work: Callable[[dict[str, str]], tuple[str, dict[str, Any]]],
-                  danger: bool = False) -> Response:  # fmt: skip
+    async def act(
+        request: Request,
+        title: str,
+        question: str,
+        back: str,
+        work: Callable[[dict[str, str]], tuple[str, dict[str, Any]]],
+        danger: bool = False,
+    ) -> Response:
         checked = await authorized(request)
         if isinstance(checked, Response):
             return checked
@@ -276,9 +296,17 @@ def create_app(
         if not api and form.get("confirmed") != "yes":
             fields = {k: v for k, v in form.items() if k not in ("token", "confirmed")}
             fields["back"] = back
-            return html(view.confirm_page(console, title, question, request.url.path,
-                                          browser_token(request) or form.get("token"), fields,
-                                          danger=danger))  # fmt: skip
+            return html(
+                view.confirm_page(
+                    console,
+                    title,
+                    question,
+                    request.url.path,
+                    browser_token(request) or form.get("token"),
+                    fields,
+                    danger=danger,
+                )
+            )
         try:
             message, record = await call(work, form)
         except (Unsupported, LookupError, ValueError) as exc:
@@ -310,9 +338,13 @@ def create_app(
         api = "x-eventbus-token" in request.headers
         raw = dict(request.query_params) if api else await _form(request)
         upto, limit = raw.get("upto"), raw.get("limit")
-        what = (f"dead letters of {group!r} up to {upto}" if upto else
-                f"the oldest {limit} dead letter(s) of {group!r}" if limit else
-                f"every dead letter of {group!r}")  # fmt: skip
+        what = (
+            f"dead letters of {group!r} up to {upto}"
+            if upto
+            else f"the oldest {limit} dead letter(s) of {group!r}"
+            if limit
+            else f"every dead letter of {group!r}"
+        )
         return await act(request, "Replay", f"Replay {what} to group {group!r}?", back, work)
 
     async def purge(request: Request) -> Response:
@@ -323,30 +355,52 @@ def create_app(
             purged = console.purge(group)
             return f"purged {purged} dead letter(s) of group {group!r}", {"purged": purged}
 
-        return await act(request, "Purge", f"Delete every dead letter of group {group!r} for "
-                         "good?", back, work, danger=True)  # fmt: skip
+        return await act(
+            request,
+            "Purge",
+            f"Delete every dead letter of group {group!r} for good?",
+            back,
+            work,
+            danger=True,
+        )
 
     async def drain(request: Request) -> Response:
         def work(form: dict[str, str]) -> tuple[str, dict[str, Any]]:
             sent, left = console.drain_outbox()
             message = f"sent {sent} event(s) from the outbox" + (
-                f"; {left} still wait (is the broker reachable?)" if left else "")
+                f"; {left} still wait (is the broker reachable?)" if left else ""
+            )
             return message, {"sent": sent, "waiting": left}
 
-        return await act(request, "Drain the outbox",
-                         f"Send the events waiting in the outbox to {console.where} now?",
-                         "/outbox", work)  # fmt: skip
+        return await act(
+            request,
+            "Drain the outbox",
+            f"Send the events waiting in the outbox to {console.where} now?",
+            "/outbox",
+            work,
+        )
 
     # -- the JSON API ---------------------------------------------------------------------
     async def api_groups(request: Request) -> Response:
         def work() -> Response:
             rows = console.groups()
-            return JSONResponse({
-                "broker": console.name, "where": console.where, "note": console.groups_note(),
-                "groups": [{"name": r.name, "patterns": list(r.patterns), "waiting": r.waiting,
-                            "dead_letters": r.dead, "dead_letters_more": r.dead_more}
-                           for r in rows],
-            })  # fmt: skip
+            return JSONResponse(
+                {
+                    "broker": console.name,
+                    "where": console.where,
+                    "note": console.groups_note(),
+                    "groups": [
+                        {
+                            "name": r.name,
+                            "patterns": list(r.patterns),
+                            "waiting": r.waiting,
+                            "dead_letters": r.dead,
+                            "dead_letters_more": r.dead_more,
+                        }
+                        for r in rows
+                    ],
+                }
+            )
 
         return await api(work)
 
@@ -368,29 +422,45 @@ def create_app(
                 result = search(form)
             except BAD_INPUT as exc:
                 return JSONResponse({"error": str(exc)}, 400)
-            return JSONResponse({"entries": [_letter_json(x) for x in result.entries],
-                                 "next_after": result.next_after,
-                                 "scanned_to": result.scanned_to})  # fmt: skip
+            return JSONResponse(
+                {
+                    "entries": [_letter_json(x) for x in result.entries],
+                    "next_after": result.next_after,
+                    "scanned_to": result.scanned_to,
+                }
+            )
 
         return await api(work)
 
     async def api_history(request: Request) -> Response:
         group = request.path_params["group"]
-        return JSONResponse({"group": group, "every": console.sample_every,
-                             "throughput_counts": console.throughput(),
-                             **console.history_of(group)})  # fmt: skip
+        return JSONResponse(
+            {
+                "group": group,
+                "every": console.sample_every,
+                "throughput_counts": console.throughput(),
+                **console.history_of(group),
+            }
+        )
 
     async def api_outbox(request: Request) -> Response:
         def work() -> Response:
             s = console.outbox()
-            return JSONResponse({"enabled": s.enabled, "path": s.path, "pending": s.pending,
-                                 "oldest_age": s.oldest_age})  # fmt: skip
+            return JSONResponse(
+                {
+                    "enabled": s.enabled,
+                    "path": s.path,
+                    "pending": s.pending,
+                    "oldest_age": s.oldest_age,
+                }
+            )
 
         return await api(work)
 
     async def api_asyncapi(request: Request) -> Response:
-        return await api(lambda: Response(pretty_json(console.asyncapi()),
-                                          media_type="application/json"))  # fmt: skip
+        return await api(
+            lambda: Response(pretty_json(console.asyncapi()), media_type="application/json")
+        )
 
     async def api(work: Callable[[], Response]) -> Response:
         try:
@@ -422,8 +492,14 @@ def create_app(
 
         def run() -> None:
             try:
-                tail(console.adapter, pattern, show, stop=stop, poll=0.3,
-                     on_ready=lambda g: items.put({"ready": g}))  # fmt: skip
+                tail(
+                    console.adapter,
+                    pattern,
+                    show,
+                    stop=stop,
+                    poll=0.3,
+                    on_ready=lambda g: items.put({"ready": g}),
+                )
             except EventBusError as exc:
                 items.put({"error": redact_text(str(exc))})
             finally:
@@ -485,16 +561,16 @@ def create_app(
         Route("/api/asyncapi", api_asyncapi),
         Mount("/static", static, name="static"),
     ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts)),
-                  Middleware(_Headers)]  # fmt: skip
+    middleware = [
+        Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts)),
+        Middleware(_Headers),
+    ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 async def _form(request: Request) -> dict[str, str]:
     """An urlencoded form (the only kind the page sends); anything else reads as empty."""
-    if not request.headers.get("content-type", "").startswith(
-        "application/x-www-form-urlencoded"
-    ):
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return {}
     body = await request.body()
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=50))
@@ -520,9 +596,24 @@ def _line(item: TailItem) -> dict[str, Any]:
     e = item.event
     received = item.received.strftime("%H:%M:%S.") + f"{item.received.microsecond // 1000:03d}"
     if e is None:
-        return {"received": received, "type": item.message.topic, "id": "", "key": "",
-                "correlationid": "", "data": f"! undecodable: {item.error}"}  # fmt: skip
-    data = f"<{len(e.data)} bytes>" if isinstance(e.data, bytes) else json.dumps(
-        e.data, ensure_ascii=False, default=str)
-    return {"received": received, "type": e.type, "id": e.id, "key": e.key or "",
-            "correlationid": e.correlationid or "", "data": data[:200]}  # fmt: skip
+        return {
+            "received": received,
+            "type": item.message.topic,
+            "id": "",
+            "key": "",
+            "correlationid": "",
+            "data": f"! undecodable: {item.error}",
+        }
+    data = (
+        f"<{len(e.data)} bytes>"
+        if isinstance(e.data, bytes)
+        else json.dumps(e.data, ensure_ascii=False, default=str)
+    )
+    return {
+        "received": received,
+        "type": e.type,
+        "id": e.id,
+        "key": e.key or "",
+        "correlationid": e.correlationid or "",
+        "data": data[:200],
+    }

@@ -133,8 +133,13 @@ def letter_of(message: Message, delivered: int = 1, **extra: Any) -> Letter:
 
 def _dead_letter(delivery: Delivery, reason: str) -> Letter:
     failed = delivery.message.headers.get(H_FAILED_AT)
-    return letter_of(delivery.message, delivery.attempt, reason=reason, attempt=delivery.attempt,
-                     failed_at=str(failed) if failed else None)  # fmt: skip
+    return letter_of(
+        delivery.message,
+        delivery.attempt,
+        reason=reason,
+        attempt=delivery.attempt,
+        failed_at=str(failed) if failed else None,
+    )
 
 
 def _log_letter(entry: LogEntry) -> Letter:
@@ -171,14 +176,16 @@ class Console:
         self.config = bus.config if bus is not None else config
         self.bus = bus
         self.spec: AdapterSpec = (
-            find_spec(self.config.broker) if self.config.broker
+            find_spec(self.config.broker)
+            if self.config.broker
             else spec_for_url(self.config.url or "sqlite:///eventbus.db")
-        )  # fmt: skip
+        )
         self._own_adapter = bus is None
         self.adapter: Adapter = (
-            bus.adapter if bus is not None
+            bus.adapter
+            if bus is not None
             else create_adapter(self.config.broker, self.config.url, self.config.options)
-        )  # fmt: skip
+        )
         self.extra_groups = tuple(groups)
         self.lock = threading.RLock()
         self.sample_every = sample_every
@@ -206,9 +213,11 @@ class Console:
         """Why this console sees nothing another process did (None: it does see it)."""
         if self.spec.capabilities.cross_process or self.bus is not None:
             return None
-        return (f"the {self.spec.name!r} broker lives inside one process: this console sees "
-                "only its own, empty copy. Start it inside the app (eventbus.console.serve("
-                "bus=...)) or use a broker that processes share.")  # fmt: skip
+        return (
+            f"the {self.spec.name!r} broker lives inside one process: this console sees "
+            "only its own, empty copy. Start it inside the app (eventbus.console.serve("
+            "bus=...)) or use a broker that processes share."
+        )
 
     def has_dead_letters(self) -> bool:
         return isinstance(self.adapter, DeadLetterTools)
@@ -226,8 +235,10 @@ class Console:
 
     def _log(self) -> EventLog:
         if not isinstance(self.adapter, EventLog):
-            raise Unsupported(f"the event log is a feature of the embedded SQLite broker; "
-                              f"the {self.name} adapter keeps none (use the broker's own tools)")
+            raise Unsupported(
+                f"the event log is a feature of the embedded SQLite broker; "
+                f"the {self.name} adapter keeps none (use the broker's own tools)"
+            )
         return self.adapter
 
     @contextmanager
@@ -289,8 +300,10 @@ class Console:
         """What the overview cannot show on this adapter (None: everything)."""
         notes = []
         if not self.has_log() and self.bus is None:
-            notes.append(f"the {self.name} adapter cannot list its groups: the console shows "
-                         "the groups named with --group or those of the app (--app)")  # fmt: skip
+            notes.append(
+                f"the {self.name} adapter cannot list its groups: the console shows "
+                "the groups named with --group or those of the app (--app)"
+            )
         if not self.has_depth():
             what = "consumer lag" if self.name == "kafka" else "waiting and in-flight counts"
             notes.append(f"the {self.name} adapter does not report {what}")
@@ -407,8 +420,10 @@ class Console:
         try:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
             try:
-                row = db.execute("SELECT min(created) FROM outbox WHERE destination = ?",
-                                 (self._outbox_destination(),)).fetchone()  # fmt: skip
+                row = db.execute(
+                    "SELECT min(created) FROM outbox WHERE destination = ?",
+                    (self._outbox_destination(),),
+                ).fetchone()
             finally:
                 db.close()
         except sqlite3.Error:
@@ -431,8 +446,10 @@ class Console:
     # -- AsyncAPI ---------------------------------------------------------------------------
     def asyncapi(self) -> dict[str, Any]:
         if self.bus is None:
-            raise Unsupported("the AsyncAPI document describes an app: start the console with "
-                              "--app MODULE[:ATTR] (the module that builds your EventBus)")
+            raise Unsupported(
+                "the AsyncAPI document describes an app: start the console with "
+                "--app MODULE[:ATTR] (the module that builds your EventBus)"
+            )
         from ..observability import asyncapi_document
 
         return asyncapi_document(self.bus, title="eventbus app", version="1.0.0")
@@ -479,17 +496,21 @@ class Console:
         with self.lock:
             h.stamps.append(time.time())
             for g in patterns:
-                h.published.setdefault(g, collections.deque([0] * (len(h.stamps) - 1),
-                                                            maxlen=HISTORY)).append(published[g])
+                h.published.setdefault(
+                    g, collections.deque([0] * (len(h.stamps) - 1), maxlen=HISTORY)
+                ).append(published[g])
                 if g in dead:
-                    h.dead.setdefault(g, collections.deque([dead[g]] * (len(h.stamps) - 1),
-                                                           maxlen=HISTORY)).append(dead[g])
+                    h.dead.setdefault(
+                        g, collections.deque([dead[g]] * (len(h.stamps) - 1), maxlen=HISTORY)
+                    ).append(dead[g])
 
     def history_of(self, group: str) -> dict[str, list[int]]:
         """The charts' samples of ``group``, oldest first: throughput and dead letters."""
         with self.lock:
-            return {"throughput": list(self.history.published.get(group, [])),
-                    "dead_letters": list(self.history.dead.get(group, []))}  # fmt: skip
+            return {
+                "throughput": list(self.history.published.get(group, [])),
+                "dead_letters": list(self.history.dead.get(group, [])),
+            }
 
     def _last_end(self, log: EventLog) -> int:
         """The last seq of the log, paged to once at start, a batch per lock hold (the
@@ -516,8 +537,7 @@ class Console:
                     log.exception("console: sampling for the charts failed")
                 self._stop.wait(self.sample_every)
 
-        self._sampler = threading.Thread(target=run, name="eventbus-console-sampler",
-                                         daemon=True)  # fmt: skip
+        self._sampler = threading.Thread(target=run, name="eventbus-console-sampler", daemon=True)
         self._sampler.start()
 
     def close(self) -> None:
@@ -546,4 +566,3 @@ def safe_bytes(raw: bytes, limit: int = 4096) -> str:
     if len(raw) > limit:
         text += f"\n... ({len(raw) - limit} more bytes)"
     return text
-

@@ -95,14 +95,27 @@ def model_event(
     if contract.version > 1:
         ext[VERSION_ATTRIBUTE] = str(contract.version)
     return make_event(
-        contract.type, contract.to_data(model), id or new_event_id(), source,
-        time or datetime.now(timezone.utc), datacontenttype, dataschema or contract.dataschema,
-        subject, correlationid, causationid, traceparent, key, ext or None,
-    )  # fmt: skip
+        contract.type,
+        contract.to_data(model),
+        id or new_event_id(),
+        source,
+        time or datetime.now(timezone.utc),
+        datacontenttype,
+        dataschema or contract.dataschema,
+        subject,
+        correlationid,
+        causationid,
+        traceparent,
+        key,
+        ext or None,
+    )
 
 
-_FITS = re.compile(r"^ValidationError: '[^']*' \(version \d+\) does not fit [\w.]+: (.*?)"
-                   r"(?: \(attempt \d+ of \d+\))?$", re.S)  # fmt: skip
+_FITS = re.compile(
+    r"^ValidationError: '[^']*' \(version \d+\) does not fit [\w.]+: (.*?)"
+    r"(?: \(attempt \d+ of \d+\))?$",
+    re.S,
+)
 
 
 def problems_in(reason: str) -> list[tuple[str, str]] | None:

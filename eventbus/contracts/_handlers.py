@@ -35,8 +35,11 @@ def _first_parameter_hint(handler: Callable[..., Any], localns: Mapping[str, Any
             return None
         target = call
     try:
-        params = [p for p in inspect.signature(target).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+        params = [
+            p
+            for p in inspect.signature(target).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         return None
     if not params:
@@ -160,8 +163,9 @@ def typed_handler(
         except ModelErrors as exc:
             raise _invalid(event, 1, contract, exc) from None
 
-    inline = compile_call(contract.cls, contract.unknown == "reject", only, handler, convert,
-                          invalid)  # fmt: skip
+    inline = compile_call(
+        contract.cls, contract.unknown == "reject", only, handler, convert, invalid
+    )
     if inline is not None:
         return functools.wraps(handler)(inline)
 

@@ -67,8 +67,15 @@ _JSON_NUMBER = (int, float)
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
-            int: "integer", float: "number"}.get(type(value), type(value).__name__)  # fmt: skip
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        type(None): "null",
+        int: "integer",
+        float: "number",
+    }.get(type(value), type(value).__name__)
 
 
 _HINTS: dict[Any, dict[str, Any]] = {}
@@ -185,12 +192,16 @@ def _load(kind: Any, value: Any, path: str, problems: Problems, reject_unknown: 
             if len(value) != len(args):
                 problems.append((path, f"expected {len(args)} items, got {len(value)}"))
                 return value
-            items = [_load(a, v, f"{path}[{i}]", problems, reject_unknown)
-                     for i, (a, v) in enumerate(zip(args, value, strict=True))]  # fmt: skip
+            items = [
+                _load(a, v, f"{path}[{i}]", problems, reject_unknown)
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            ]
         else:
             item = args[0] if args else Any
-            items = [_load(item, v, f"{path}[{i}]", problems, reject_unknown)
-                     for i, v in enumerate(value)]  # fmt: skip
+            items = [
+                _load(item, v, f"{path}[{i}]", problems, reject_unknown)
+                for i, v in enumerate(value)
+            ]
         return (origin or kind)(items) if origin in (tuple, set, frozenset) else items
     if origin in (dict, Mapping) or kind is dict:
         if not isinstance(value, dict):
@@ -198,8 +209,9 @@ def _load(kind: Any, value: Any, path: str, problems: Problems, reject_unknown: 
             return value
         args = get_args(kind)
         item = args[1] if len(args) == 2 else Any
-        return {k: _load(item, v, f"{path}.{k}", problems, reject_unknown)
-                for k, v in value.items()}  # fmt: skip
+        return {
+            k: _load(item, v, f"{path}.{k}", problems, reject_unknown) for k, v in value.items()
+        }
     if dataclasses.is_dataclass(kind) or _is_typeddict(kind):
         return _load_record(kind, value, path, problems, reject_unknown)
     problems.append((path, f"cannot check values of type {kind!r}"))
@@ -227,8 +239,11 @@ def _required(cls: Any) -> set[str]:
     if _is_typeddict(cls):
         return set(cls.__required_keys__)
     missing = dataclasses.MISSING
-    return {f.name for f in dataclasses.fields(cls)
-            if f.init and f.default is missing and f.default_factory is missing}  # fmt: skip
+    return {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is missing and f.default_factory is missing
+    }
 
 
 def _load_record(cls: Any, value: Any, path: str, problems: Problems, reject_unknown: bool) -> Any:
@@ -289,8 +304,12 @@ def _schema_of(kind: Any) -> dict[str, Any]:
         args = get_args(kind)
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": _schema_of(args[0])}
-        return {"type": "array", "prefixItems": [_schema_of(a) for a in args],
-                "minItems": len(args), "maxItems": len(args)}  # fmt: skip
+        return {
+            "type": "array",
+            "prefixItems": [_schema_of(a) for a in args],
+            "minItems": len(args),
+            "maxItems": len(args),
+        }
     if origin in (dict, Mapping) or kind is dict:
         args = get_args(kind)
         return {"type": "object", "additionalProperties": _schema_of(args[1]) if args else {}}
@@ -301,8 +320,11 @@ def _schema_of(kind: Any) -> dict[str, Any]:
 
 def _record_schema(cls: Any, reject_unknown: bool = False) -> dict[str, Any]:
     hints = _hints(cls)
-    names = ([f.name for f in dataclasses.fields(cls) if f.init]
-             if dataclasses.is_dataclass(cls) else list(hints))  # fmt: skip
+    names = (
+        [f.name for f in dataclasses.fields(cls) if f.init]
+        if dataclasses.is_dataclass(cls)
+        else list(hints)
+    )
     schema: dict[str, Any] = {
         "type": "object",
         "title": cls.__name__,
@@ -382,6 +404,7 @@ def _compile(kind: Any, reject_unknown: bool) -> Callable[[Any], Any]:
         return lambda v: [item(x) for x in v] if type(v) is list else _raise()
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
         return _compile_dataclass(kind, reject_unknown)
+
     # Unions, Literals, dicts, tuples, enums, dates, TypedDicts: the general checker.
     def general(v: Any) -> Any:
         problems: Problems = []
@@ -423,8 +446,13 @@ def _dataclass_body(cls: Any, reject_unknown: bool) -> tuple[list[str], dict[str
         and len(fields) == len(dataclasses.fields(cls))
         and getattr(getattr(cls.__init__, "__code__", None), "co_filename", "") == "<string>"
     )
-    ns: dict[str, Any] = {"cls": cls, "new": object.__new__, "Bad": _Bad, "MISSING": missing,
-                          "names": frozenset(f.name for f in fields)}  # fmt: skip
+    ns: dict[str, Any] = {
+        "cls": cls,
+        "new": object.__new__,
+        "Bad": _Bad,
+        "MISSING": missing,
+        "names": frozenset(f.name for f in fields),
+    }
     lines = ["if type(data) is not dict: raise Bad"]
     if reject_unknown:
         lines.append("if not names.issuperset(data): raise Bad")
@@ -484,10 +512,14 @@ def _compile_dataclass(
     """``data -> cls``; a value that does not fit calls ``on_bad(data)`` (else raises Bad)."""
     lines, ns = _dataclass_body(cls, reject_unknown)
     ns["on_bad"] = on_bad
-    source = [f"def load(data, {_LOCALS}):", "  try:", *(f"    {line}" for line in lines),
-              "  except (Bad, KeyError):",
-              "    return on_bad(data)" if on_bad else "    raise Bad",
-              "  return obj"]  # fmt: skip
+    source = [
+        f"def load(data, {_LOCALS}):",
+        "  try:",
+        *(f"    {line}" for line in lines),
+        "  except (Bad, KeyError):",
+        "    return on_bad(data)" if on_bad else "    raise Bad",
+        "  return obj",
+    ]
     return _build("load", source, ns, cls)
 
 
@@ -510,14 +542,17 @@ def compile_call(
         return None
     lines, ns = _dataclass_body(cls, reject_unknown)
     ns.update(only=event_type, handler=handler, general=general, invalid=invalid)
-    source = [f"def call(event, {_LOCALS}):",
-              "  if event.type != only or event.extensions:",
-              "    return handler(general(event))",
-              "  data = event.data",
-              "  try:", *(f"    {line}" for line in lines),
-              "  except (Bad, KeyError):",
-              "    obj = invalid(event)",
-              "  return handler(obj)"]  # fmt: skip
+    source = [
+        f"def call(event, {_LOCALS}):",
+        "  if event.type != only or event.extensions:",
+        "    return handler(general(event))",
+        "  data = event.data",
+        "  try:",
+        *(f"    {line}" for line in lines),
+        "  except (Bad, KeyError):",
+        "    obj = invalid(event)",
+        "  return handler(obj)",
+    ]
     return _build("call", source, ns, cls)
 
 

@@ -98,8 +98,9 @@ class Registry:
             try:
                 resolve(cls, localns)
             except Exception as exc:
-                raise ConfigError(f"@event_type({type!r}): cannot read the fields of "
-                                  f"{cls.__name__}: {exc}") from None  # fmt: skip
+                raise ConfigError(
+                    f"@event_type({type!r}): cannot read the fields of {cls.__name__}: {exc}"
+                ) from None
         contract = Contract(type, cls, kind, version, unknown, dataschema)
         with self._lock:
             old = self._by_type.get(type)
@@ -201,10 +202,10 @@ def upcaster(
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
     """Register ``fn(data) -> data`` turning ``type``'s data at ``from_version`` into the next::
 
-        @upcaster("order.created", from_version=1)
-        def split_name(data):
-            first, _, last = data.pop("user").partition(" ")
-            return {**data, "first_name": first, "last_name": last}
+    @upcaster("order.created", from_version=1)
+    def split_name(data):
+        first, _, last = data.pop("user").partition(" ")
+        return {**data, "first_name": first, "last_name": last}
     """
 
     def add(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:

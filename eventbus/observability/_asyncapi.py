@@ -121,9 +121,7 @@ def _headers_schema(name: str) -> dict[str, Any]:
             "properties": {"type": {"type": "string"}, "ce": {"type": "string"}},
             "required": ["type", "ce"],
         }
-    props = {
-        pattern.format(a): {"type": "string", "description": text} for a, text in _ATTRIBUTES
-    }
+    props = {pattern.format(a): {"type": "string", "description": text} for a, text in _ATTRIBUTES}
     required = [pattern.format(a) for a in ("id", "source", "type", "specversion")]
     where = _PROTOCOLS.get(name, ("", "", "datacontenttype"))[2]
     return {
@@ -145,24 +143,27 @@ def _doc_parts(handler: Any) -> tuple[str | None, str | None]:
 
 
 def asyncapi_document(
-    bus: EventBus, *, title: str | None = None, version: str = "1.0.0",
+    bus: EventBus,
+    *,
+    title: str | None = None,
+    version: str = "1.0.0",
     description: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of ``bus`` as JSON-ready data."""
     name = adapter_name(bus.adapter)
     server_id = _ident(name)
     wire = _headers_schema(name)
-    correlation = (
-        _PROTOCOLS.get(name, (name, "{}", ""))[1] or "{}"
-    ).format("correlationid")
+    correlation = (_PROTOCOLS.get(name, (name, "{}", ""))[1] or "{}").format("correlationid")
     message = {
         "name": "CloudEvent",
         "title": "CloudEvents 1.0 event",
         "summary": "An eventbus event: CloudEvents attributes in headers, the data as the body",
         "contentType": "application/json",
         "headers": wire,
-        "payload": {"description": "The event's data: JSON by default; text or bytes as "
-                    "its datacontenttype says"},
+        "payload": {
+            "description": "The event's data: JSON by default; text or bytes as "
+            "its datacontenttype says"
+        },
         "correlationId": {"location": f"$message.header#/{correlation}"},
     }
     channels: dict[str, Any] = {}
@@ -183,19 +184,23 @@ def asyncapi_document(
                     "description": (
                         f"Events whose type matches the topic pattern {pattern!r} "
                         "('*' one word, '#' zero or more words)"
-                        if wild else f"Events of type {pattern!r}"
+                        if wild
+                        else f"Events of type {pattern!r}"
                     ),
                     "servers": [{"$ref": f"#/servers/{server_id}"}],
-                    "messages": _channel_messages(pattern, wild, contracts, message, messages,
-                                                  schemas),
-                }  # fmt: skip
+                    "messages": _channel_messages(
+                        pattern, wild, contracts, message, messages, schemas
+                    ),
+                }
             op_id = _ident(f"{sub.group}.{sub.name}.{channel_id}")
             summary, details = _doc_parts(sub.handler)
             op: dict[str, Any] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{channel_id}"},
-                "messages": [{"$ref": f"#/channels/{channel_id}/messages/{m}"}
-                             for m in channels[channel_id]["messages"]],
+                "messages": [
+                    {"$ref": f"#/channels/{channel_id}/messages/{m}"}
+                    for m in channels[channel_id]["messages"]
+                ],
                 "summary": summary or f"{sub.name} handles {pattern} in group {sub.group}",
                 "x-eventbus-group": sub.group,
                 "x-eventbus-handler": sub.name,
@@ -218,8 +223,8 @@ def asyncapi_document(
         or (
             f"Handlers of an eventbus application on {_DESCRIPTIONS.get(name, name)}. "
             "Every group gets each matching event; members of one group share them. "
-            "Groups: " + "; ".join(f"{g} <- {', '.join(dict.fromkeys(p))}"
-                                   for g, p in groups.items())
+            "Groups: "
+            + "; ".join(f"{g} <- {', '.join(dict.fromkeys(p))}" for g, p in groups.items())
         ),
     }
     return {
@@ -273,9 +278,14 @@ def _hoist(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
 
     def fix(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: (f"#/components/schemas/{v[len('#/$defs/'):]}"
-                        if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/")
-                        else fix(v)) for k, v in node.items()}  # fmt: skip
+            return {
+                k: (
+                    f"#/components/schemas/{v[len('#/$defs/') :]}"
+                    if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/")
+                    else fix(v)
+                )
+                for k, v in node.items()
+            }
         if isinstance(node, list):
             return [fix(v) for v in node]
         return node

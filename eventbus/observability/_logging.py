@@ -30,8 +30,13 @@ from typing import IO, Any
 
 from .._hooks import current_events, current_handler
 
-__all__ = ["EventContextFilter", "JsonFormatter", "TextFormatter", "configure_logging",
-           "redact_text"]  # fmt: skip
+__all__ = [
+    "EventContextFilter",
+    "JsonFormatter",
+    "TextFormatter",
+    "configure_logging",
+    "redact_text",
+]
 
 # scheme://user:password@  ->  scheme://user:***@; the password runs to the last "@"
 # before the host (pika and urllib split there), so "p@ss" is masked whole.
@@ -83,8 +88,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        tags = [f"{k}={getattr(record, k)}" for k in ("event_id", "correlation_id")
-                if getattr(record, k, None)]  # fmt: skip
+        tags = [
+            f"{k}={getattr(record, k)}"
+            for k in ("event_id", "correlation_id")
+            if getattr(record, k, None)
+        ]
         if tags:
             first, nl, rest = line.partition("\n")
             line = f"{first} [{' '.join(tags)}]{nl}{rest}"
@@ -115,8 +123,19 @@ class JsonFormatter(logging.Formatter):
 
 
 #: Loggers of the broker SDKs: WARNING and no tracebacks unless asked (``--debug``).
-THIRD_PARTY = ("pika", "kafka", "confluent_kafka", "botocore", "boto3", "s3transfer", "urllib3",
-               "azure", "uamqp", "proton", "pyamqp")  # fmt: skip
+THIRD_PARTY = (
+    "pika",
+    "kafka",
+    "confluent_kafka",
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "urllib3",
+    "azure",
+    "uamqp",
+    "proton",
+    "pyamqp",
+)
 
 
 def _third_party(name: str) -> bool:

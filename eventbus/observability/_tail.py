@@ -90,9 +90,7 @@ def tail(
         if on_ready is not None:
             on_ready(name)
         while (stop is None or not stop.is_set()) and (limit is None or count < limit):
-            batch = consumer.receive(
-                min(100, limit - count) if limit is not None else 100, poll
-            )
+            batch = consumer.receive(min(100, limit - count) if limit is not None else 100, poll)
             if not batch:
                 continue
             shown: list[Delivery] = []
@@ -194,4 +192,3 @@ def json_record(item: TailItem) -> dict[str, Any]:
     else:
         record["data"] = e.data
     return record
-

@@ -117,24 +117,33 @@ class Instrumentation:
                 "messaging.client.consumed.messages", "{message}", "Events delivered to a member"
             )
             self._settled = {
-                ACKED: m.create_counter("eventbus.messages.acked", "{message}",
-                                        "Events whose handlers returned"),
-                RETRIED: m.create_counter("eventbus.messages.retried", "{message}",
-                                          "Events a handler failed on, to come back"),
-                DEAD_LETTERED: m.create_counter("eventbus.messages.dead_lettered", "{message}",
-                                                "Events moved to a dead letter"),
-            }  # fmt: skip
+                ACKED: m.create_counter(
+                    "eventbus.messages.acked", "{message}", "Events whose handlers returned"
+                ),
+                RETRIED: m.create_counter(
+                    "eventbus.messages.retried",
+                    "{message}",
+                    "Events a handler failed on, to come back",
+                ),
+                DEAD_LETTERED: m.create_counter(
+                    "eventbus.messages.dead_lettered", "{message}", "Events moved to a dead letter"
+                ),
+            }
             self._process_duration = m.create_histogram(
                 "messaging.process.duration", "s", "Seconds a group's handlers took on an event"
             )
             m.create_observable_gauge(
-                "eventbus.outbox.depth", [self._observe_outbox], "{message}",
+                "eventbus.outbox.depth",
+                [self._observe_outbox],
+                "{message}",
                 "Events waiting in the local outbox",
-            )  # fmt: skip
+            )
             m.create_observable_gauge(
-                "eventbus.circuit.state", [self._observe_circuit], "1",
+                "eventbus.circuit.state",
+                [self._observe_circuit],
+                "1",
                 "Publish circuit breaker: 0 closed, 1 half-open, 2 open",
-            )  # fmt: skip
+            )
         hooks = bus.hooks
         if self._tracer is not None:
             hooks.publish.append(self._before_publish)
@@ -199,8 +208,9 @@ class Instrumentation:
                         s.end()
                 self._pending.clear()
             self._pending.setdefault(event.id, []).append(span)
-        return event.replace(traceparent=out.get("traceparent", event.traceparent),
-                             extensions=extensions)  # fmt: skip
+        return event.replace(
+            traceparent=out.get("traceparent", event.traceparent), extensions=extensions
+        )
 
     def _end_publish(self, outcome: Outcome) -> None:
         event = outcome.event
@@ -235,11 +245,16 @@ class Instrumentation:
             attrs["messaging.consumer.group.name"] = info.group
             attrs["eventbus.handler"] = info.handler
         attrs["eventbus.delivery.attempt"] = event.attempt
-        span = self._tracer.start_span(f"process {event.type}", context=parent,
-                                       kind=trace.SpanKind.CONSUMER, attributes=attrs,
-                                       links=links)  # fmt: skip
-        with trace.use_span(span, end_on_exit=True, record_exception=True,
-                            set_status_on_exception=True):  # fmt: skip
+        span = self._tracer.start_span(
+            f"process {event.type}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes=attrs,
+            links=links,
+        )
+        with trace.use_span(
+            span, end_on_exit=True, record_exception=True, set_status_on_exception=True
+        ):
             try:
                 call_next(event)
             except Exception as exc:
@@ -298,9 +313,12 @@ class Instrumentation:
         if not self._active:
             return []
         state = self.bus.breaker.state
-        return [otel_metrics.Observation(_CIRCUIT.get(state, -1),
-                                         {"messaging.system": self.system,
-                                          "eventbus.circuit.state": state})]  # fmt: skip
+        return [
+            otel_metrics.Observation(
+                _CIRCUIT.get(state, -1),
+                {"messaging.system": self.system, "eventbus.circuit.state": state},
+            )
+        ]
 
 
 def _publish_outcome(kind: str) -> str:
@@ -324,5 +342,4 @@ def instrument(
     ``tracer_provider`` / ``meter_provider`` default to the global ones.
     Returns the :class:`Instrumentation` (``.uninstrument()`` removes it).
     """
-    return Instrumentation(bus, tracer_provider, meter_provider, tracing=tracing,
-                           metrics=metrics)  # fmt: skip
+    return Instrumentation(bus, tracer_provider, meter_provider, tracing=tracing, metrics=metrics)

@@ -62,27 +62,58 @@ def _metrics(registry: Any) -> dict[str, Any]:
         p = prometheus_client
         r = registry
         found = {
-            "published": p.Counter("eventbus_published", "Events published",
-                                   ["system", "type", "outcome"], registry=r),
-            "publish_duration": p.Histogram("eventbus_publish_duration_seconds",
-                                            "Seconds a publish call took", ["system"], registry=r),
-            DELIVERED: p.Counter("eventbus_delivered", "Events delivered to a group's member",
-                                 ["system", "group", "type"], registry=r),
-            ACKED: p.Counter("eventbus_acked", "Events whose handlers returned",
-                             ["system", "group", "type"], registry=r),
-            RETRIED: p.Counter("eventbus_retried", "Events a handler failed on, to come back",
-                               ["system", "group", "type"], registry=r),
-            DEAD_LETTERED: p.Counter("eventbus_dead_lettered", "Events moved to a dead letter",
-                                     ["system", "group", "type"], registry=r),
-            "handler_duration": p.Histogram("eventbus_handler_duration_seconds",
-                                            "Seconds a group's handlers took on an event",
-                                            ["system", "group", "outcome"], registry=r),
-            "outbox": p.Gauge("eventbus_outbox_depth", "Events waiting in the local outbox",
-                              ["system"], registry=r),
-            "circuit": p.Gauge("eventbus_circuit_state",
-                               "Publish circuit breaker: 0 closed, 1 half-open, 2 open",
-                               ["system"], registry=r),
-        }  # fmt: skip
+            "published": p.Counter(
+                "eventbus_published", "Events published", ["system", "type", "outcome"], registry=r
+            ),
+            "publish_duration": p.Histogram(
+                "eventbus_publish_duration_seconds",
+                "Seconds a publish call took",
+                ["system"],
+                registry=r,
+            ),
+            DELIVERED: p.Counter(
+                "eventbus_delivered",
+                "Events delivered to a group's member",
+                ["system", "group", "type"],
+                registry=r,
+            ),
+            ACKED: p.Counter(
+                "eventbus_acked",
+                "Events whose handlers returned",
+                ["system", "group", "type"],
+                registry=r,
+            ),
+            RETRIED: p.Counter(
+                "eventbus_retried",
+                "Events a handler failed on, to come back",
+                ["system", "group", "type"],
+                registry=r,
+            ),
+            DEAD_LETTERED: p.Counter(
+                "eventbus_dead_lettered",
+                "Events moved to a dead letter",
+                ["system", "group", "type"],
+                registry=r,
+            ),
+            "handler_duration": p.Histogram(
+                "eventbus_handler_duration_seconds",
+                "Seconds a group's handlers took on an event",
+                ["system", "group", "outcome"],
+                registry=r,
+            ),
+            "outbox": p.Gauge(
+                "eventbus_outbox_depth",
+                "Events waiting in the local outbox",
+                ["system"],
+                registry=r,
+            ),
+            "circuit": p.Gauge(
+                "eventbus_circuit_state",
+                "Publish circuit breaker: 0 closed, 1 half-open, 2 open",
+                ["system"],
+                registry=r,
+            ),
+        }
         _families[registry] = found
         return found
 

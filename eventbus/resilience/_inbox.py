@@ -136,9 +136,11 @@ class SqliteInbox(Inbox):
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] = ".eventbus/inbox.db", *,
+        self,
+        path: str | os.PathLike[str] = ".eventbus/inbox.db",
+        *,
         retention: float = DEFAULT_RETENTION,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.path = Path(path)
         self.retention = retention
         self._owner = _owner()
@@ -155,8 +157,7 @@ class SqliteInbox(Inbox):
         self._next_purge = 0.0
 
     def _describe(self, exc: sqlite3.Error, action: str) -> str:
-        return describe(exc, what="inbox", path=self.path, action=action,
-                        busy_timeout=_SQLITE_BUSY)  # fmt: skip
+        return describe(exc, what="inbox", path=self.path, action=action, busy_timeout=_SQLITE_BUSY)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -251,9 +252,13 @@ class RedisInbox(Inbox):
     """
 
     def __init__(
-        self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "eventbus:inbox:",
-        retention: float = DEFAULT_RETENTION, client: Any = None,
-    ) -> None:  # fmt: skip
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "eventbus:inbox:",
+        retention: float = DEFAULT_RETENTION,
+        client: Any = None,
+    ) -> None:
         redis = _import("redis", "Redis", "redis")
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         self._client = client if client is not None else redis.Redis.from_url(url)
@@ -315,9 +320,12 @@ class PostgresInbox(Inbox):
     """
 
     def __init__(
-        self, dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres", *,
-        table: str = "eventbus_inbox", retention: float = DEFAULT_RETENTION,
-    ) -> None:  # fmt: skip
+        self,
+        dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres",
+        *,
+        table: str = "eventbus_inbox",
+        retention: float = DEFAULT_RETENTION,
+    ) -> None:
         if not table.replace("_", "").isalnum():
             raise ConfigError(f"inbox table name {table!r}: use letters, digits and _ only")
         psycopg = _import("psycopg", "PostgreSQL", "postgres")

@@ -376,8 +376,9 @@ class OutboxDrainer:
         except BrokerError as exc:
             self._breaker.failure()
             self._release()  # hold the lease only while sending
-            log.info("outbox %s: broker still refuses (%s); %d+ events wait",
-                     outbox.path, exc, len(rows))  # fmt: skip
+            log.info(
+                "outbox %s: broker still refuses (%s); %d+ events wait", outbox.path, exc, len(rows)
+            )
             return "failed"
         except ClosedError:
             self._stop.set()

@@ -81,8 +81,13 @@ class PublishSettings:
         for name in ("retry_attempts", "breaker_failures", "drain_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("retry_initial_delay", "retry_max_delay", "retry_timeout", "breaker_reset",
-                     "close_timeout"):  # fmt: skip
+        for name in (
+            "retry_initial_delay",
+            "retry_max_delay",
+            "retry_timeout",
+            "breaker_reset",
+            "close_timeout",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 seconds")
         if self.drain_interval <= 0:
@@ -97,8 +102,10 @@ class PublishSettings:
         """Settings from a ``[publish]`` table; a wrong key or value is a :class:`ConfigError`."""
         for key, value in table.items():
             if key not in PUBLISH_KEYS:
-                raise ConfigError(f"{where}.{key} is not a publish setting; "
-                                  f"known: {', '.join(sorted(PUBLISH_KEYS))}")  # fmt: skip
+                raise ConfigError(
+                    f"{where}.{key} is not a publish setting; "
+                    f"known: {', '.join(sorted(PUBLISH_KEYS))}"
+                )
             want = PUBLISH_KEYS[key]
             if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
                 raise ConfigError(f"{where}.{key} must be {_type_name(want)}, not {value!r}")
@@ -175,8 +182,10 @@ class Publisher:
                     log.warning("outbox %s: cannot open: %s", settings.outbox_path, exc)
                 else:
                     if self.outbox.pending:
-                        log.info("outbox %s: events from an earlier run wait; draining",
-                                 settings.outbox_path)  # fmt: skip
+                        log.info(
+                            "outbox %s: events from an earlier run wait; draining",
+                            settings.outbox_path,
+                        )
                         self._start_drainer()
 
     # -- sending -----------------------------------------------------------------
@@ -291,5 +300,7 @@ class Publisher:
             if left:
                 log.warning(
                     "outbox %s keeps %d event(s) the broker has not taken; the next bus "
-                    "on this file sends them", self.outbox.path, left,
-                )  # fmt: skip
+                    "on this file sends them",
+                    self.outbox.path,
+                    left,
+                )

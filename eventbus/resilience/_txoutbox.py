@@ -136,8 +136,10 @@ class TransactionalOutbox:
         """Create the table if missing (PostgreSQL, SQLite, MySQL/MariaDB). Does not commit."""
         dialect = _dialect(conn)
         if dialect not in _DDL:
-            raise ConfigError(f"no outbox DDL for {dialect!r}; create the table yourself "
-                              "(columns: the TransactionalOutbox docstring)")  # fmt: skip
+            raise ConfigError(
+                f"no outbox DDL for {dialect!r}; create the table yourself "
+                "(columns: the TransactionalOutbox docstring)"
+            )
         self._execute(conn, _DDL[dialect].format(t=self.table), [])
 
     def _encode(self, event: Event) -> Message:

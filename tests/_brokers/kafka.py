@@ -52,11 +52,21 @@ def tansu(port: int | None = None, advertised_port: int | None = None) -> Iterat
     log = Path(tempfile.mkdtemp(prefix="eventbus-tansu-")) / "tansu.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
-             "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                advertised,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
     try:
         wait_listening(port, proc, "tansu", 20, lambda: log.read_text()[-2000:])
         yield f"127.0.0.1:{port}"

@@ -25,9 +25,12 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def wait_listening(
-    port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30,
+    port: int,
+    proc: subprocess.Popen[bytes],
+    what: str,
+    timeout: float = 30,
     log: Callable[[], str] = lambda: "",
-) -> None:  # fmt: skip
+) -> None:
     """Return once ``port`` accepts connections; raise if ``proc`` exits or time runs out."""
     deadline = time.monotonic() + timeout
     while not listening(port):

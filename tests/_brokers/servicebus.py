@@ -77,16 +77,19 @@ class ServiceBusTarget:
 
 
 @contextmanager
-def start_test_broker(
-    port: int = 0, *args: str
-) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def start_test_broker(port: int = 0, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The Service Bus test broker on ``port`` (0: a free one): ``(process, port)``.
 
     ``args``: more command-line options (``"--max-message-size", "4194304"``)."""
     cmd = [
-        sys.executable, str(BROKER_DIR),
-        "--port", str(port), "--config", str(ENTITIES), *args,
-    ]  # fmt: skip
+        sys.executable,
+        str(BROKER_DIR),
+        "--port",
+        str(port),
+        "--config",
+        str(ENTITIES),
+        *args,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     try:
@@ -133,5 +136,6 @@ def servicebus() -> Iterator[ServiceBusTarget]:
     from eventbus_test_brokers.servicebus_broker import connection_string
 
     with start_test_broker() as (proc, port):
-        yield ServiceBusTarget(connection_string("127.0.0.1", port), f"eventbus-{RUN}",
-                               "testbroker", proc)  # fmt: skip
+        yield ServiceBusTarget(
+            connection_string("127.0.0.1", port), f"eventbus-{RUN}", "testbroker", proc
+        )

@@ -55,8 +55,9 @@ class SqsEndpoint:
         query = {"region": self.region, **options}
         if self.endpoint_url:
             query["endpoint_url"] = self.endpoint_url
-        return "sqs://?" + urlencode({k: str(v).lower() if isinstance(v, bool) else v
-                                      for k, v in query.items()})  # fmt: skip
+        return "sqs://?" + urlencode(
+            {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
+        )
 
 
 @dataclass
@@ -109,8 +110,10 @@ def new_names(endpoint: SqsEndpoint) -> SqsNames:
 
 def _need_moto() -> None:
     if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]'), "
-                    "and EVENTBUS_SQS_ENDPOINT is not set")  # fmt: skip
+        pytest.skip(
+            "moto_server is not installed (pip install 'moto[server]'), "
+            "and EVENTBUS_SQS_ENDPOINT is not set"
+        )
 
 
 class MotoServer:

@@ -56,9 +56,13 @@ def test_url_and_options_build_the_adapter() -> None:
         a.close()
     b = EventBus(
         "azure-servicebus://ignored",
-        options={"connection_string": "Endpoint=sb://h:1/;UseDevelopmentEmulator=true;",
-                 "entities": "existing", "topic": "t", "max_message_size": 1024 * 1024},
-    )  # fmt: skip
+        options={
+            "connection_string": "Endpoint=sb://h:1/;UseDevelopmentEmulator=true;",
+            "entities": "existing",
+            "topic": "t",
+            "max_message_size": 1024 * 1024,
+        },
+    )
     try:
         assert isinstance(b.adapter, ServiceBusAdapter)
         assert b.adapter.settings.connection_string.startswith("Endpoint=sb://h:1/")
@@ -173,9 +177,11 @@ def test_existing_entities_from_the_config_file(servicebus: Any) -> None:
     finally:
         a.close()
     quick = ServiceBusAdapter(
-        servicebus.connection_string, topic="broker-topic", entities="existing",
+        servicebus.connection_string,
+        topic="broker-topic",
+        entities="existing",
         retry_total=0,  # the SDK would retry the attach a few times
-    )  # fmt: skip
+    )
     try:
         with pytest.raises(BrokerError, match="does not exist"):
             quick.consumer("no-such-subscription", ["#"])
@@ -290,6 +296,11 @@ def test_delete_group_with_existing_entities_is_a_config_error(servicebus: Any) 
 def test_settings_repr_masks_secrets() -> None:
     from eventbus_azure_servicebus import ServiceBusSettings
 
-    s = ServiceBusSettings.from_url("sb://ns.example/t?SharedAccessKeyName=k&SharedAccessKey=s3cr3t")
+    s = ServiceBusSettings.from_url(
+        "sb://ns.example/t?SharedAccessKeyName=k&SharedAccessKey=s3cr3t"
+    )
     assert "s3cr3t" not in repr(s)
-    assert s.connection_string == "Endpoint=sb://ns.example/;SharedAccessKeyName=k;SharedAccessKey=s3cr3t;"
+    assert (
+        s.connection_string
+        == "Endpoint=sb://ns.example/;SharedAccessKeyName=k;SharedAccessKey=s3cr3t;"
+    )

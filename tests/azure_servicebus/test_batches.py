@@ -23,8 +23,10 @@ def test_batches_near_the_limit_are_all_taken(make_adapter: Any) -> None:
     consumer = a.consumer(group, ["bat.x"])
     sent: list[str] = []
     for pad in range(0, 120, 3):  # 40 publishes of 2-3 batches, each ending elsewhere
-        msgs = [encode(Event(type="bat.x", data={"i": i, "pad": "x" * (9_000 + pad)},
-                             source="/t")) for i in range(60)]  # fmt: skip
+        msgs = [
+            encode(Event(type="bat.x", data={"i": i, "pad": "x" * (9_000 + pad)}, source="/t"))
+            for i in range(60)
+        ]
         a.publish(msgs)
         sent += [m.headers["id"] for m in msgs]
     got: list[str] = []

@@ -62,9 +62,14 @@ def test_correlation_filter() -> None:
 
 def test_rules_from_the_emulator_config_shape() -> None:
     rule = Rule.from_config(
-        {"Name": "r", "Properties": {"FilterType": "Correlation",
-                                     "CorrelationFilter": {"Label": "x", "Properties": {"p": "v"}}}}
-    )  # fmt: skip
+        {
+            "Name": "r",
+            "Properties": {
+                "FilterType": "Correlation",
+                "CorrelationFilter": {"Label": "x", "Properties": {"p": "v"}},
+            },
+        }
+    )
     assert rule.matches({"subject": "x"}, {"p": "v"})
     assert not rule.matches({"subject": "y"}, {"p": "v"})
     with_action = {

@@ -38,18 +38,30 @@ def test_a_foreign_structured_mode_event_is_decoded(servicebus: Any, make_adapte
 
     a = make_adapter()
     consumer = a.consumer(_group("structured"), ["structured.*"])
-    doc = {"specversion": "1.0", "id": "s-1", "source": "/other", "type": "structured.created",
-           "datacontenttype": "application/json", "data": {"a": 1}}  # fmt: skip
+    doc = {
+        "specversion": "1.0",
+        "id": "s-1",
+        "source": "/other",
+        "type": "structured.created",
+        "datacontenttype": "application/json",
+        "data": {"a": 1},
+    }
     with servicebus.client() as client, client.get_topic_sender(servicebus.topic) as sender:
         sender.send_messages(
-            ServiceBusMessage(json.dumps(doc), subject="structured.created",
-                              content_type="application/cloudevents+json; charset=utf-8")
-        )  # fmt: skip
+            ServiceBusMessage(
+                json.dumps(doc),
+                subject="structured.created",
+                content_type="application/cloudevents+json; charset=utf-8",
+            )
+        )
     (d,) = _receive(consumer, 1)
     event = decode(d.message, d.attempt)
     assert (event.id, event.source, event.type, event.data) == (
-        "s-1", "/other", "structured.created", {"a": 1},
-    )  # fmt: skip
+        "s-1",
+        "/other",
+        "structured.created",
+        {"a": 1},
+    )
     consumer.ack([d])
     consumer.close()
 
@@ -86,8 +98,9 @@ def test_a_lone_surrogate_in_an_attribute_is_an_encode_error(make_adapter: Any) 
     with pytest.raises(EncodeError):
         a.publish([bad])
     with pytest.raises(EncodeError):
-        a.publish([encode(Event(type="enc.bad", data=1, source="/t",
-                                extensions={"tenant": "\udc80"}))])  # fmt: skip
+        a.publish(
+            [encode(Event(type="enc.bad", data=1, source="/t", extensions={"tenant": "\udc80"}))]
+        )
     ok = encode(Event(type="enc.ok", data=1, source="/t"))
     a.publish([ok])  # the adapter goes on
     got = _receive(consumer, 1)
@@ -104,8 +117,17 @@ def test_retry_and_replay_copies_pass_duplicate_detection(
     from eventbus_test_brokers.servicebus_broker import admin_request
 
     topic = f"dedup-{uuid.uuid4().hex[:6]}"
-    admin_request(servicebus.connection_string, "ensure-topic", {"Name": topic, "Properties": {
-        "RequiresDuplicateDetection": True, "DuplicateDetectionHistoryTimeWindow": "PT10M"}})
+    admin_request(
+        servicebus.connection_string,
+        "ensure-topic",
+        {
+            "Name": topic,
+            "Properties": {
+                "RequiresDuplicateDetection": True,
+                "DuplicateDetectionHistoryTimeWindow": "PT10M",
+            },
+        },
+    )
     a = make_adapter(topic=topic)
     group = _group("dedup")
     consumer = a.consumer(group, ["dd.x"])
@@ -134,13 +156,16 @@ def test_events_over_the_batch_cap_are_sent_alone_on_premium() -> None:
     premium = 4 * 1024 * 1024
     with start_test_broker(0, "--max-message-size", str(premium)) as (_, port):
         conn = connection_string("127.0.0.1", port)
-        a = ServiceBusAdapter(conn, topic="premium", entities=TestBrokerEntities(conn),
-                              max_message_size=premium)  # fmt: skip
+        a = ServiceBusAdapter(
+            conn, topic="premium", entities=TestBrokerEntities(conn), max_message_size=premium
+        )
         try:
             consumer = a.consumer("big", ["big.*"])
-            events = [encode(Event(type="big.small", data=1, source="/t")),
-                      encode(Event(type="big.large", data=b"x" * (1536 * 1024), source="/t")),
-                      encode(Event(type="big.small", data=2, source="/t"))]  # fmt: skip
+            events = [
+                encode(Event(type="big.small", data=1, source="/t")),
+                encode(Event(type="big.large", data=b"x" * (1536 * 1024), source="/t")),
+                encode(Event(type="big.small", data=2, source="/t")),
+            ]
             a.publish(events)
             got = _receive(consumer, 3)
             assert sorted(d.message.headers["id"] for d in got) == sorted(
@@ -190,15 +215,18 @@ class StaticToken:
 def test_entra_id_settings_from_the_url() -> None:
     s = ServiceBusSettings.from_url("sb://ns.servicebus.windows.net/orders?credential=default")
     assert (s.fully_qualified_namespace, s.topic, s.credential) == (
-        "ns.servicebus.windows.net", "orders", "default",
-    )  # fmt: skip
+        "ns.servicebus.windows.net",
+        "orders",
+        "default",
+    )
     assert s.connection_string == ""  # no SAS: Entra-only namespaces forbid it
     try:
         import azure.identity  # noqa: F401
     except ImportError:
         with pytest.raises(AdapterNotFound, match=r"eventbus\[azure-identity\]"):
-            from_url("sb://ns.servicebus.windows.net/orders?credential=default&entities=existing",
-                     {})  # fmt: skip
+            from_url(
+                "sb://ns.servicebus.windows.net/orders?credential=default&entities=existing", {}
+            )
     with pytest.raises(Exception, match="'credential' must be"):
         ServiceBusSettings.from_url("sb://ns.servicebus.windows.net/orders?credential=sas")
 
@@ -207,9 +235,13 @@ def test_a_token_credential_object_reaches_the_namespace(servicebus: Any) -> Non
     servicebus.require_test_broker()
     host = servicebus.connection_string.split("sb://", 1)[1].split(";", 1)[0].strip("/")
     credential = StaticToken()
-    a = ServiceBusAdapter(fully_qualified_namespace=host, credential=credential,
-                          UseDevelopmentEmulator=True, topic=servicebus.topic,
-                          entities=servicebus.entities())  # fmt: skip
+    a = ServiceBusAdapter(
+        fully_qualified_namespace=host,
+        credential=credential,
+        UseDevelopmentEmulator=True,
+        topic=servicebus.topic,
+        entities=servicebus.entities(),
+    )
     try:
         assert a.settings.connection_string == ""
         consumer = a.consumer(_group("entra"), ["entra.*"])
@@ -237,8 +269,10 @@ def test_a_worker_stops_in_bounded_time_with_the_namespace_down(
     caplog.set_level(logging.WARNING, logger="eventbus.azure_servicebus")
     with start_test_broker() as (proc, port):
         conn = connection_string("127.0.0.1", port)
-        bus = EventBus(ServiceBusAdapter(conn, topic="down", entities=TestBrokerEntities(conn)),
-                       config=BusConfig(poll_interval=0.2))  # fmt: skip
+        bus = EventBus(
+            ServiceBusAdapter(conn, topic="down", entities=TestBrokerEntities(conn)),
+            config=BusConfig(poll_interval=0.2),
+        )
         got = Collector(delay=2.0)  # deliveries in hand when the namespace goes
         bus.subscribe("down.*", got, group="down")
         bus.declare()

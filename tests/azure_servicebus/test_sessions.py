@@ -52,8 +52,10 @@ def test_session_for_key() -> None:
 
 
 def test_url_options_turn_sessions_on() -> None:
-    url = ("sb://127.0.0.1:5999/t?UseDevelopmentEmulator=true&entities=existing"
-           "&sessions=true&max_sessions=3")  # fmt: skip
+    url = (
+        "sb://127.0.0.1:5999/t?UseDevelopmentEmulator=true&entities=existing"
+        "&sessions=true&max_sessions=3"
+    )
     a = from_url(url, {})
     try:
         assert a.settings.sessions and a.settings.max_sessions == 3
@@ -97,8 +99,15 @@ def test_keys_are_independent_and_keyless_events_go_together(make_adapter: Any) 
     group, topic = _names()
     a = make_adapter(sessions=True)
     c = a.consumer(group, [topic])
-    a.publish([_msg(topic, 1, "a"), _msg(topic, 2, "b"), _msg(topic, 3, None),
-               _msg(topic, 4, None), _msg(topic, 5, "a")])  # fmt: skip
+    a.publish(
+        [
+            _msg(topic, 1, "a"),
+            _msg(topic, 2, "b"),
+            _msg(topic, 3, None),
+            _msg(topic, 4, None),
+            _msg(topic, 5, "a"),
+        ]
+    )
     got = _take(c, 4)
     assert sorted(_n(d) for d in got) == [1, 2, 3, 4]  # 5 waits for 1 (same key)
     c.ack(got)
@@ -140,16 +149,21 @@ def test_retries_through_the_bus_keep_per_key_order(make_adapter: Any) -> None:
         return False
 
     got = Collector(fail=flaky)
-    worker = EventBus(make_adapter(sessions=True),
-                      config=BusConfig(poll_interval=0.2, prefetch=20, retry=retry))  # fmt: skip
+    worker = EventBus(
+        make_adapter(sessions=True), config=BusConfig(poll_interval=0.2, prefetch=20, retry=retry)
+    )
     worker.subscribe(topic, got, group=group)
     worker.declare()
     worker.start()
     publisher = EventBus(make_adapter(sessions=True))
     n = 60
     publisher.publish_many(publisher.event(topic, {"n": i}, key=f"k{i % 4}") for i in range(n))
-    got.wait_until(lambda evs: len({e.data["n"] for e in evs if e.data["n"] not in failed
-                                    or e.attempt > 1}) >= n, idle=30)  # fmt: skip
+    got.wait_until(
+        lambda evs: (
+            len({e.data["n"] for e in evs if e.data["n"] not in failed or e.attempt > 1}) >= n
+        ),
+        idle=30,
+    )
     worker.close()
     publisher.close()
     handled: dict[str, list[int]] = {}
@@ -166,8 +180,9 @@ def test_long_handler_keeps_its_session(make_adapter: Any) -> None:
     """A handler running past the lock duration keeps the session lock: renewed."""
     group, topic = _names()
     got = Collector(delay=2.2)  # more than twice the 1 s lock
-    worker = EventBus(make_adapter(lock_duration=1.0, sessions=True),
-                      config=BusConfig(poll_interval=0.2))  # fmt: skip
+    worker = EventBus(
+        make_adapter(lock_duration=1.0, sessions=True), config=BusConfig(poll_interval=0.2)
+    )
     worker.subscribe(topic, got, group=group)
     worker.declare()
     worker.start()

@@ -47,8 +47,9 @@ def squeue(servicebus: Any) -> Iterator[str]:
     from azure.servicebus.management import ServiceBusAdministrationClient
 
     with ServiceBusAdministrationClient.from_connection_string(servicebus.connection_string) as adm:
-        adm.create_queue(name, lock_duration=timedelta(seconds=LOCK), max_delivery_count=5,
-                         requires_session=True)  # fmt: skip
+        adm.create_queue(
+            name, lock_duration=timedelta(seconds=LOCK), max_delivery_count=5, requires_session=True
+        )
         try:
             yield name
         finally:
@@ -80,15 +81,17 @@ def _bodies(msgs: list[Any]) -> list[str]:
 
 def test_next_available_session_names_itself_and_keeps_fifo(client: Any, squeue: str) -> None:
     _send(client, squeue, ("a", "a1"), ("b", "b1"), ("a", "a2"), ("a", "a3"), ("b", "b2"))
-    with client.get_queue_receiver(squeue, session_id=NEXT_AVAILABLE_SESSION,
-                                   max_wait_time=5) as first:  # fmt: skip
+    with client.get_queue_receiver(
+        squeue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5
+    ) as first:
         assert first.session.session_id == "a"  # the session whose first message is oldest
         assert first.session.locked_until_utc is not None
         got = _receive(first, 3)
         assert _bodies(got) == ["a1", "a2", "a3"]
         assert all(m.session_id == "a" for m in got)
-        with client.get_queue_receiver(squeue, session_id=NEXT_AVAILABLE_SESSION,
-                                       max_wait_time=5) as second:  # fmt: skip
+        with client.get_queue_receiver(
+            squeue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5
+        ) as second:
             assert second.session.session_id == "b"
             other = _receive(second, 2)
             assert _bodies(other) == ["b1", "b2"]
@@ -103,8 +106,9 @@ def test_a_held_session_is_not_handed_out_again(servicebus: Any, client: Any, sq
 
     _send(client, squeue, ("only", "x"))
     # no SDK retries: it retries both errors, and would get the session once the lock ran out
-    with ServiceBusClient.from_connection_string(servicebus.connection_string,
-                                                 retry_total=0) as other:  # fmt: skip
+    with ServiceBusClient.from_connection_string(
+        servicebus.connection_string, retry_total=0
+    ) as other:
         with client.get_queue_receiver(squeue, session_id="only", max_wait_time=5) as holder:
             assert _bodies(_receive(holder, 1)) == ["x"]
             with pytest.raises(SessionCannotBeLockedError):
@@ -113,8 +117,9 @@ def test_a_held_session_is_not_handed_out_again(servicebus: Any, client: Any, sq
             holder.session.renew_lock()
             started = time.monotonic()
             with pytest.raises(OperationTimeoutError):
-                with other.get_queue_receiver(squeue, session_id=NEXT_AVAILABLE_SESSION,
-                                              max_wait_time=1) as r:  # fmt: skip
+                with other.get_queue_receiver(
+                    squeue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
+                ) as r:
                     r.receive_messages(max_message_count=1, max_wait_time=1)
             assert time.monotonic() - started >= 0.8  # it waited for a session to come free
 
@@ -137,11 +142,9 @@ def test_closing_the_receiver_frees_the_session_and_counts_a_delivery(
     client: Any, squeue: str
 ) -> None:
     _send(client, squeue, ("c", "1"), ("c", "2"))
-    with client.get_queue_receiver(squeue, session_id=NEXT_AVAILABLE_SESSION,
-                                   max_wait_time=5) as r:  # fmt: skip
+    with client.get_queue_receiver(squeue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5) as r:
         assert _bodies(_receive(r, 2)) == ["1", "2"]
-    with client.get_queue_receiver(squeue, session_id=NEXT_AVAILABLE_SESSION,
-                                   max_wait_time=5) as r:  # fmt: skip
+    with client.get_queue_receiver(squeue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5) as r:
         assert r.session.session_id == "c"
         again = _receive(r, 2)
         assert _bodies(again) == ["1", "2"]
@@ -174,8 +177,9 @@ def test_expired_session_lock_frees_the_session_for_another_receiver(
     _send(client, squeue, ("e", "1"))
     with client.get_queue_receiver(squeue, session_id="e", max_wait_time=5) as lapsed:
         (held,) = _receive(lapsed, 1)
-        with client.get_queue_receiver(squeue, session_id=NEXT_AVAILABLE_SESSION,
-                                       max_wait_time=LOCK * 3) as taker:  # fmt: skip
+        with client.get_queue_receiver(
+            squeue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=LOCK * 3
+        ) as taker:
             assert taker.session.session_id == "e"  # once the first lock ran out
             (again,) = _receive(taker, 1)
             assert _bodies([again]) == ["1"] and again.delivery_count == 1
@@ -197,14 +201,17 @@ def test_session_subscription(servicebus: Any, client: Any) -> None:
     conn, topic = servicebus.connection_string, f"st-{uuid.uuid4().hex[:8]}"
     admin_request(conn, "ensure-topic", {"Name": topic})
     props = {"LockDuration": "PT5S", "RequiresSession": True}
-    info = admin_request(conn, "ensure-subscription",
-                         {"Topic": topic, "Name": "ordered", "Properties": props})  # fmt: skip
+    info = admin_request(
+        conn, "ensure-subscription", {"Topic": topic, "Name": "ordered", "Properties": props}
+    )
     assert info["Properties"]["RequiresSession"] is True
     with client.get_topic_sender(topic) as sender:
-        sender.send_messages([ServiceBusMessage(b"keyed", session_id="k"),
-                              ServiceBusMessage(b"bare")])  # fmt: skip
-    with client.get_subscription_receiver(topic, "ordered", session_id=NEXT_AVAILABLE_SESSION,
-                                          max_wait_time=5) as r:  # fmt: skip
+        sender.send_messages(
+            [ServiceBusMessage(b"keyed", session_id="k"), ServiceBusMessage(b"bare")]
+        )
+    with client.get_subscription_receiver(
+        topic, "ordered", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5
+    ) as r:
         assert _bodies(_receive(r, 1)) == ["keyed"]
     with client.get_subscription_receiver(
         topic, "ordered", sub_queue=ServiceBusSubQueue.DEAD_LETTER
@@ -214,14 +221,18 @@ def test_session_subscription(servicebus: Any, client: Any) -> None:
         dlq.complete_message(dead)
     with pytest.raises(Exception, match="RequiresSession"):  # fixed at creation, as on Azure
         props = {"RequiresSession": False}
-        admin_request(conn, "ensure-subscription",
-                      {"Topic": topic, "Name": "ordered", "Properties": props})  # fmt: skip
+        admin_request(
+            conn, "ensure-subscription", {"Topic": topic, "Name": "ordered", "Properties": props}
+        )
 
 
 def test_config_file_session_subscription(servicebus: Any) -> None:
     servicebus.require_test_broker()  # tests/azure_servicebus/entities.json
     from eventbus_test_brokers.servicebus_broker import admin_request
 
-    info = admin_request(servicebus.connection_string, "get-subscription",
-                         {"Topic": "broker-topic", "Name": "ordered"})  # fmt: skip
+    info = admin_request(
+        servicebus.connection_string,
+        "get-subscription",
+        {"Topic": "broker-topic", "Name": "ordered"},
+    )
     assert info["Properties"]["RequiresSession"] is True

@@ -78,9 +78,10 @@ def child_env(**extra: str) -> dict[str, str]:
     # Not PYTHONUNBUFFERED: it splits a print into two writes that interleave between
     # threads and streams; the code under test flushes whole lines itself.
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith("EVENTBUS_") and k != "PYTHONUNBUFFERED"
-    }  # fmt: skip
+    }
     env.update(extra)
     return env
 
@@ -157,9 +158,7 @@ class Lines:
 
     def wait_for(self, check: Callable[[list[str]], bool], timeout: float = 20) -> list[str]:
         with self._cond:
-            ok = self._cond.wait_for(
-                lambda: check(self.lines) or self.done, timeout
-            )
+            ok = self._cond.wait_for(lambda: check(self.lines) or self.done, timeout)
             if not (ok and check(self.lines)):
                 text = "\n".join(self.lines)
                 raise AssertionError(f"timed out waiting; output so far:\n{text}")

@@ -154,12 +154,26 @@ def test_publish_without_data_sends_null(cli, sqlite_config: Path) -> None:
 
 def test_publish_attributes_and_headers(cli, sqlite_config: Path) -> None:
     r = cli(
-        "publish", "order.created", '{"id": 1}',
-        "--key", "Ana", "--subject", "orders/1", "--source", "//shop/cli",
-        "--header", "correlationid=corr-1", "--header", "causationid=cause-1",
-        "--header", "id=order-1-created", "--header", "tenant=acme",
-        "--header", "note=a=b, ünïcode",
-    )  # fmt: skip
+        "publish",
+        "order.created",
+        '{"id": 1}',
+        "--key",
+        "Ana",
+        "--subject",
+        "orders/1",
+        "--source",
+        "//shop/cli",
+        "--header",
+        "correlationid=corr-1",
+        "--header",
+        "causationid=cause-1",
+        "--header",
+        "id=order-1-created",
+        "--header",
+        "tenant=acme",
+        "--header",
+        "note=a=b, ünïcode",
+    )
     assert r.code == 0, r.err
     assert "id=order-1-created" in r.out
     attrs = json.loads(cli("log", "--json").out)["attributes"]
@@ -258,8 +272,11 @@ def test_cli_options_do_not_leak_into_the_environment(cli, write) -> None:
 @pytest.mark.parametrize(
     ("argv", "toml", "message"),
     [
-        (["--config", "missing.toml", "publish", "a.b"], None,
-         "missing.toml: config file not found"),
+        (
+            ["--config", "missing.toml", "publish", "a.b"],
+            None,
+            "missing.toml: config file not found",
+        ),
         (["publish", "a.b"], 'ulr = "memory://"', "'ulr' is not a setting; did you mean 'url'?"),
         (["publish", "a.b"], 'broker = "rabbitmqq"', "did you mean 'rabbitmq'?"),
         (["publish", "a.b"], 'url = "nosuch://x"', "no adapter named 'nosuch'"),
@@ -268,7 +285,7 @@ def test_cli_options_do_not_leak_into_the_environment(cli, write) -> None:
         (["check"], 'url = "amqp://u:${RABBIT_PASSWORD}@h/"', "export RABBIT_PASSWORD="),
         (["log"], "[retry]\nmax_attempts = 0", "max_attempts must be at least 1"),
     ],
-)  # fmt: skip
+)
 def test_config_errors_exit_2_with_one_line(
     cli, write, argv: list[str], toml: str | None, message: str
 ) -> None:
@@ -322,8 +339,15 @@ def test_adapters_json(cli) -> None:
     assert sqlite["capabilities"]["cross_process"] is True
     assert rows["memory"]["capabilities"]["cross_process"] is False
     for row in doc["adapters"]:
-        assert set(row) >= {"name", "version", "schemes", "sdk", "sdk_installed", "extra",
-                            "capabilities"}  # fmt: skip
+        assert set(row) >= {
+            "name",
+            "version",
+            "schemes",
+            "sdk",
+            "sdk_installed",
+            "extra",
+            "capabilities",
+        }
     assert isinstance(doc["load_errors"], dict)
 
 
@@ -390,8 +414,6 @@ def test_check_on_an_unreachable_broker_fails_with_one_line(cli, write) -> None:
     assert "secret" not in r.out + r.err
     assert len(r.err.strip().splitlines()) == 1
     assert "Traceback" not in r.err
-
-
 
 
 @pytest.mark.rabbitmq

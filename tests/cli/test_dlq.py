@@ -72,8 +72,12 @@ def test_list_of_a_group_without_dead_letters(cli, db: Path) -> None:
 
 def test_an_unknown_group_is_an_error_naming_the_groups(cli, db: Path) -> None:
     _dead_letter(db, 1)
-    for argv in (("list", "nobody"), ("show", "nobody", "#1"), ("replay", "nobody", "-y"),
-                 ("purge", "nobody", "-y")):  # fmt: skip
+    for argv in (
+        ("list", "nobody"),
+        ("show", "nobody", "#1"),
+        ("replay", "nobody", "-y"),
+        ("purge", "nobody", "-y"),
+    ):
         r = cli("dlq", *argv)
         assert r.code == 1, (argv, r)
         assert "no group 'nobody'" in r.err and "groups: billing" in r.err, r.err
@@ -88,8 +92,7 @@ def test_list_without_a_group_lists_the_groups_with_dead_letters(cli, db: Path) 
         a.close()
     r = cli("dlq", "list")
     assert r.code == 0, r.err
-    assert [ln.split() for ln in r.out.splitlines()] == [["GROUP", "DEAD", "LETTERS"],
-                                                          [GROUP, "2"]]  # fmt: skip
+    assert [ln.split() for ln in r.out.splitlines()] == [["GROUP", "DEAD", "LETTERS"], [GROUP, "2"]]
     r = cli("dlq", "list", "--json")
     assert [json.loads(ln) for ln in r.out.splitlines()] == [{"group": GROUP, "dead_letters": 2}]
 

@@ -45,8 +45,11 @@ def invoice_of(event: Event) -> dict:
 def test_compose_is_pure() -> None:
     event = Event(type="order.created", data={"id": 3, "user": "Carla", "total": 1}, id="e-3")
     assert notifications.compose(event) == {
-        "to": "Carla", "order": 3, "text": "we got your order 3", "event": "e-3",
-    }  # fmt: skip
+        "to": "Carla",
+        "order": 3,
+        "text": "we got your order 3",
+        "event": "e-3",
+    }
     other = notifications.compose(Event(type="order.shipped", data={"id": 3, "user": "Carla"}))
     assert other["text"] == "order.shipped 3"
 
@@ -96,8 +99,12 @@ def test_a_bad_order_goes_straight_to_the_dead_letter(data, why) -> None:
         wait_until(lambda: broker.dead_letters("billing-dlq-test"))
         ((delivery, reason),) = broker.dead_letters("billing-dlq-test")
         assert delivery.attempt == 1  # not retried: retrying cannot fix it
-        assert reason.startswith("ValidationError: 'order.created' (version 1) does not fit "
-                                 "OrderCreated: ") and why in reason  # fmt: skip
+        assert (
+            reason.startswith(
+                "ValidationError: 'order.created' (version 1) does not fit OrderCreated: "
+            )
+            and why in reason
+        )
     finally:
         worker.close()
 
@@ -123,9 +130,14 @@ EXAMPLE_DIR = Path(billing.__file__).resolve().parent
 
 @pytest.mark.parametrize(
     ("profile", "adapter"),
-    [(None, "sqlite"), ("rabbitmq", "rabbitmq"), ("kafka", "kafka"), ("sqs", "sqs"),
-     ("azure", "azure_servicebus")],
-)  # fmt: skip
+    [
+        (None, "sqlite"),
+        ("rabbitmq", "rabbitmq"),
+        ("kafka", "kafka"),
+        ("sqs", "sqs"),
+        ("azure", "azure_servicebus"),
+    ],
+)
 def test_the_example_config_and_its_profiles_load(
     monkeypatch: pytest.MonkeyPatch, profile: str | None, adapter: str
 ) -> None:

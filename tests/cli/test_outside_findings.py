@@ -32,13 +32,14 @@ BAD_URLS = [
     pytest.param("amqp://u:p@host:notaport/", marks=pytest.mark.rabbitmq, id="amqp-port"),
     pytest.param("sqlite:///x.db?bogus=1", marks=pytest.mark.sqlite, id="sqlite-option"),
     pytest.param("kafka://", marks=pytest.mark.kafka, id="kafka-empty"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
 @pytest.mark.parametrize("command", [("check", "--timeout", "3"), ("publish", "x.y")])
-def test_a_bad_url_is_one_line_and_exit_2(cli, url: str, command: tuple[str, ...],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_bad_url_is_one_line_and_exit_2(
+    cli, url: str, command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EVENTBUS_URL", url)
     r = cli(*command)
     assert r.code == 2, r
@@ -66,7 +67,6 @@ def test_debug_still_shows_the_traceback_of_a_bad_url(cli, write) -> None:
 # -- 6: publish tells "delivered" from "kept in the outbox"; refusals are not kept ----------
 
 
-
 def _outbox_rows(workdir: Path) -> int:
     path = workdir / ".eventbus" / "outbox.db"
     if not path.exists():
@@ -86,15 +86,19 @@ def test_no_outbox_flag_fails_instead_of_keeping(cli, write, workdir: Path) -> N
 
 @pytest.mark.rabbitmq
 @pytest.mark.parametrize("what", ["password", "vhost"])
-def test_a_refused_login_fails_and_is_not_kept(cli, write, workdir: Path, rabbitmq_url: str,
-                                               what: str) -> None:  # fmt: skip
+def test_a_refused_login_fails_and_is_not_kept(
+    cli, write, workdir: Path, rabbitmq_url: str, what: str
+) -> None:
     import pika
 
     p = pika.URLParameters(rabbitmq_url)
     password = "wrong" if what == "password" else p.credentials.password
     vhost = "no-such-vhost" if what == "vhost" else ""
-    write("eventbus.toml", f'url = "amqp://{p.credentials.username}:{password}@{p.host}:'
-                           f'{p.port}/{vhost}"\n[publish]\nretry_attempts = 3\n')  # fmt: skip
+    write(
+        "eventbus.toml",
+        f'url = "amqp://{p.credentials.username}:{password}@{p.host}:'
+        f'{p.port}/{vhost}"\n[publish]\nretry_attempts = 3\n',
+    )
     started = time.monotonic()
     r = cli("publish", "order.created", "{}")
     assert r.code == 1, r
@@ -121,8 +125,9 @@ def _start_and_stop(spawn, watch, *argv: str) -> str:
 
 
 @pytest.mark.rabbitmq
-def test_the_worker_keeps_pika_quiet_at_the_default_level(spawn, watch, write,
-                                                          rabbitmq_url: str) -> None:  # fmt: skip
+def test_the_worker_keeps_pika_quiet_at_the_default_level(
+    spawn, watch, write, rabbitmq_url: str
+) -> None:
     write("eventbus.toml", f'url = "{rabbitmq_url}"\n')
     write("app.py", SLOW_WORKER.replace("time.sleep(120)", "pass"))
     text = _start_and_stop(spawn, watch, "app")

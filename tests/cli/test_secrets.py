@@ -56,17 +56,17 @@ def _configs(port: int) -> dict[str, str]:
     fast = "[publish]\nretry_attempts = 1\nretry_timeout = 1.0\nclose_timeout = 0.5\n"
     return {
         "rabbitmq": f'url = "amqp://eventbus:${{EB_SECRET}}@127.0.0.1:{port}/shop"\n'
-                    "[options]\nconnect_timeout = 2.0\n" + fast,
+        "[options]\nconnect_timeout = 2.0\n" + fast,
         "kafka": f'url = "kafka://127.0.0.1:{port}"\n'
-                 '[options]\npublish_timeout = 2.0\n"sasl.password" = "${EB_SECRET}"\n'
-                 '[options.client]\n"security.protocol" = "SASL_PLAINTEXT"\n'
-                 '"sasl.mechanism" = "PLAIN"\n"sasl.username" = "eventbus"\n'
-                 '"sasl.oauthbearer.client.secret" = "${EB_SECRET}"\n' + fast,
+        '[options]\npublish_timeout = 2.0\n"sasl.password" = "${EB_SECRET}"\n'
+        '[options.client]\n"security.protocol" = "SASL_PLAINTEXT"\n'
+        '"sasl.mechanism" = "PLAIN"\n"sasl.username" = "eventbus"\n'
+        '"sasl.oauthbearer.client.secret" = "${EB_SECRET}"\n' + fast,
         "azure_servicebus": 'broker = "azure_servicebus"\nurl = ""\n[options]\n'
-                            f'connection_string = "Endpoint=sb://127.0.0.1:{port}/;'
-                            "SharedAccessKeyName=app;SharedAccessKey=${EB_SECRET};"
-                            'UseDevelopmentEmulator=true"\n' + fast,
-    }  # fmt: skip
+        f'connection_string = "Endpoint=sb://127.0.0.1:{port}/;'
+        "SharedAccessKeyName=app;SharedAccessKey=${EB_SECRET};"
+        'UseDevelopmentEmulator=true"\n' + fast,
+    }
 
 
 @pytest.fixture
@@ -99,8 +99,12 @@ def _run_all(cli: Callable[..., Any], spawn: Any, watch: Any, write: Any) -> lis
     ):
         r = cli(*argv)
         seen += [f"$ eventbus {' '.join(argv)} -> {r.code}", r.out, r.err]
-    for argv in (("tail", "#", "--limit", "1"), ("worker", "app"), ("worker", "app", "--debug"),
-                 ("worker", "app", "--log-level", "DEBUG", "--log-format", "json")):
+    for argv in (
+        ("tail", "#", "--limit", "1"),
+        ("worker", "app"),
+        ("worker", "app", "--debug"),
+        ("worker", "app", "--log-level", "DEBUG", "--log-format", "json"),
+    ):
         proc = spawn(*argv)
         out = watch(proc)
         try:  # a few seconds of trying to reach the broker, then stop
@@ -123,25 +127,34 @@ def test_every_command_on_rabbitmq(cli, spawn, watch, write, workdir: Path, secr
     assert_clean([*seen, repr(load_config()), str(load_config())], workdir)
 
 
-@pytest.mark.parametrize("broker", [
-    pytest.param("kafka", marks=pytest.mark.kafka),
-    pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "broker",
+    [
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
+    ],
+)
 def test_check_and_publish_on(broker: str, cli, write, workdir: Path, secret_env) -> None:
     write("eventbus.toml", _configs(free_port())[broker])
     seen: list[str] = []
-    for argv in (("check", "--timeout", "3", "--debug"), ("publish", "x.y", "{}", "--debug"),
-                 ("outbox",)):  # fmt: skip
+    for argv in (
+        ("check", "--timeout", "3", "--debug"),
+        ("publish", "x.y", "{}", "--debug"),
+        ("outbox",),
+    ):
         r = cli(*argv)
         seen += [r.out, r.err]
     assert_clean([*seen, repr(load_config())], workdir)
 
 
-@pytest.mark.parametrize("broker", [
-    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
-    pytest.param("kafka", marks=pytest.mark.kafka),
-    pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "broker",
+    [
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
+    ],
+)
 def test_reprs_of_the_config_and_the_adapter_settings(broker: str, write, secret_env) -> None:
     write("eventbus.toml", _configs(free_port())[broker])
     cfg = load_config()
@@ -158,8 +171,11 @@ def test_reprs_of_the_config_and_the_adapter_settings(broker: str, write, secret
 @pytest.mark.sqlite
 def test_tracebacks_shown_are_masked(cli, write, sqlite_config, secret_env) -> None:
     """The user's own traceback (shown without --debug) and --debug tracebacks."""
-    write("boom.py", 'import os\nraise RuntimeError(f"cannot reach amqp://eventbus:'
-                     '{os.environ[\'EB_SECRET\']}@127.0.0.1:1/")\n')  # fmt: skip
+    write(
+        "boom.py",
+        'import os\nraise RuntimeError(f"cannot reach amqp://eventbus:'
+        "{os.environ['EB_SECRET']}@127.0.0.1:1/\")\n",
+    )
     seen = []
     for argv in (("asyncapi", "boom"), ("worker", "boom"), ("asyncapi", "boom", "--debug")):
         r = cli(*argv)

@@ -134,14 +134,20 @@ def isolated_imports(monkeypatch: pytest.MonkeyPatch):
         ("x = 1\n", "wk_noattr:bus", "module 'wk_noattr' has no attribute 'bus'"),
         ("x = 1\n", "wk_noattr2", "has no attribute 'bus' (name it: wk_noattr2:ATTR)"),
         ("bus = 42\n", "wk_notbus:bus", "wk_notbus:bus is a int, not an EventBus"),
-        ("from eventbus import EventBus\nbus = EventBus()\n", "wk_nohandlers:bus",
-         "has no handlers"),
+        (
+            "from eventbus import EventBus\nbus = EventBus()\n",
+            "wk_nohandlers:bus",
+            "has no handlers",
+        ),
         (None, "wk_x:", "write MODULE or MODULE:ATTR"),
         (None, ":bus", "write MODULE or MODULE:ATTR"),
-        (SHOP, "wk_shop:bus --group nosuch", "no group named 'nosuch' in this bus; its groups: "
-         "audit, mail"),
+        (
+            SHOP,
+            "wk_shop:bus --group nosuch",
+            "no group named 'nosuch' in this bus; its groups: audit, mail",
+        ),
     ],
-)  # fmt: skip
+)
 def test_worker_user_errors(
     cli, write, sqlite_config, isolated_imports, module: str | None, target: str, message: str
 ) -> None:
@@ -188,19 +194,33 @@ def test_the_example_moves_to_rabbitmq_by_config_only(spawn, watch, repo) -> Non
     given = os.environ.get("EVENTBUS_RABBITMQ_URL")
     if given:  # the example's file reads the broker's address from these
         parts = urlsplit(given)
-        env.update(RABBITMQ_USER=parts.username or "guest",
-                   RABBITMQ_PASSWORD=parts.password or "guest",
-                   RABBITMQ_HOST=parts.hostname or "localhost")  # fmt: skip
+        env.update(
+            RABBITMQ_USER=parts.username or "guest",
+            RABBITMQ_PASSWORD=parts.password or "guest",
+            RABBITMQ_HOST=parts.hostname or "localhost",
+        )
     billing = "eventbus.examples.orders_billing.billing:bus"
     proc = spawn("worker", billing, "--config", config, **env)
     out = watch(proc)
     out.wait_for(ready)
     first = random.randrange(10**6, 10**7)  # ids of this run only: the broker is shared
     subprocess.run(
-        [sys.executable, "-m", "eventbus.examples.orders_billing.orders", "--count", "3",
-         "--first-id", str(first), "--interval", "0"],
-        cwd=repo, env={**child_env(), **env, "EVENTBUS_CONFIG": config}, check=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "eventbus.examples.orders_billing.orders",
+            "--count",
+            "3",
+            "--first-id",
+            str(first),
+            "--interval",
+            "0",
+        ],
+        cwd=repo,
+        env={**child_env(), **env, "EVENTBUS_CONFIG": config},
+        check=True,
+        timeout=60,
+    )
     wanted = {f"for order {first + i}:" for i in range(3)}
     out.wait_for(lambda ls: all(any(w in line for line in ls) for w in wanted), timeout=30)
     assert stop(proc) == 0

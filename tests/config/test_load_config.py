@@ -353,7 +353,7 @@ def test_in_pyproject_the_error_names_the_table(write) -> None:
         ('[retry]\nmax_attempts = "5"', "retry.max_attempts", "must be int, not str"),
         ("[retry]\nmax_attempts = true", "retry.max_attempts", "must be int, not bool"),
         ("[retry]\ninitial_delay = false", "retry.initial_delay", "must be int or float"),
-        ('[worker]\nprefetch = 1.5', "worker.prefetch", "must be int, not float"),
+        ("[worker]\nprefetch = 1.5", "worker.prefetch", "must be int, not float"),
         ('options = "fast"', "options", "must be dict, not str"),
         ('profiles = "test"', "profiles", "must be dict, not str"),
     ],
@@ -452,9 +452,7 @@ def test_every_setting_lands_in_the_record(write) -> None:
         url="memory://?lease=4",
         options={"lease": 4},
         source="//shop/billing",
-        retry=RetryPolicy(
-            max_attempts=7, initial_delay=0.1, multiplier=3, max_delay=9, jitter=0
-        ),
+        retry=RetryPolicy(max_attempts=7, initial_delay=0.1, multiplier=3, max_delay=9, jitter=0),
         prefetch=20,
         poll_interval=0.25,
         concurrency=3,
@@ -488,8 +486,7 @@ def test_broker_name_without_url_leaves_the_url_to_the_adapter(write) -> None:
         (
             "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;"
             "SharedAccessKey=c2VjcmV0",
-            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=***;"
-            "SharedAccessKey=***",
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=***;SharedAccessKey=***",
         ),
     ],
 )
@@ -513,12 +510,17 @@ def test_content_mode_key(tmp_path, monkeypatch) -> None:
 def test_repr_masks_a_password_with_an_at_sign_and_nested_secret_options() -> None:
     cfg = BusConfig(
         url="amqp://u:S3cr3t-@-Zq9@host/",
-        options={"client": {"sasl.password": "hunter2", "sasl.username": "app",
-                            "deeper": {"api_key": "k3y", "list": ["x"]}},
-                 "connection_string": "Endpoint=sb://h/;SharedAccessKeyName=a;SharedAccessKey=c2Vj",
-                 "exchange": "shop"},
+        options={
+            "client": {
+                "sasl.password": "hunter2",
+                "sasl.username": "app",
+                "deeper": {"api_key": "k3y", "list": ["x"]},
+            },
+            "connection_string": "Endpoint=sb://h/;SharedAccessKeyName=a;SharedAccessKey=c2Vj",
+            "exchange": "shop",
+        },
         inbox="postgresql://app:p@ss@db/shop",
-    )  # fmt: skip
+    )
     shown = repr(cfg)
     for secret in ("S3cr3t", "Zq9", "hunter2", "k3y", "c2Vj", "p@ss", "ss@db"):
         assert secret not in shown, (secret, shown)

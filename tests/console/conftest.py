@@ -33,13 +33,21 @@ class Worker:
 
         Call it when no other event is in flight: those would be rejected too."""
         self.failing.set()
-        events = [Event(type="order.paid", data={"order": i, "total": 10 + i}, source="/shop",
-                        correlationid=f"corr-{i}") for i in range(n)]  # fmt: skip
+        events = [
+            Event(
+                type="order.paid",
+                data={"order": i, "total": 10 + i},
+                source="/shop",
+                correlationid=f"corr-{i}",
+            )
+            for i in range(n)
+        ]
         self.bus.publish_many(events)
         probe = SqliteAdapter(self.db)
         try:
-            eventually(lambda: len(probe.dead_letters(GROUP, 1000)) >= n or None,
-                       what="the dead letters")  # fmt: skip
+            eventually(
+                lambda: len(probe.dead_letters(GROUP, 1000)) >= n or None, what="the dead letters"
+            )
         finally:
             probe.close()
         self.failing.clear()
@@ -56,8 +64,13 @@ class Worker:
 
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("EVENTBUS_CONFIG", "EVENTBUS_URL", "EVENTBUS_BROKER", "EVENTBUS_PROFILE",
-                 "EVENTBUS_CONSOLE_TOKEN"):  # fmt: skip
+    for name in (
+        "EVENTBUS_CONFIG",
+        "EVENTBUS_URL",
+        "EVENTBUS_BROKER",
+        "EVENTBUS_PROFILE",
+        "EVENTBUS_CONSOLE_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path / "bus.db"
@@ -71,8 +84,7 @@ def config(db: Path) -> BusConfig:
 
 @pytest.fixture
 def worker(db: Path, config: BusConfig) -> Iterator[Worker]:
-    bus = EventBus(SqliteAdapter(db), config=config,
-                   retry=RetryPolicy(max_attempts=1))  # fmt: skip
+    bus = EventBus(SqliteAdapter(db), config=config, retry=RetryPolicy(max_attempts=1))
     w = Worker(db, bus)
 
     @bus.subscribe("order.*", group=GROUP)
@@ -98,8 +110,14 @@ def start_console() -> Iterator[Callable[..., str]]:
     def start(config: BusConfig | None, **options: object) -> str:
         stop = threading.Event()
         ready: list[str] = []
-        kwargs = {"port": 0, "token": TOKEN, "on_ready": ready.append, "stop": stop,
-                  "sample_every": 0.2, **options}  # fmt: skip
+        kwargs = {
+            "port": 0,
+            "token": TOKEN,
+            "on_ready": ready.append,
+            "stop": stop,
+            "sample_every": 0.2,
+            **options,
+        }
         thread = threading.Thread(target=serve, args=(config,), kwargs=kwargs, daemon=True)
         thread.start()
         stops.append((stop, thread))

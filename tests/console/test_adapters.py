@@ -32,19 +32,24 @@ def _adapter(name: str, request: pytest.FixtureRequest) -> Any:
     return RabbitMQAdapter(request.getfixturevalue("rabbitmq_url"))
 
 
-@pytest.fixture(params=[
-    pytest.param("memory", marks=pytest.mark.memory),
-    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
-    pytest.param("kafka", marks=pytest.mark.kafka),
-    pytest.param("sqs", marks=pytest.mark.sqs),
-    pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
-])  # fmt: skip
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.memory),
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("sqs", marks=pytest.mark.sqs),
+        pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
+    ]
+)
 def app_bus(request: pytest.FixtureRequest, db) -> Iterator[tuple[str, EventBus, str]]:
     """(adapter name, a running bus whose group dead-letters everything, the group)."""
     name = request.param
     adapter = _adapter(name, request)
-    bus = EventBus(adapter, config=BusConfig(broker=name, url=None, poll_interval=0.1),
-                   retry=RetryPolicy(max_attempts=1))  # fmt: skip
+    bus = EventBus(
+        adapter,
+        config=BusConfig(broker=name, url=None, poll_interval=0.1),
+        retry=RetryPolicy(max_attempts=1),
+    )
     group = f"console-{uuid.uuid4().hex[:6]}"
 
     @bus.subscribe("order.*", group=group)

@@ -59,8 +59,9 @@ def test_mutations_need_the_token_and_get_never_mutates(client, worker, token) -
     assert client.get(f"/groups/{GROUP}/purge").status_code == 405
     assert client.post(f"/groups/{GROUP}/purge", data={"token": "é"}).status_code == 403
     assert client.get("/", params={"token": "é"}, follow_redirects=False).status_code == 303
-    r = client.post(f"/groups/{GROUP}/replay", params={"limit": "-1"},
-                    headers={"X-Eventbus-Token": token})  # fmt: skip
+    r = client.post(
+        f"/groups/{GROUP}/replay", params={"limit": "-1"}, headers={"X-Eventbus-Token": token}
+    )
     assert r.status_code == 409 and "at least 1" in r.json()["error"]
     # The right token in a form asks first; nothing happens before "yes".
     r = client.post(f"/groups/{GROUP}/purge", data={"token": token})
@@ -113,11 +114,11 @@ def test_log_search_by_type_id_correlation_time_and_paging(client, worker) -> No
     for i in range(60):
         bus.publish("audit.note", {"n": i})
     page = client.get("/log", params={"type": "audit.*"}).text
-    assert page.count("<tr><td class=\"num\">") == 50
+    assert page.count('<tr><td class="num">') == 50
     after = re.search(r'id="next" href="/log\?([^"]+)"', page)
     assert after is not None
     rest = client.get("/log?" + after.group(1).replace("&amp;", "&")).text
-    assert rest.count("<tr><td class=\"num\">") == 10 and 'id="next"' not in rest
+    assert rest.count('<tr><td class="num">') == 10 and 'id="next"' not in rest
 
 
 def test_security_headers_and_unknown_hosts(client) -> None:
@@ -147,6 +148,7 @@ def test_charts_count_published_events_and_dead_letters(client, worker) -> None:
     worker.bus.publish("parcel.shipped", {})  # not the group's: not counted
     eventually(lambda: len(worker.handled) == 3 or None, what="the orders handled")
     worker.dead(2)
+
     def counted() -> bool | None:
         h = history()
         return (sum(h["throughput"]) == 5 and max(h["dead_letters"]) == 2) or None
@@ -206,14 +208,21 @@ def test_the_command_prints_the_url_with_the_token(config, worker, db) -> None:
         "    'Bill the order.'\n"
     )
     env = {**os.environ, "EVENTBUS_URL": config.url or "", "EVENTBUS_CONSOLE_TOKEN": "tok-42"}
-    r = subprocess.run([sys.executable, "-m", "eventbus.console", "--app", "nosuchmodule"],
-                       capture_output=True, text=True, env=env, timeout=30)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "eventbus.console", "--app", "nosuchmodule"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     assert r.returncode == 2 and "cannot import 'nosuchmodule'" in r.stderr
     assert "Traceback" not in r.stderr
     proc = subprocess.Popen(
         [sys.executable, "-m", "eventbus.console", "--port", "0", "--app", "shop:bus"],
-        stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
@@ -230,9 +239,11 @@ def test_the_command_prints_the_url_with_the_token(config, worker, db) -> None:
 
 def test_outbox_pending_age_and_drain(db, start_console, token) -> None:
     """Events kept in the outbox while the broker file was locked are shown and drained."""
-    config = BusConfig(url="sqlite:///bus.db", options={"busy_timeout": 0.1},
-                       publish={"retry_attempts": 1, "retry_timeout": 0.2,
-                                "close_timeout": 0.1})  # fmt: skip
+    config = BusConfig(
+        url="sqlite:///bus.db",
+        options={"busy_timeout": 0.1},
+        publish={"retry_attempts": 1, "retry_timeout": 0.2, "close_timeout": 0.1},
+    )
     bus = EventBus(config=config)
     bus.publish("order.paid", {"order": 0})
     lock = sqlite3.connect(db, isolation_level=None)

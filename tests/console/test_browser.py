@@ -19,9 +19,15 @@ from eventbus.testing import eventually
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 GROUP = "billing"
 
 pytestmark = [
@@ -84,8 +90,10 @@ def test_replay_one_dead_letter_through_the_page(page, served, worker) -> None:
     assert worker.handled == [] or all(e.id != events[0].id for e in worker.handled)
     page.get_by_role("button", name="Yes, do it").click()
     assert page.locator("#result").inner_text() == "replayed 1 dead letter(s) of group 'billing'"
-    eventually(lambda: any(e.id == events[0].id for e in worker.handled) or None,
-               what="the handler to get the replayed event")  # fmt: skip
+    eventually(
+        lambda: any(e.id == events[0].id for e in worker.handled) or None,
+        what="the handler to get the replayed event",
+    )
     page.get_by_role("link", name="Back").click()
     ids = page.locator("#letters tbody tr td:first-child").all_inner_texts()
     assert ids == [e.id for e in events[1:]]
@@ -129,8 +137,10 @@ def test_search_the_log(page, served, worker) -> None:
 def test_live_tail_shows_new_events(page, served, worker) -> None:
     page.goto(served("/tail?pattern=order.*"))
     page.wait_for_selector('#tail-status[data-ready="yes"]')
-    sent = [worker.bus.publish("order.created", {"order": i, "user": "Ana"},
-                               correlationid="tail-demo") for i in range(3)]  # fmt: skip
+    sent = [
+        worker.bus.publish("order.created", {"order": i, "user": "Ana"}, correlationid="tail-demo")
+        for i in range(3)
+    ]
     worker.bus.publish("parcel.shipped", {"parcel": 1})  # not matching: not shown
     expect(page.locator("#tail tbody tr")).to_have_count(3)
     page.wait_for_timeout(500)  # the non-matching event had time to (wrongly) show up
@@ -145,10 +155,21 @@ HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2
 
 def test_a_hostile_payload_cannot_run_script(page, served, worker) -> None:
     worker.failing.set()
-    worker.bus.publish_many([Event(type="order.paid", data={"order": 1, "note": HOSTILE},
-                                   subject=HOSTILE, source="/shop")])  # fmt: skip
-    worker.publish_raw("order.raw", b"\xff\xfe" + HOSTILE.encode(),
-                       {"id": "raw-1", "specversion": "9.9", "type": HOSTILE})  # fmt: skip
+    worker.bus.publish_many(
+        [
+            Event(
+                type="order.paid",
+                data={"order": 1, "note": HOSTILE},
+                subject=HOSTILE,
+                source="/shop",
+            )
+        ]
+    )
+    worker.publish_raw(
+        "order.raw",
+        b"\xff\xfe" + HOSTILE.encode(),
+        {"id": "raw-1", "specversion": "9.9", "type": HOSTILE},
+    )
     probe = SqliteAdapter(worker.db)
     try:
         eventually(lambda: len(probe.dead_letters(GROUP, 10)) == 2 or None, what="dead letters")

@@ -82,8 +82,10 @@ def test_values_come_from_defaults_then_url_then_query_then_options() -> None:
     assert DemoSettings.from_url(None).port == 1234
 
 
-@pytest.mark.parametrize("word,value", [("1", True), ("YES", True), ("on", True),
-                                        ("false", False), ("Off", False), ("0", False)])
+@pytest.mark.parametrize(
+    "word,value",
+    [("1", True), ("YES", True), ("on", True), ("false", False), ("Off", False), ("0", False)],
+)
 def test_bool_words_are_the_same_everywhere(word: str, value: bool) -> None:
     assert DemoSettings.from_url(f"demo://h?create={word}").create is value
     assert DemoSettings.from_url("demo://h", {"create": value}).create is value
@@ -132,8 +134,9 @@ def test_a_url_with_a_bad_port_is_a_config_error_and_validate_runs() -> None:
 
 def test_repr_masks_secret_fields_and_url_passwords() -> None:
     secret = "S3cr3t-Zq9"
-    s = DemoSettings.from_url(f"demo://user:{secret}@h/", {"token": secret,
-                                                           "client": {"sasl.password": secret}})
+    s = DemoSettings.from_url(
+        f"demo://user:{secret}@h/", {"token": secret, "client": {"sasl.password": secret}}
+    )
     shown = repr(s)
     assert secret not in shown
     assert "token=***" in shown and "client=***" in shown and "user:" in shown
@@ -161,15 +164,21 @@ def plugin_package(tmp_path, monkeypatch) -> str:
 
 
 def test_adapter_spec_reads_settings_before_the_sdk_loads(plugin_package: str) -> None:
-    spec = adapter_spec(name="demo", settings=DemoSettings, adapter="._adapter:DemoAdapter",
-                        package=plugin_package, schemes=("demo",))  # fmt: skip
+    spec = adapter_spec(
+        name="demo",
+        settings=DemoSettings,
+        adapter="._adapter:DemoAdapter",
+        package=plugin_package,
+        schemes=("demo",),
+    )
     with pytest.raises(ConfigError, match="unknown option 'nope'"):
         spec.factory("demo://h", {"nope": 1})
     assert f"{plugin_package}._adapter" not in sys.modules
     with pytest.raises(AdapterNotFound, match="pip install eb-demo"):
         spec.factory("demo://h", {})
-    ok = adapter_spec(name="ok", settings=DemoSettings, adapter="._ok:OkAdapter",
-                      package=plugin_package)  # fmt: skip
+    ok = adapter_spec(
+        name="ok", settings=DemoSettings, adapter="._ok:OkAdapter", package=plugin_package
+    )
     built: Any = ok.factory("demo://h:7", {})
     assert built.settings.port == 7
     assert ok.version  # from the distribution, or eventbus's own

@@ -51,7 +51,13 @@ def test_publish_returns_the_event_with_cloudevents_attributes(broker) -> None:
     assert r.outcome == "sent"
     e = r.event
     assert (e.type, e.source, e.specversion, e.key, e.subject, e.correlationid) == (
-        "order.created", "/test", "1.0", "ana", "o/1", "c1")  # fmt: skip
+        "order.created",
+        "/test",
+        "1.0",
+        "ana",
+        "o/1",
+        "c1",
+    )
     assert e.id and e.time is not None and e.time.tzinfo is not None
 
 

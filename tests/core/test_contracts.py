@@ -305,8 +305,13 @@ def test_a_nested_path_names_the_field(bus) -> None:
         got(cart)
 
     bus.start()
-    bus.publish(t, {"lines": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": "two"}],
-                    "at": "2026-12-04T10:00:00Z"})  # fmt: skip
+    bus.publish(
+        t,
+        {
+            "lines": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": "two"}],
+            "at": "2026-12-04T10:00:00Z",
+        },
+    )
     bus.publish(t, {"lines": [{"sku": "a", "qty": 1}], "at": "2026-12-04T10:00:00Z"})
     got.wait_for(1)
     assert got.items[0].lines == [Line("a", 1)]
@@ -493,8 +498,7 @@ def test_export_lists_every_bound_type_with_its_json_schema() -> None:
     order = doc["types"]["order.created"]
     assert order["version"] == 3 and order["kind"] == "dataclass"
     assert order["schema"]["required"] == ["id", "lines"]
-    assert order["schema"]["properties"]["lines"] == {"type": "array",
-                                                      "items": {"type": "string"}}  # fmt: skip
+    assert order["schema"]["properties"]["lines"] == {"type": "array", "items": {"type": "string"}}
     assert order["schema"]["description"] == "An order was placed."
     assert doc["types"]["order.paid"]["schema"]["properties"]["amount"]["exclusiveMinimum"] == 0
     assert doc["types"]["order.refunded"]["schema"]["required"] == ["order", "amount"]
@@ -567,9 +571,16 @@ def test_the_typed_envelope_keeps_every_attribute_of_the_event(bus) -> None:
         typed(event)
 
     bus.start()
-    bus.publish(t, {"id": 1, "user": "Ana", "total": 1.0}, key="k", subject="s",
-                correlationid="c", causationid="d", dataschema="urn:x",
-                traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")  # fmt: skip
+    bus.publish(
+        t,
+        {"id": 1, "user": "Ana", "total": 1.0},
+        key="k",
+        subject="s",
+        correlationid="c",
+        causationid="d",
+        dataschema="urn:x",
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
     plain.wait_for(1)
     typed.wait_for(1)
     assert typed.items[0].data == Order(id=1, user="Ana", total=1.0)

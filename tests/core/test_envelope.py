@@ -20,9 +20,17 @@ def ev(data, **kw) -> Event:
 
 def test_json_round_trip_with_every_attribute() -> None:
     t = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
-    e = ev({"id": 1, "user": "Ana", "total": 42.9}, time=t, subject="o/1", correlationid="c",
-           causationid="k", traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01", key="ana",
-           dataschema="https://example/s", extensions={"tenant": "acme"})  # fmt: skip
+    e = ev(
+        {"id": 1, "user": "Ana", "total": 42.9},
+        time=t,
+        subject="o/1",
+        correlationid="c",
+        causationid="k",
+        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        key="ana",
+        dataschema="https://example/s",
+        extensions={"tenant": "acme"},
+    )
     m = encode(e)
     assert m.headers["datacontenttype"] == "application/json"
     assert m.headers["time"] == "2026-01-02T03:04:05.678000Z"
@@ -97,8 +105,9 @@ def test_malformed_messages_are_decode_errors_with_reason(headers, body, why) ->
         decode(Message(topic="t", body=body, headers=headers))
 
 
-@pytest.mark.parametrize("text", ["2026-11-28T10:00:00.5Z", "2026-11-28T10:00:00.5z",
-                                  "2026-11-28T11:00:00.5+01:00"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text", ["2026-11-28T10:00:00.5Z", "2026-11-28T10:00:00.5z", "2026-11-28T11:00:00.5+01:00"]
+)
 def test_time_reads_any_rfc3339_zone(text: str) -> None:
     headers = {"id": "1", "source": "/s", "type": "t", "specversion": "1.0", "time": text}
     t = decode(Message("t", b"1", headers)).time
@@ -109,8 +118,17 @@ def test_decoder_never_evaluates_or_unpickles() -> None:
     import pickle
 
     payload = pickle.dumps({"x": 1})
-    m = Message("t", payload, {"id": "1", "source": "/s", "type": "t", "specversion": "1.0",
-                               "datacontenttype": "application/python-pickle"})  # fmt: skip
+    m = Message(
+        "t",
+        payload,
+        {
+            "id": "1",
+            "source": "/s",
+            "type": "t",
+            "specversion": "1.0",
+            "datacontenttype": "application/python-pickle",
+        },
+    )
     assert decode(m).data == payload  # opaque bytes, never unpickled
 
 
@@ -149,9 +167,17 @@ def test_fuzz_decoder_returns_event_or_decode_error(body: bytes, headers: dict) 
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
-       allow_infinity=False) | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c),
-       max_leaves=20))  # fmt: skip
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+        max_leaves=20,
+    )
+)
 def test_any_json_value_round_trips(value) -> None:
     assert decode(encode(ev(value))).data == value
 
@@ -177,9 +203,22 @@ def test_events_built_on_the_fast_path_are_plain_frozen_events() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['{"a":1}', ' {"a": [1, 2]} ', '{"a":1}\n', "  3", '"s"', "null", '{"a":1}x', "1 2",
-     "[1,", "nul", " ", '{"a":NaN}', '{"a":1} {"b":2}'],
-)  # fmt: skip
+    [
+        '{"a":1}',
+        ' {"a": [1, 2]} ',
+        '{"a":1}\n',
+        "  3",
+        '"s"',
+        "null",
+        '{"a":1}x',
+        "1 2",
+        "[1,",
+        "nul",
+        " ",
+        '{"a":NaN}',
+        '{"a":1} {"b":2}',
+    ],
+)
 def test_json_payloads_decode_exactly_as_json_loads(text: str) -> None:
     import json
 

@@ -85,8 +85,18 @@ def test_middleware_wraps_each_handler_call_the_first_registered_outermost(bus: 
     bus.start()
     bus.publish("x.y", {})
     eventually(lambda: calls.count("<a") == 2, timeout=10)
-    assert calls == ["a>first", "b>first", "first", "<b", "<a",
-                     "a>second", "b>second", "second", "<b", "<a"]  # fmt: skip
+    assert calls == [
+        "a>first",
+        "b>first",
+        "first",
+        "<b",
+        "<a",
+        "a>second",
+        "b>second",
+        "second",
+        "<b",
+        "<a",
+    ]
 
 
 def test_a_middleware_that_raises_counts_as_the_handler_raising(bus: EventBus) -> None:
@@ -106,12 +116,19 @@ def test_a_middleware_that_raises_counts_as_the_handler_raising(bus: EventBus) -
     bus.start()
     sent = bus.publish("x.y", {}).event
     assert got.wait(1)[0].id == sent.id
-    eventually(lambda: [o.kind for o in outcomes if o.group] == [
-        "delivered", "retried", "delivered", "acked"], timeout=10)  # fmt: skip
+    eventually(
+        lambda: (
+            [o.kind for o in outcomes if o.group] == ["delivered", "retried", "delivered", "acked"]
+        ),
+        timeout=10,
+    )
     retried = next(o for o in outcomes if o.kind == "retried")
     assert retried.reason == "RuntimeError: middleware says no" and retried.attempt == 1
-    assert all(o.duration is not None and o.duration >= 0 for o in outcomes
-               if o.kind in ("acked", "retried"))  # fmt: skip
+    assert all(
+        o.duration is not None and o.duration >= 0
+        for o in outcomes
+        if o.kind in ("acked", "retried")
+    )
 
 
 def test_an_event_no_handler_matches_is_dead_lettered_and_reported(bus: EventBus) -> None:

@@ -16,8 +16,18 @@ def test_the_typed_api_passes_mypy_strict() -> None:
     files = sorted(str(p) for p in TYPING.glob("*.py"))
     assert files, "no typing test files"
     run = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
-         "--python-version", "3.10", *files],
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--python-version",
+            "3.10",
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert run.returncode == 0, run.stdout + run.stderr

@@ -29,13 +29,15 @@ def _read_one(settings: Any, event_type: str, timeout: float = 30.0) -> Any:
     """The first record on ``event_type``'s topic, read with the plain SDK."""
     from eventbus_kafka import topic_for
 
-    consumer = confluent_kafka.Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": f"interop-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 6000,
-    })  # fmt: skip
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"interop-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     try:
         consumer.subscribe([topic_for(event_type, settings.prefix)])
         got: list[Any] = []
@@ -61,13 +63,20 @@ def _as_sdk_message(record: Any) -> Any:
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_an_eventbus_event_is_read_by_the_sdk(make_kafka: Any, kafka_settings: Any,
-                                              mode: str) -> None:  # fmt: skip
+def test_an_eventbus_event_is_read_by_the_sdk(
+    make_kafka: Any, kafka_settings: Any, mode: str
+) -> None:
     event_type = f"interop.k{uuid.uuid4().hex[:6]}.created"
     data = {"id": 7, "user": "Ana", "total": 42.9, "note": "ação ✓"}
     with EventBus(make_kafka(), source="//shop/orders", content_mode=mode) as bus:
-        result = bus.publish(event_type, data, key="order-7", subject="orders/7",
-                             correlationid="corr-1", extensions={"tenant": "acme"})  # fmt: skip
+        result = bus.publish(
+            event_type,
+            data,
+            key="order-7",
+            subject="orders/7",
+            correlationid="corr-1",
+            extensions={"tenant": "acme"},
+        )
     record = _read_one(kafka_settings, event_type)
     ce = ce_kafka.from_kafka_event(_as_sdk_message(record))
     assert ce.get_id() == result.id
@@ -90,8 +99,9 @@ def test_an_eventbus_event_is_read_by_the_sdk(make_kafka: Any, kafka_settings: A
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_an_sdk_event_is_handled_by_eventbus(make_kafka: Any, kafka_settings: Any,
-                                             mode: str) -> None:  # fmt: skip
+def test_an_sdk_event_is_handled_by_eventbus(
+    make_kafka: Any, kafka_settings: Any, mode: str
+) -> None:
     from eventbus_kafka import topic_for
 
     event_type = f"interop.k{uuid.uuid4().hex[:6]}.paid"
@@ -113,8 +123,12 @@ def test_an_sdk_event_is_handled_by_eventbus(make_kafka: Any, kafka_settings: An
     bus.start()  # declares the group: it gets what is produced from now on
     try:
         producer = confluent_kafka.Producer({"bootstrap.servers": kafka_settings.bootstrap_servers})
-        producer.produce(topic_for(event_type, kafka_settings.prefix), wire.value, wire.key,
-                         headers=list(wire.headers.items()))  # fmt: skip
+        producer.produce(
+            topic_for(event_type, kafka_settings.prefix),
+            wire.value,
+            wire.key,
+            headers=list(wire.headers.items()),
+        )
         assert producer.flush(15) == 0
         wait_for(lambda: bool(got), 30, "the SDK's event")
     finally:

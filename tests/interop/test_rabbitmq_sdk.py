@@ -45,16 +45,23 @@ def _get_one(channel: Any, queue: str) -> tuple[Any, Any, bytes]:
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_an_eventbus_event_is_read_by_the_sdk(make_rabbitmq: Any, raw_channel: Any,
-                                              exchange: str, mode: str) -> None:  # fmt: skip
+def test_an_eventbus_event_is_read_by_the_sdk(
+    make_rabbitmq: Any, raw_channel: Any, exchange: str, mode: str
+) -> None:
     event_type = f"interop.r{uuid.uuid4().hex[:6]}.created"
     data = {"id": 7, "user": "Ana", "total": 42.9, "note": "ação ✓"}
     adapter = make_rabbitmq()
     adapter.declare(f"interop-{uuid.uuid4().hex[:6]}", ["interop.nothing"])  # the exchange exists
     queue = _tap(raw_channel, exchange, event_type)
     with EventBus(adapter, source="//shop/orders", content_mode=mode) as bus:
-        result = bus.publish(event_type, data, key="order-7", subject="orders/7",
-                             correlationid="corr-1", extensions={"tenant": "acme"})  # fmt: skip
+        result = bus.publish(
+            event_type,
+            data,
+            key="order-7",
+            subject="orders/7",
+            correlationid="corr-1",
+            extensions={"tenant": "acme"},
+        )
     method, props, body = _get_one(raw_channel, queue)
     message = ce_amqp.AMQPMessage(
         properties={"content-type": props.content_type},
@@ -81,8 +88,9 @@ def test_an_eventbus_event_is_read_by_the_sdk(make_rabbitmq: Any, raw_channel: A
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_an_sdk_event_is_handled_by_eventbus(make_rabbitmq: Any, raw_channel: Any,
-                                             exchange: str, mode: str) -> None:  # fmt: skip
+def test_an_sdk_event_is_handled_by_eventbus(
+    make_rabbitmq: Any, raw_channel: Any, exchange: str, mode: str
+) -> None:
     event_type = f"interop.r{uuid.uuid4().hex[:6]}.paid"
     ce = CloudEvent(
         attributes={

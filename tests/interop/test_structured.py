@@ -33,8 +33,12 @@ from eventbus._structured import STRUCTURED, from_structured, to_structured
 from .conftest import wait_for
 
 
-@pytest.fixture(params=[pytest.param("memory", marks=pytest.mark.memory),
-                        pytest.param("sqlite", marks=pytest.mark.sqlite)])  # fmt: skip
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.memory),
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+    ]
+)
 def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Adapter]:
     from eventbus import SqliteAdapter
 
@@ -60,8 +64,13 @@ def test_a_structured_event_is_one_json_document_the_sdk_reads(adapter: Adapter)
     group = f"raw-{uuid.uuid4().hex[:6]}"
     adapter.declare(group, ["#"])
     bus = EventBus(adapter, source="//shop/orders", content_mode="structured")
-    result = bus.publish("order.created", {"id": 1, "total": 42.9}, key="k1",
-                         correlationid="c1", extensions={"tenant": "acme"})  # fmt: skip
+    result = bus.publish(
+        "order.created",
+        {"id": 1, "total": 42.9},
+        key="k1",
+        correlationid="c1",
+        extensions={"tenant": "acme"},
+    )
     message = _raw(adapter, group)
     assert message.headers == {"datacontenttype": STRUCTURED}
     ce = JSONFormat().read(CloudEvent, message.body)
@@ -77,23 +86,39 @@ def test_a_structured_event_is_one_json_document_the_sdk_reads(adapter: Adapter)
 
 
 def test_an_sdk_structured_event_is_handled_by_a_plain_bus(adapter: Adapter) -> None:
-    ce = CloudEvent(attributes={"type": "payment.received", "source": "https://pay.example",
-                                "subject": "p/1", "traceparent": "00-" + "1" * 32 + "-"
-                                + "2" * 16 + "-01"},
-                    data={"amount": 3})
+    ce = CloudEvent(
+        attributes={
+            "type": "payment.received",
+            "source": "https://pay.example",
+            "subject": "p/1",
+            "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        },
+        data={"amount": 3},
+    )
     got: list[Event] = []
     bus = EventBus(adapter)
     bus.subscribe("payment.*", got.append, group=f"g-{uuid.uuid4().hex[:6]}")
     bus.start()
     try:
-        adapter.publish([Message("payment.received", JSONFormat().write(ce),
-                                 {"datacontenttype": JSONFormat().get_content_type()})])
+        adapter.publish(
+            [
+                Message(
+                    "payment.received",
+                    JSONFormat().write(ce),
+                    {"datacontenttype": JSONFormat().get_content_type()},
+                )
+            ]
+        )
         wait_for(lambda: bool(got), 10, "the SDK's event")
     finally:
         bus.close()
     event = got[0]
     assert (event.id, event.type, event.source, event.subject) == (
-        ce.get_id(), "payment.received", "https://pay.example", "p/1")  # fmt: skip
+        ce.get_id(),
+        "payment.received",
+        "https://pay.example",
+        "p/1",
+    )
     assert event.traceparent == ce.get_extension("traceparent")
     assert event.time == ce.get_time()
     assert event.data == {"amount": 3}
@@ -112,15 +137,27 @@ def test_an_sdk_structured_event_is_handled_by_a_plain_bus(adapter: Adapter) -> 
     ],
 )
 def test_structured_round_trip_is_exact(data: Any, content_type: str | None) -> None:
-    binary = encode(Event(type="a.b", data=data, source="s", datacontenttype=content_type,
-                          key="k", extensions={"n": "1"}))  # fmt: skip
+    binary = encode(
+        Event(
+            type="a.b",
+            data=data,
+            source="s",
+            datacontenttype=content_type,
+            key="k",
+            extensions={"n": "1"},
+        )
+    )
     message = to_structured(binary)
     doc = json.loads(message.body)
     if isinstance(data, bytes):
         assert base64.b64decode(doc["data_base64"]) == data
     back = from_structured(message)
     assert (back.topic, back.body, back.headers, back.key) == (
-        binary.topic, binary.body, binary.headers, binary.key)  # fmt: skip
+        binary.topic,
+        binary.body,
+        binary.headers,
+        binary.key,
+    )
 
 
 @pytest.mark.memory
@@ -131,8 +168,10 @@ def test_structured_round_trip_is_exact(data: Any, content_type: str | None) -> 
         (b"{nope", "not valid JSON"),
         (b"\xff\xfe", "not UTF-8"),
         (b'{"id": "1", "source": "s", "type": "a", "specversion": "1.0", "x": 1.5}', "'x'"),
-        (b'{"id": "1", "source": "s", "type": "a", "specversion": "1.0", '
-         b'"data_base64": "%%%"}', "base64"),
+        (
+            b'{"id": "1", "source": "s", "type": "a", "specversion": "1.0", "data_base64": "%%%"}',
+            "base64",
+        ),
         (b'{"source": "s", "type": "a", "specversion": "1.0"}', "'id'"),
     ],
 )
@@ -144,8 +183,10 @@ def test_a_bad_structured_message_is_a_decode_error(body: bytes, why: str) -> No
 
 @pytest.mark.memory
 def test_typed_attributes_of_the_json_format_become_strings() -> None:
-    body = (b'{"id": "1", "source": "s", "type": "a.b", "specversion": "1.0", '
-            b'"flag": true, "count": 3, "gone": null}')  # fmt: skip
+    body = (
+        b'{"id": "1", "source": "s", "type": "a.b", "specversion": "1.0", '
+        b'"flag": true, "count": 3, "gone": null}'
+    )
     event = decode(Message("a.b", body, {"datacontenttype": "application/cloudevents+json"}))
     assert event.extensions == {"flag": "true", "count": "3"}
     assert event.data is None

@@ -19,10 +19,14 @@ from eventbus import BusConfig, Event, EventBus
 
 def main() -> None:
     bootstrap, prefix, session, group, pattern, outfile, delay = sys.argv[1:8]
-    settings = KafkaSettings(bootstrap_servers=bootstrap, prefix=prefix,
-                             session_timeout=float(session),
-                             max_poll_interval=float(session) * 2, commit_interval=0.2,
-                             metadata_refresh=1.0)  # fmt: skip
+    settings = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        prefix=prefix,
+        session_timeout=float(session),
+        max_poll_interval=float(session) * 2,
+        commit_interval=0.2,
+        metadata_refresh=1.0,
+    )
     bus = EventBus(KafkaAdapter(settings), config=BusConfig(prefetch=20, poll_interval=0.2))
     out = open(outfile, "a", buffering=1)
 

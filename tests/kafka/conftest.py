@@ -46,8 +46,9 @@ def raw_producer(kafka_settings: KafkaSettings) -> Iterator[Callable[..., None]]
         event_type: str, value: bytes, headers: object = None, key: bytes | None = None
     ) -> None:
         topic = topic_for(event_type, kafka_settings.prefix)
-        futures = admin.create_topics([NewTopic(topic, num_partitions=kafka_settings.partitions,
-                                                replication_factor=-1)])  # fmt: skip
+        futures = admin.create_topics(
+            [NewTopic(topic, num_partitions=kafka_settings.partitions, replication_factor=-1)]
+        )
         for f in futures.values():
             try:
                 f.result()
@@ -94,9 +95,13 @@ def read_topic(kafka_settings: KafkaSettings) -> Callable[..., list[Any]]:
     from confluent_kafka import TopicPartition
 
     def read(topic: str, n: int, timeout: float = 15) -> list[Any]:
-        c = confluent_kafka.Consumer({"bootstrap.servers": kafka_settings.bootstrap_servers,
-                                      "group.id": "reader-" + uuid.uuid4().hex,
-                                      "enable.auto.commit": False})  # fmt: skip
+        c = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": kafka_settings.bootstrap_servers,
+                "group.id": "reader-" + uuid.uuid4().hex,
+                "enable.auto.commit": False,
+            }
+        )
         try:
             parts = c.list_topics(topic, timeout=10).topics[topic].partitions
             c.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in parts])

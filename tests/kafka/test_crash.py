@@ -31,10 +31,21 @@ def member(
         out = tmp_path / f"member-{len(procs)}.txt"
         s = kafka_settings
         proc = subprocess.Popen(
-            [sys.executable, str(MEMBER), s.bootstrap_servers, s.prefix, str(s.session_timeout),
-             group, pattern, str(out), str(delay)],
-            stdout=subprocess.PIPE, text=True, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(MEMBER),
+                s.bootstrap_servers,
+                s.prefix,
+                str(s.session_timeout),
+                group,
+                pattern,
+                str(out),
+                str(delay),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         return proc, out
@@ -80,8 +91,9 @@ def test_a_member_killed_mid_batch_loses_nothing(
     os.killpg(proc.pid, signal.SIGKILL)  # mid-batch: its last events are handled, not acked
     proc.wait(10)
     dead = handled(out)
-    survivor.wait_until(lambda evs: {e.id for e in evs} | {i for i, _ in dead} >= set(sent),
-                        idle=30)  # fmt: skip
+    survivor.wait_until(
+        lambda evs: {e.id for e in evs} | {i for i, _ in dead} >= set(sent), idle=30
+    )
     again = [e for e in survivor.events if e.id in {i for i, _ in dead}]
     assert again, "the killed member's unacknowledged events were not redelivered"
     # redeliveries of what the dead member had been handed carry attempt 2
@@ -101,9 +113,13 @@ def test_a_rebalance_while_processing_loses_and_repeats_nothing(
     second.subscribe(pattern, got, group=group)
     first.declare()
     n = 600
-    sent = [r.id for r in publisher.publish_many(
-        publisher.event(f"{word}.job", {"seq": i, "key": f"k{i % 8}"}, key=f"k{i % 8}")
-        for i in range(n))]  # fmt: skip
+    sent = [
+        r.id
+        for r in publisher.publish_many(
+            publisher.event(f"{word}.job", {"seq": i, "key": f"k{i % 8}"}, key=f"k{i % 8}")
+            for i in range(n)
+        )
+    ]
     first.start()
     got.wait(60, idle=30)
     second.start()  # a member joins mid-stream

@@ -31,7 +31,10 @@ def foreign_producer(settings: KafkaSettings, topic: str) -> Any:
 
 @pytest.mark.parametrize("local_retries", [3, 0])
 def test_an_oversized_foreign_record_is_dead_lettered_cut_and_the_partition_goes_on(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str, local_retries: int,
+    buses: Callable[..., EventBus],
+    kafka_settings: KafkaSettings,
+    word: str,
+    local_retries: int,
     read_topic: Callable[..., list[Any]],
 ) -> None:
     # local_retries=0: the failed handler's retry goes to the retry topic first, where
@@ -46,13 +49,21 @@ def test_an_oversized_foreign_record_is_dead_lettered_cut_and_the_partition_goes
     bus.declare()
     bus.start()
     big = b'{"big": true, "pad": "' + b"x" * (5 << 20) + b'"}'
-    headers = [("ce_id", b"big-1"), ("ce_source", b"/other"), ("ce_type", event_type.encode()),
-               ("ce_specversion", b"1.0"), ("content-type", b"application/json")]  # fmt: skip
+    headers = [
+        ("ce_id", b"big-1"),
+        ("ce_source", b"/other"),
+        ("ce_type", event_type.encode()),
+        ("ce_specversion", b"1.0"),
+        ("content-type", b"application/json"),
+    ]
     producer.produce(topic, big, b"k", headers=headers)
     producer.produce(topic, b'{"n": 1}', b"k", headers=[*headers[1:], ("ce_id", b"small-1")])
     assert producer.flush(15) == 0
-    eventually(lambda: any(e.id == "small-1" for e in got.events), timeout=30,
-               what="the record after the oversized one")  # fmt: skip
+    eventually(
+        lambda: any(e.id == "small-1" for e in got.events),
+        timeout=30,
+        what="the record after the oversized one",
+    )
     (record,) = read_topic(dead_topic(kafka_settings.prefix, group), 1)
     h = dict(record.headers())
     assert int(h[H_SIZE]) == len(big)
@@ -72,16 +83,22 @@ def test_a_paused_retry_topic_is_resumed_after_a_rebalance(
     # librdkafka keeps an application's pause across that, so a member that forgot it
     # had paused never read those retry partitions again.
     later = RetryPolicy(max_attempts=3, initial_delay=4.0, max_delay=4.0, jitter=0.0)
-    first, second = buses(retry=later, local_retries=0, max_held=2), buses(
-        retry=later, local_retries=0, max_held=2)  # fmt: skip
+    first, second = (
+        buses(retry=later, local_retries=0, max_held=2),
+        buses(retry=later, local_retries=0, max_held=2),
+    )
     got = Collector(fail=lambda e: e.attempt == 1)
     group = f"{word}-pause"
     first.subscribe(f"{word}.*", got, group=group)
     second.subscribe(f"{word}.*", got, group=group)
     first.declare()
     first.start()
-    sent = {r.id for r in first.publish_many(
-        first.event(f"{word}.x", {"n": n}, key=f"k{n}") for n in range(12))}  # fmt: skip
+    sent = {
+        r.id
+        for r in first.publish_many(
+            first.event(f"{word}.x", {"n": n}, key=f"k{n}") for n in range(12)
+        )
+    }
     eventually(lambda: {e.id for e in got.events} >= sent, timeout=30, what="first attempts")
     time.sleep(1.0)  # the retry copies are read and held: the retry topic is paused
     second.start()
@@ -89,7 +106,9 @@ def test_a_paused_retry_topic_is_resumed_after_a_rebalance(
 
 
 def test_an_attribute_that_is_not_utf8_is_an_encode_error_and_nothing_is_sent(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str,
+    buses: Callable[..., EventBus],
+    kafka_settings: KafkaSettings,
+    word: str,
     read_topic: Callable[..., list[Any]],
 ) -> None:
     bus = buses()
@@ -118,8 +137,9 @@ def test_without_creating_internal_topics_declare_checks_and_names_the_missing(
     admin = AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers})
     for f in admin.create_topics([NewTopic(retry, 2, -1), NewTopic(dead, 1, -1)]).values():
         f.result()
-    eventually(lambda: {retry, dead} <= set(admin.list_topics(timeout=10).topics),
-               what="the topics listed")  # fmt: skip
+    eventually(
+        lambda: {retry, dead} <= set(admin.list_topics(timeout=10).topics), what="the topics listed"
+    )
     a.declare(group, [f"{word}.x"])  # they exist: nothing is created, nothing refused
     topics = admin.list_topics(timeout=10).topics
     assert topic_for(f"{word}.x", a.settings.prefix) not in topics
@@ -129,8 +149,14 @@ def test_without_creating_internal_topics_declare_checks_and_names_the_missing(
 def test_client_properties_win_over_the_producer_defaults_but_not_idempotence(
     make_adapter: Callable[..., KafkaAdapter], word: str
 ) -> None:
-    a = make_adapter(client={"linger.ms": 50, "message.timeout.ms": 20_000,
-                             "enable.idempotence": False, "acks": "1"})  # fmt: skip
+    a = make_adapter(
+        client={
+            "linger.ms": 50,
+            "message.timeout.ms": 20_000,
+            "enable.idempotence": False,
+            "acks": "1",
+        }
+    )
     config = a.clients.producer_config()
     assert (config["linger.ms"], config["message.timeout.ms"]) == (50, 20_000)
     assert (config["enable.idempotence"], config["acks"]) == (True, "all")

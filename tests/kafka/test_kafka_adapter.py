@@ -25,16 +25,24 @@ from eventbus.testing import Collector, eventually
 
 pytestmark = pytest.mark.kafka
 
+
 def test_records_follow_the_cloudevents_kafka_binding(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str,
+    buses: Callable[..., EventBus],
+    kafka_settings: KafkaSettings,
+    word: str,
     read_topic: Callable[..., list[Any]],
 ) -> None:
     from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
     from cloudevents.core.formats.json import JSONFormat
 
     bus = buses()
-    sent = bus.publish(f"{word}.created", {"id": 7, "user": "Ana"}, key="order-7",
-                       subject="orders/7", extensions={"tenant": "acme"}).event  # fmt: skip
+    sent = bus.publish(
+        f"{word}.created",
+        {"id": 7, "user": "Ana"},
+        key="order-7",
+        subject="orders/7",
+        extensions={"tenant": "acme"},
+    ).event
     (record,) = read_topic(topic_for(f"{word}.created", kafka_settings.prefix), 1)
     headers = dict(record.headers())
     assert headers["ce_id"] == sent.id.encode() and headers["ce_specversion"] == b"1.0"
@@ -45,7 +53,11 @@ def test_records_follow_the_cloudevents_kafka_binding(
     # the CloudEvents SDK reads it as the same event
     ce = from_binary(KafkaMessage(headers, record.key(), record.value()), JSONFormat())
     assert (ce.get_id(), ce.get_type(), ce.get_source(), ce.get_extension("tenant")) == (
-        sent.id, sent.type, sent.source, "acme")  # fmt: skip
+        sent.id,
+        sent.type,
+        sent.source,
+        "acme",
+    )
     assert ce.get_data() == {"id": 7, "user": "Ana"} and ce.get_time() == sent.time
 
 
@@ -61,9 +73,17 @@ def test_records_written_by_the_cloudevents_sdk_are_consumed(
     bus.subscribe(f"{word}.*", got, group=f"{word}-sdk")
     bus.declare()
     bus.start()
-    ce = CloudEvent({"type": f"{word}.made", "source": "/other", "id": "sdk-1",
-                     "specversion": "1.0", "datacontenttype": "application/json",
-                     "partitionkey": "p1"}, {"n": 1})  # fmt: skip
+    ce = CloudEvent(
+        {
+            "type": f"{word}.made",
+            "source": "/other",
+            "id": "sdk-1",
+            "specversion": "1.0",
+            "datacontenttype": "application/json",
+            "partitionkey": "p1",
+        },
+        {"n": 1},
+    )
     msg = to_binary(ce, JSONFormat())
     key = msg.key.encode() if isinstance(msg.key, str) else msg.key
     raw_producer(f"{word}.made", msg.value, list(msg.headers.items()), key)
@@ -73,7 +93,9 @@ def test_records_written_by_the_cloudevents_sdk_are_consumed(
 
 
 def test_retries_go_through_the_retry_topic_with_growing_attempt(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str,
+    buses: Callable[..., EventBus],
+    kafka_settings: KafkaSettings,
+    word: str,
     read_topic: Callable[..., list[Any]],
 ) -> None:
     bus = buses(local_retries=0)  # every retry through the retry topic
@@ -96,7 +118,9 @@ def test_retries_go_through_the_retry_topic_with_growing_attempt(
 
 
 def test_dead_letter_topic_keeps_the_record_and_the_reason(
-    buses: Callable[..., EventBus], kafka_settings: KafkaSettings, word: str,
+    buses: Callable[..., EventBus],
+    kafka_settings: KafkaSettings,
+    word: str,
     read_topic: Callable[..., list[Any]],
 ) -> None:
     bus = buses()
@@ -126,7 +150,15 @@ def test_in_process_retry_keeps_the_key_in_order(buses: Callable[..., EventBus],
     bus.publish_many(bus.event(f"{word}.x", {"n": n}, key="same") for n in range(6))
     got.wait(8)
     assert [(e.data["n"], e.attempt) for e in got.events] == [
-        (0, 1), (0, 2), (0, 3), (1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]  # fmt: skip
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 1),
+        (5, 1),
+    ]
 
 
 def test_a_poison_event_does_not_stall_its_key_for_ever(
@@ -159,9 +191,17 @@ def test_foreign_records_are_dead_lettered_and_the_worker_goes_on(
     bus.start()
     raw_producer(f"{word}.raw", b"")  # an empty record, no headers
     raw_producer(f"{word}.raw", b"{}", [("ce_id", b"\xff\xfe"), ("ce_type", None)], b"\xff")
-    raw_producer(f"{word}.raw", b"not json", [("ce_id", b"1"), ("ce_source", b"/x"),
-                 ("ce_type", f"{word}.raw".encode()), ("ce_specversion", b"1.0"),
-                 ("content-type", b"application/json")])  # fmt: skip
+    raw_producer(
+        f"{word}.raw",
+        b"not json",
+        [
+            ("ce_id", b"1"),
+            ("ce_source", b"/x"),
+            ("ce_type", f"{word}.raw".encode()),
+            ("ce_specversion", b"1.0"),
+            ("content-type", b"application/json"),
+        ],
+    )
     ok = bus.publish(f"{word}.ok", {"fine": True}).id
     got.wait_until(lambda evs: any(e.id == ok for e in evs))
     letters = eventually(lambda: len(bus.adapter.dead_letters(group)) >= 3 or None)
@@ -208,9 +248,14 @@ def test_a_topic_created_elsewhere_is_found_by_a_running_wildcard(
     got_first = bus.publish(f"{word}.first", {}).id
     got.wait(1)
     # created with the plain SDK: the adapter learns of it by its metadata refresh
-    headers = [("ce_id", b"late-1"), ("ce_source", b"/other"), ("ce_specversion", b"1.0"),
-               ("ce_type", f"{word}.later.topic".encode()), ("content-type", b"text/plain")]
-    raw_producer(f"{word}.later.topic", b"hello", headers)  # fmt: skip
+    headers = [
+        ("ce_id", b"late-1"),
+        ("ce_source", b"/other"),
+        ("ce_specversion", b"1.0"),
+        ("ce_type", f"{word}.later.topic".encode()),
+        ("content-type", b"text/plain"),
+    ]
+    raw_producer(f"{word}.later.topic", b"hello", headers)
     events = got.wait(2)
     assert events[0].id == got_first
     late = events[1]

@@ -37,7 +37,7 @@ def test_escaped_topics_are_legal_kafka_names_and_round_trip(topic: str, prefix:
     name = topic_for(topic, prefix)
     assert KAFKA_NAME.match(name)
     assert name.startswith(prefix)
-    assert unescape(name[len(prefix):]) == topic
+    assert unescape(name[len(prefix) :]) == topic
 
 
 @settings(max_examples=1500)

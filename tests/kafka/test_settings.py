@@ -62,8 +62,12 @@ def test_a_url_without_a_host_exits_2_in_the_cli(tmp_path: Path) -> None:
     config = tmp_path / "eventbus.toml"
     config.write_text('url = "kafka://"\n')
     code = "import sys; from eventbus.cli import main; sys.exit(main(sys.argv[1:]))"
-    out = subprocess.run([sys.executable, "-c", code, "check", "--config", str(config)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2, out.stderr
     assert "names no broker" in out.stderr and "Traceback" not in out.stderr
 

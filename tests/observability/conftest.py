@@ -132,11 +132,22 @@ def run_cli(
     *argv: str, cwd: Path, timeout: float = 60, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """The real ``eventbus`` command in a child process."""
-    return subprocess.run([sys.executable, "-m", "eventbus", *argv], cwd=cwd, env=cli_env(**env),
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "eventbus", *argv],
+        cwd=cwd,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_cli(*argv: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "eventbus", *argv], cwd=cwd,
-                            env=cli_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "eventbus", *argv],
+        cwd=cwd,
+        env=cli_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

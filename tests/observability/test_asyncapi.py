@@ -35,8 +35,9 @@ SPECS = "@asyncapi/specs@6"
 
 
 @pytest.fixture(scope="session")
-def official_schema(pytestconfig: pytest.Config,
-                    tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:  # fmt: skip
+def official_schema(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     named = os.environ.get("EVENTBUS_ASYNCAPI_SCHEMA")
     if named:
         return json.loads(Path(named).read_text())  # type: ignore[no-any-return]
@@ -50,12 +51,18 @@ def official_schema(pytestconfig: pytest.Config,
     if not schema.exists():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.skip("the official AsyncAPI JSON Schema ships only in the npm package "
-                        f"{SPECS}; no npm here: set EVENTBUS_ASYNCAPI_SCHEMA to its "
-                        "schemas/3.0.0.json")  # fmt: skip
+            pytest.skip(
+                "the official AsyncAPI JSON Schema ships only in the npm package "
+                f"{SPECS}; no npm here: set EVENTBUS_ASYNCAPI_SCHEMA to its "
+                "schemas/3.0.0.json"
+            )
         try:
-            done = subprocess.run([npm, "pack", SPECS, "--pack-destination", str(cache)],
-                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+            done = subprocess.run(
+                [npm, "pack", SPECS, "--pack-destination", str(cache)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         except subprocess.TimeoutExpired:
             pytest.skip(f"npm pack {SPECS} timed out (registry unreachable?)")
         if done.returncode != 0:
@@ -95,13 +102,17 @@ def _validate(doc: dict[str, Any], schema: dict[str, Any] | None = None) -> None
         jsonschema.Draft7Validator(schema).validate(doc)
 
 
-@pytest.mark.parametrize("url, protocol, header", [
-    ("memory://", "memory", "correlationid"),
-    ("amqp://shop:S3cret@rabbit.example:5672/prod", "amqp", "cloudEvents:correlationid"),
-    ("kafka://k1.example:9092", "kafka", "ce_correlationid"),
-])  # fmt: skip
-def test_the_document_is_valid_asyncapi_3(url: str, protocol: str, header: str,
-                                          official_schema: dict[str, Any]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "url, protocol, header",
+    [
+        ("memory://", "memory", "correlationid"),
+        ("amqp://shop:S3cret@rabbit.example:5672/prod", "amqp", "cloudEvents:correlationid"),
+        ("kafka://k1.example:9092", "kafka", "ce_correlationid"),
+    ],
+)
+def test_the_document_is_valid_asyncapi_3(
+    url: str, protocol: str, header: str, official_schema: dict[str, Any]
+) -> None:
     bus = _shop_bus(url)
     try:
         doc = asyncapi_document(bus, title="shop", version="2.1.0")
@@ -189,15 +200,24 @@ def test_bound_event_types_have_their_schema_in_the_document(
     channels = {ch["address"]: ch for ch in doc["channels"].values()}
     assert set(channels["shopdoc.order.created"]["messages"]) == {"shopdoc_order_created"}
     assert set(channels["shopdoc.order.*"]["messages"]) == {
-        "shopdoc_order_created", "shopdoc_order_shipped", "cloudEvent"}
+        "shopdoc_order_created",
+        "shopdoc_order_shipped",
+        "cloudEvent",
+    }
 
 
 def test_the_asyncapi_command(tmp_path: Path, official_schema: dict[str, Any]) -> None:
     out = tmp_path / "asyncapi.json"
     config = REPO / "eventbus" / "examples" / "orders_billing" / "eventbus.toml"
-    result = run_cli("--config", str(config), "asyncapi",
-                     "eventbus.examples.orders_billing.billing:bus", "--output", str(out),
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "--config",
+        str(config),
+        "asyncapi",
+        "eventbus.examples.orders_billing.billing:bus",
+        "--output",
+        str(out),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stderr and "1 operation(s)" in result.stderr
     doc = json.loads(out.read_text())
@@ -205,8 +225,12 @@ def test_the_asyncapi_command(tmp_path: Path, official_schema: dict[str, Any]) -
     assert doc["info"]["title"] == "eventbus.examples.orders_billing.billing"
     (server,) = doc["servers"].values()
     assert server["protocol"] == "sqlite"
-    to_stdout = run_cli("asyncapi", "eventbus.examples.orders_billing.billing:bus", cwd=tmp_path,
-                        EVENTBUS_URL="memory://")  # fmt: skip
+    to_stdout = run_cli(
+        "asyncapi",
+        "eventbus.examples.orders_billing.billing:bus",
+        cwd=tmp_path,
+        EVENTBUS_URL="memory://",
+    )
     assert to_stdout.returncode == 0 and json.loads(to_stdout.stdout)["asyncapi"] == "3.0.0"
     missing = run_cli("asyncapi", "no_such_module:bus", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr

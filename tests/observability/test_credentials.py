@@ -28,17 +28,37 @@ FAST = {"retry_attempts": 1, "retry_timeout": 1.0, "outbox": False}
 def _cases() -> list[Any]:
     port = free_port()  # nothing listens there
     return [
-        pytest.param("rabbitmq", f"amqp://eventbus:{SECRET}@127.0.0.1:{port}/shop", {},
-                     marks=pytest.mark.rabbitmq, id="rabbitmq-unreachable"),
-        pytest.param("kafka", f"kafka://127.0.0.1:{port}", {
-            "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
-            "sasl.username": "eventbus", "sasl.password": SECRET,
-            "publish_timeout": 2.0}, marks=pytest.mark.kafka, id="kafka-sasl-unreachable"),
-        pytest.param("azure_servicebus", None, {"connection_string":
-                     f"Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=app;"
-                     f"SharedAccessKey={SECRET};UseDevelopmentEmulator=true"},
-                     marks=pytest.mark.azure_servicebus, id="servicebus-unreachable"),
-    ]  # fmt: skip
+        pytest.param(
+            "rabbitmq",
+            f"amqp://eventbus:{SECRET}@127.0.0.1:{port}/shop",
+            {},
+            marks=pytest.mark.rabbitmq,
+            id="rabbitmq-unreachable",
+        ),
+        pytest.param(
+            "kafka",
+            f"kafka://127.0.0.1:{port}",
+            {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "PLAIN",
+                "sasl.username": "eventbus",
+                "sasl.password": SECRET,
+                "publish_timeout": 2.0,
+            },
+            marks=pytest.mark.kafka,
+            id="kafka-sasl-unreachable",
+        ),
+        pytest.param(
+            "azure_servicebus",
+            None,
+            {
+                "connection_string": f"Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=app;"
+                f"SharedAccessKey={SECRET};UseDevelopmentEmulator=true"
+            },
+            marks=pytest.mark.azure_servicebus,
+            id="servicebus-unreachable",
+        ),
+    ]
 
 
 def _everything(caplog: pytest.LogCaptureFixture, *texts: str) -> str:
@@ -54,9 +74,13 @@ def _chain(exc: BaseException) -> list[str]:
 
 
 @pytest.mark.parametrize("broker, url, options", _cases())
-def test_no_password_in_logs_reprs_or_errors(broker: str, url: str | None, options: dict[str, Any],
-                                             caplog: pytest.LogCaptureFixture,
-                                             tmp_path: Path) -> None:  # fmt: skip
+def test_no_password_in_logs_reprs_or_errors(
+    broker: str,
+    url: str | None,
+    options: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
     caplog.set_level(logging.DEBUG)
     config = BusConfig(broker=broker, url=url, options=options, publish=FAST)
     errors: list[str] = []
@@ -67,8 +91,9 @@ def test_no_password_in_logs_reprs_or_errors(broker: str, url: str | None, optio
             bus.publish("order.created", {"id": 1})
         errors += _chain(info.value)
         doc = json.dumps(asyncapi_document(bus))
-        seen = _everything(caplog, repr(bus), repr(bus.adapter), repr(bus.config), str(bus.config),
-                           doc, *errors)  # fmt: skip
+        seen = _everything(
+            caplog, repr(bus), repr(bus.adapter), repr(bus.config), str(bus.config), doc, *errors
+        )
     finally:
         try:
             bus.close()
@@ -105,8 +130,9 @@ def test_the_cli_masks_the_password(tmp_path: Path) -> None:
     assert check.returncode == 1
     assert "eventbus:***@127.0.0.1" in check.stdout
     publish = run_cli("publish", "order.created", '{"id": 1}', cwd=tmp_path, EVENTBUS_URL=url)
-    (tmp_path / "eventbus.toml").write_text(f'url = "{url}"\n[publish]\nretry_attempts = 1\n'
-                                            "outbox = false\n")  # fmt: skip
+    (tmp_path / "eventbus.toml").write_text(
+        f'url = "{url}"\n[publish]\nretry_attempts = 1\noutbox = false\n'
+    )
     again = run_cli("publish", "order.created", "{}", "--debug", cwd=tmp_path)
     for result in (check, publish, again):
         assert SECRET not in result.stdout + result.stderr, result
@@ -136,12 +162,16 @@ def test_redact_text(text: str, hidden: str) -> None:
     "text, shown",
     [
         ("amqp://u:p@ss@host/v", "amqp://u:***@host/v"),
-        ("failed: 'amqp://eventbus:S3cr3t-@-Zq9@127.0.0.1:5672/' (refused)",
-         "failed: 'amqp://eventbus:***@127.0.0.1:5672/' (refused)"),
-        ("a amqp://u:x@h1/ and redis://:y@z@h2:6379/0 b",
-         "a amqp://u:***@h1/ and redis://:***@h2:6379/0 b"),
+        (
+            "failed: 'amqp://eventbus:S3cr3t-@-Zq9@127.0.0.1:5672/' (refused)",
+            "failed: 'amqp://eventbus:***@127.0.0.1:5672/' (refused)",
+        ),
+        (
+            "a amqp://u:x@h1/ and redis://:y@z@h2:6379/0 b",
+            "a amqp://u:***@h1/ and redis://:***@h2:6379/0 b",
+        ),
     ],
-)  # fmt: skip
+)
 def test_redact_text_masks_to_the_last_at_of_the_authority(text: str, shown: str) -> None:
     assert redact_text(text) == shown
 

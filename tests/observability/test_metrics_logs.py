@@ -42,25 +42,44 @@ def test_prometheus_counts_what_happens() -> None:
         bus.publish("order.created", "ok")
         bus.publish("order.created", "poison")
         wait_for(lambda: len(calls) == 3, 10, "3 handler calls")
-        wait_for(lambda: registry.get_sample_value("eventbus_dead_lettered_total", {
-            "system": "memory", "group": "billing", "type": "order.created"}) == 1, 5,
-            "the dead letter")  # fmt: skip
+        wait_for(
+            lambda: (
+                registry.get_sample_value(
+                    "eventbus_dead_lettered_total",
+                    {"system": "memory", "group": "billing", "type": "order.created"},
+                )
+                == 1
+            ),
+            5,
+            "the dead letter",
+        )
         labels = {"system": "memory", "group": "billing", "type": "order.created"}
         value = registry.get_sample_value
-        assert value("eventbus_published_total", {"system": "memory", "type": "order.created",
-                                                  "outcome": "sent"}) == 2  # fmt: skip
+        assert (
+            value(
+                "eventbus_published_total",
+                {"system": "memory", "type": "order.created", "outcome": "sent"},
+            )
+            == 2
+        )
         assert value("eventbus_delivered_total", labels) == 3
         assert value("eventbus_acked_total", labels) == 1
         assert value("eventbus_retried_total", labels) == 1
-        assert value("eventbus_handler_duration_seconds_count",
-                     {"system": "memory", "group": "billing", "outcome": "acked"}) == 1  # fmt: skip
+        assert (
+            value(
+                "eventbus_handler_duration_seconds_count",
+                {"system": "memory", "group": "billing", "outcome": "acked"},
+            )
+            == 1
+        )
         assert value("eventbus_outbox_depth", {"system": "memory"}) == 0
         assert value("eventbus_circuit_state", {"system": "memory"}) == 0
         url = f"http://127.0.0.1:{server.server_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
-        assert 'eventbus_acked_total{group="billing",system="memory",type="order.created"} 1.0' \
-            in text
+        assert (
+            'eventbus_acked_total{group="billing",system="memory",type="order.created"} 1.0' in text
+        )
     finally:
         server.shutdown()
         bus.close()
@@ -68,16 +87,18 @@ def test_prometheus_counts_what_happens() -> None:
 
 @pytest.mark.sqlite
 def test_worker_serves_metrics_and_logs_json(tmp_path: Path) -> None:
-    (tmp_path / "eventbus.toml").write_text('url = "sqlite:///bus.db"\n[worker]\n'
-                                            "poll_interval = 0.1\n")  # fmt: skip
+    (tmp_path / "eventbus.toml").write_text(
+        'url = "sqlite:///bus.db"\n[worker]\npoll_interval = 0.1\n'
+    )
     (tmp_path / "app.py").write_text(
         "import logging\nfrom eventbus import EventBus\nbus = EventBus()\n"
         "log = logging.getLogger('app')\n"
         "@bus.subscribe('order.*', group='billing')\n"
         "def invoice(event):\n    log.info('invoicing %s', event.data['id'])\n"
     )
-    proc = start_cli("worker", "app:bus", "--metrics-port", "0", "--log-format", "json",
-                     cwd=tmp_path)  # fmt: skip
+    proc = start_cli(
+        "worker", "app:bus", "--metrics-port", "0", "--log-format", "json", cwd=tmp_path
+    )
     try:
         assert proc.stderr is not None
         lines: list[str] = []

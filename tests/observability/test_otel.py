@@ -24,14 +24,16 @@ from .conftest import points, wait_for
 FAST_RETRY = RetryPolicy(max_attempts=2, initial_delay=0.05, max_delay=0.05, jitter=0.0)
 
 
-@pytest.fixture(params=[
-    pytest.param("memory", marks=pytest.mark.memory),
-    pytest.param("sqlite", marks=pytest.mark.sqlite),
-    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
-    pytest.param("kafka", marks=pytest.mark.kafka),
-    pytest.param("sqs", marks=pytest.mark.sqs),
-    pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
-])  # fmt: skip
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.memory),
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("sqs", marks=pytest.mark.sqs),
+        pytest.param("azure_servicebus", marks=pytest.mark.azure_servicebus),
+    ]
+)
 def make_adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Adapter]]:
     kind = request.param
     made: list[Adapter] = []
@@ -77,8 +79,9 @@ def _by_name(exporter: Any, name: str) -> list[Any]:
     return [s for s in exporter.get_finished_spans() if s.name == name]
 
 
-def test_publish_and_process_spans_are_linked(make_adapter: Callable[[], Adapter], spans: Any,
-                                              metrics: Any) -> None:  # fmt: skip
+def test_publish_and_process_spans_are_linked(
+    make_adapter: Callable[[], Adapter], spans: Any, metrics: Any
+) -> None:
     provider, exporter = spans
     meter_provider, reader = metrics
     topic = f"obs.t{uuid.uuid4().hex[:6]}.created"
@@ -132,12 +135,16 @@ def test_publish_and_process_spans_are_linked(make_adapter: Callable[[], Adapter
     assert process.attributes["eventbus.delivery.attempt"] == 1
     # metrics
     got = points(reader)
-    assert [v for a, v in got["messaging.client.sent.messages"]
-            if a["messaging.destination.name"] == topic] == [1]  # fmt: skip
+    assert [
+        v
+        for a, v in got["messaging.client.sent.messages"]
+        if a["messaging.destination.name"] == topic
+    ] == [1]
     for name in ("messaging.client.consumed.messages", "eventbus.messages.acked"):
         assert [(a["messaging.consumer.group.name"], v) for a, v in got[name]] == [(group, 1)]
-    assert [v for a, v in got["messaging.process.duration"]
-            if a["eventbus.outcome"] == "acked"] == [1]  # fmt: skip
+    assert [
+        v for a, v in got["messaging.process.duration"] if a["eventbus.outcome"] == "acked"
+    ] == [1]
     assert got["eventbus.circuit.state"][0][1] == 0
     assert got["eventbus.outbox.depth"][0][1] == 0
 

@@ -24,8 +24,9 @@ def proxy(rabbitmq_url: str) -> Any:
     proxy.close()
 
 
-def test_outbox_drain_shows_progress(tmp_path: Path, proxy: Any, rabbitmq_url: str,
-                                     exchange: str, raw_channel: Any) -> None:  # fmt: skip
+def test_outbox_drain_shows_progress(
+    tmp_path: Path, proxy: Any, rabbitmq_url: str, exchange: str, raw_channel: Any
+) -> None:
     p = pika.URLParameters(rabbitmq_url)
     user, password = p.credentials.username, p.credentials.password
     url = f"amqp://{user}:{password}@127.0.0.1:{proxy.port}/"

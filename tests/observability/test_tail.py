@@ -29,8 +29,15 @@ class _Tail:
         assert self.ready.wait(10)
 
     def _run(self, adapter: Any, pattern: str, **kw: Any) -> None:
-        self.result = tail(adapter, pattern, self.items.append, stop=self.stop, poll=0.05,
-                           on_ready=lambda g: self.ready.set(), **kw)  # fmt: skip
+        self.result = tail(
+            adapter,
+            pattern,
+            self.items.append,
+            stop=self.stop,
+            poll=0.05,
+            on_ready=lambda g: self.ready.set(),
+            **kw,
+        )
 
     def close(self) -> Any:
         self.stop.set()
@@ -144,13 +151,15 @@ def test_the_tail_command_explains_what_it_cannot_do(tmp_path: Path) -> None:
 
 
 @pytest.mark.rabbitmq
-def test_the_tail_command_on_rabbitmq(tmp_path: Path, rabbitmq_url: str, exchange: str,
-                                      raw_channel: Any) -> None:  # fmt: skip
+def test_the_tail_command_on_rabbitmq(
+    tmp_path: Path, rabbitmq_url: str, exchange: str, raw_channel: Any
+) -> None:
     from eventbus_rabbitmq import RabbitMQAdapter
     from eventbus_rabbitmq._settings import RabbitMQSettings
 
-    (tmp_path / "eventbus.toml").write_text(f'url = "{rabbitmq_url}"\n[options]\n'
-                                            f'exchange = "{exchange}"\n')  # fmt: skip
+    (tmp_path / "eventbus.toml").write_text(
+        f'url = "{rabbitmq_url}"\n[options]\nexchange = "{exchange}"\n'
+    )
     adapter = RabbitMQAdapter(rabbitmq_url, exchange=exchange)
     group = tail_group("shop.#", adapter)
     settings = RabbitMQSettings.from_url(rabbitmq_url, {"exchange": exchange})

@@ -87,8 +87,9 @@ def limited_user(rabbitmq_url: str) -> Iterator[Callable[[str, str, str], str]]:
     """
     params = pika.URLParameters(rabbitmq_url)
     if params.host not in ("127.0.0.1", "localhost", "::1") or shutil.which("rabbitmqctl") is None:
-        pytest.skip(f"making users needs the local node and rabbitmqctl; the broker is at "
-                    f"{params.host}")  # fmt: skip
+        pytest.skip(
+            f"making users needs the local node and rabbitmqctl; the broker is at {params.host}"
+        )
     made: list[str] = []
 
     def make(configure: str, write: str, read: str) -> str:

@@ -256,15 +256,28 @@ def test_other_publishers_headers_are_read(
     group = unique("interop")
     c = a.consumer(group, ["interop.#"])
     # the JMS-style prefix, and a non-string attribute value
-    raw_channel.basic_publish(exchange, "interop.a", b'{"x":1}', pika.BasicProperties(
-        content_type="application/json",
-        headers={"cloudEvents_id": "e1", "cloudEvents_source": "/legacy",
-                 "cloudEvents_type": "interop.a", "cloudEvents_specversion": "1.0",
-                 "cloudEvents_seq": 7},
-    ))  # fmt: skip
+    raw_channel.basic_publish(
+        exchange,
+        "interop.a",
+        b'{"x":1}',
+        pika.BasicProperties(
+            content_type="application/json",
+            headers={
+                "cloudEvents_id": "e1",
+                "cloudEvents_source": "/legacy",
+                "cloudEvents_type": "interop.a",
+                "cloudEvents_specversion": "1.0",
+                "cloudEvents_seq": 7,
+            },
+        ),
+    )
     # nothing of ours at all: odd header types, no content type
-    raw_channel.basic_publish(exchange, "interop.b", b"\x00\xff", pika.BasicProperties(
-        headers={"x-list": [1, "two"], "n": 3, "flag": True}))  # fmt: skip
+    raw_channel.basic_publish(
+        exchange,
+        "interop.b",
+        b"\x00\xff",
+        pika.BasicProperties(headers={"x-list": [1, "two"], "n": 3, "flag": True}),
+    )
     first, second = receive(c, 2)
     e = decode(first.message, first.attempt)
     assert (e.id, e.source, e.data, e.extensions) == ("e1", "/legacy", {"x": 1}, {"seq": "7"})

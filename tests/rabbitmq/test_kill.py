@@ -50,8 +50,9 @@ def test_sigkilled_member_hands_its_unacked_events_to_another(
     publisher.publish(sent)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, rabbitmq_url, exchange, group],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         settled_part, _, held_part = _read_line(child, timeout=60).partition("|")
         settled, in_hand = set(settled_part.split()), set(held_part.split())

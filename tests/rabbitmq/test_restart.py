@@ -46,8 +46,10 @@ def test_10000_events_survive_a_broker_restart(
     def publish() -> None:
         nonlocal failures
         for start in range(0, N, BATCH):
-            batch = [encode(Event(type="restart.e", data={"i": i}, source="/restart"))
-                     for i in range(start, start + BATCH)]  # fmt: skip
+            batch = [
+                encode(Event(type="restart.e", data={"i": i}, source="/restart"))
+                for i in range(start, start + BATCH)
+            ]
             while True:
                 try:
                     publisher.publish(batch)
@@ -61,8 +63,11 @@ def test_10000_events_survive_a_broker_restart(
     thread = threading.Thread(target=publish)
     thread.start()
     try:
-        eventually(lambda: len(confirmed) >= 3000 and got.count() >= 1000, timeout=60,
-                   what="traffic before the restart")  # fmt: skip
+        eventually(
+            lambda: len(confirmed) >= 3000 and got.count() >= 1000,
+            timeout=60,
+            what="traffic before the restart",
+        )
         restart_rabbitmq()
         thread.join(240)
         assert not thread.is_alive(), f"publisher stuck at {len(confirmed)} confirmed"
@@ -71,8 +76,10 @@ def test_10000_events_survive_a_broker_restart(
         got.wait_until(lambda evs: len({e.id for e in evs}) >= N, idle=90)
         received = got.ids()
         assert set(received) == set(confirmed)
-        print(f"\n{N} confirmed, {len(received)} handled ({len(received) - N} duplicates), "
-              f"{failures} publish attempts failed during the restart")  # fmt: skip
+        print(
+            f"\n{N} confirmed, {len(received)} handled ({len(received) - N} duplicates), "
+            f"{failures} publish attempts failed during the restart"
+        )
     finally:
         thread.join(60)
         worker.stop()

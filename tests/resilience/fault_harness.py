@@ -48,10 +48,26 @@ from rigs import (  # noqa: E402  # re-exported: the tests import them from here
 )
 
 __all__ = [
-    "FAST_RETRY", "RIGS", "SCENARIOS", "Ledger", "MemoryRig", "Rig", "SqliteRig", "Tally",
-    "TcpProxy", "broker_down", "consumer", "finish", "hanging", "outage_mid_stream", "poison",
-    "producer", "rig", "wait_for", "worker_killed",
-]  # fmt: skip
+    "FAST_RETRY",
+    "RIGS",
+    "SCENARIOS",
+    "Ledger",
+    "MemoryRig",
+    "Rig",
+    "SqliteRig",
+    "Tally",
+    "TcpProxy",
+    "broker_down",
+    "consumer",
+    "finish",
+    "hanging",
+    "outage_mid_stream",
+    "poison",
+    "producer",
+    "rig",
+    "wait_for",
+    "worker_killed",
+]
 
 WORKER_SCRIPT = str(HERE / "worker_proc.py")
 

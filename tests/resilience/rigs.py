@@ -340,9 +340,18 @@ class KafkaRig(ProxiedRig):
 
     def url(self) -> str:
         s = self.settings
-        options = {k: getattr(s, k) for k in ("prefix", "session_timeout", "max_poll_interval",
-                                                "metadata_refresh", "commit_interval",
-                                                "publish_timeout", "partitions")}  # fmt: skip
+        options = {
+            k: getattr(s, k)
+            for k in (
+                "prefix",
+                "session_timeout",
+                "max_poll_interval",
+                "metadata_refresh",
+                "commit_interval",
+                "publish_timeout",
+                "partitions",
+            )
+        }
         return f"kafka://{s.bootstrap_servers}?{urlencode(options)}"
 
     def adapter(self) -> Adapter:
@@ -423,17 +432,28 @@ class ServiceBusRig(ProxiedRig):
 
     def url(self) -> str:
         """For worker processes: the entities exist already (made by ``declare``)."""
-        query = urlencode({"SharedAccessKeyName": "RootManageSharedAccessKey",
-                           "SharedAccessKey": "SAS_KEY_VALUE", "UseDevelopmentEmulator": "true",
-                           "entities": "existing", "lock_duration": 4})  # fmt: skip
+        query = urlencode(
+            {
+                "SharedAccessKeyName": "RootManageSharedAccessKey",
+                "SharedAccessKey": "SAS_KEY_VALUE",
+                "UseDevelopmentEmulator": "true",
+                "entities": "existing",
+                "lock_duration": 4,
+            }
+        )
         return f"sb://127.0.0.1:{self.proxy.port}/{self.topic}?{query}"
 
     def adapter(self) -> Adapter:
         from eventbus_azure_servicebus import ServiceBusAdapter
+
         TestBrokerEntities = brokers("servicebus_broker").TestBrokerEntities
 
-        a = ServiceBusAdapter(self.connection_string, topic=self.topic, lock_duration=4.0,
-                              entities=TestBrokerEntities(self.connection_string))  # fmt: skip
+        a = ServiceBusAdapter(
+            self.connection_string,
+            topic=self.topic,
+            lock_duration=4.0,
+            entities=TestBrokerEntities(self.connection_string),
+        )
         self._adapters.append(a)
         return a
 

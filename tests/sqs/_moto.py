@@ -90,10 +90,15 @@ def _sqs_sizes(request: Mapping[str, Any]) -> list[int]:
     sizes = []
     for entry in entries or []:
         attributes = [
-            (name, str(a.get("DataType", "")),
-             a["StringValue"] if "StringValue" in a else base64.b64decode(a.get("BinaryValue", "")))
+            (
+                name,
+                str(a.get("DataType", "")),
+                a["StringValue"]
+                if "StringValue" in a
+                else base64.b64decode(a.get("BinaryValue", "")),
+            )
             for name, a in (entry.get("MessageAttributes") or {}).items()
-        ]  # fmt: skip
+        ]
         sizes.append(_size(str(entry.get("MessageBody", "")), attributes))
     return sizes
 
@@ -125,11 +130,14 @@ def _sns_sizes(form: Mapping[str, str]) -> list[int]:
 
 def _refuse_sqs(code: str, message: str, start_response: Callable[..., Any]) -> list[bytes]:
     body = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": message}).encode()
-    start_response("400 Bad Request", [
-        ("Content-Type", "application/x-amz-json-1.0"),
-        ("x-amzn-query-error", f"{code};Sender"),
-        ("Content-Length", str(len(body))),
-    ])  # fmt: skip
+    start_response(
+        "400 Bad Request",
+        [
+            ("Content-Type", "application/x-amz-json-1.0"),
+            ("x-amzn-query-error", f"{code};Sender"),
+            ("Content-Length", str(len(body))),
+        ],
+    )
     return [body]
 
 
@@ -139,8 +147,9 @@ def _refuse_sns(code: str, message: str, start_response: Callable[..., Any]) -> 
         f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
         "<RequestId>eventbus-test</RequestId></ErrorResponse>"
     ).encode()
-    start_response("400 Bad Request",
-                   [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])  # fmt: skip
+    start_response(
+        "400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -155,20 +164,29 @@ def limit_sizes(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[b
             except (ValueError, AttributeError, TypeError):
                 sizes = []
             if len(sizes) > 1 and sum(sizes) > LIMIT:
-                return _refuse_sqs("BatchRequestTooLong", f"Batch requests cannot be longer "
-                                   f"than {LIMIT} bytes", start_response)  # fmt: skip
+                return _refuse_sqs(
+                    "BatchRequestTooLong",
+                    f"Batch requests cannot be longer than {LIMIT} bytes",
+                    start_response,
+                )
             if any(n > LIMIT for n in sizes):
-                return _refuse_sqs("InvalidParameterValue", "One or more parameters are "
-                                   f"invalid. Reason: Message must be shorter than {LIMIT} "
-                                   "bytes.", start_response)  # fmt: skip
+                return _refuse_sqs(
+                    "InvalidParameterValue",
+                    "One or more parameters are "
+                    f"invalid. Reason: Message must be shorter than {LIMIT} "
+                    "bytes.",
+                    start_response,
+                )
         elif target is None and "form-urlencoded" in environ.get("CONTENT_TYPE", ""):
             form = dict(parse_qsl(_read_body(environ).decode("utf-8", "replace")))
             if form.get("Action") in ("Publish", "PublishBatch"):
                 sizes = _sns_sizes(form)
                 if len(sizes) > 1 and sum(sizes) > LIMIT:
-                    return _refuse_sns("BatchRequestTooLong", "The length of all the "
-                                       "messages put together is more than the limit.",
-                                       start_response)  # fmt: skip
+                    return _refuse_sns(
+                        "BatchRequestTooLong",
+                        "The length of all the messages put together is more than the limit.",
+                        start_response,
+                    )
                 if any(n > LIMIT for n in sizes):
                     return _refuse_sns(
                         "InvalidParameter", "Invalid parameter: Message too long", start_response

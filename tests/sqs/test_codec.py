@@ -36,11 +36,17 @@ def _round_trip(message: Message) -> Message:
 def test_an_event_round_trips_exactly() -> None:
     weird = "Ünïcødé \"quoted\" 'single' / slashes \\ back ✓ 注文\n\ttab"
     event = Event(
-        type="order.created", data={"id": 1, "note": weird}, source="/orders",
-        subject=weird, correlationid="c-1", causationid=weird, traceparent="00-ab-cd-01",
-        key="k/ü 1", dataschema="https://x/schema.json",
+        type="order.created",
+        data={"id": 1, "note": weird},
+        source="/orders",
+        subject=weird,
+        correlationid="c-1",
+        causationid=weird,
+        traceparent="00-ab-cd-01",
+        key="k/ü 1",
+        dataschema="https://x/schema.json",
         extensions={"tenant": "acme", "note": weird},
-    )  # fmt: skip
+    )
     m = encode(event)
     back = _round_trip(m)
     assert back.body == m.body and back.topic == m.topic and back.key == m.key
@@ -85,17 +91,23 @@ def test_any_message_round_trips(headers: dict[str, str], body: bytes, key: str 
 def test_the_wire_is_no_bigger_than_message_size_for_typical_events() -> None:
     for data in ({"id": 1, "user": "Ana", "total": 42.9}, "text", b"x" * 1000):
         bus_event = Event(
-            type="order.created", data=data, source="//eventbus/host/123",
+            type="order.created",
+            data=data,
+            source="//eventbus/host/123",
             time=__import__("datetime").datetime.now(__import__("datetime").timezone.utc),
-            subject="orders/1", correlationid="corr-1", extensions={"tenant": "acme"},
-        )  # fmt: skip
+            subject="orders/1",
+            correlationid="corr-1",
+            extensions={"tenant": "acme"},
+        )
         m = encode(bus_event)
         assert to_wire(m).size <= m.size
 
 
 def test_sqs_size_counts_names_types_and_values() -> None:
-    attrs = {"ab": {"DataType": "String", "StringValue": "é"}, "b": {"DataType": "Binary",
-             "BinaryValue": b"123"}}  # fmt: skip
+    attrs = {
+        "ab": {"DataType": "String", "StringValue": "é"},
+        "b": {"DataType": "Binary", "BinaryValue": b"123"},
+    }
     assert sqs_size("xy", attrs) == 2 + (2 + 6 + 2) + (1 + 6 + 3)
 
 

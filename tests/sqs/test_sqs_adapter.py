@@ -87,16 +87,21 @@ def test_a_worker_killed_mid_batch_loses_nothing(make: Any, sqs_names: Any) -> N
     settings = {k: v for k, v in vars(sqs_names.settings(lease=lease)).items()}
     proc = subprocess.Popen(
         [sys.executable, PROC, json.dumps(settings), group, pattern],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout is not None
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))
         reader.daemon = True
         reader.start()
-        eventually(lambda: any(x.startswith("got") for x in lines), timeout=30,
-                   what="the worker to take the batch")  # fmt: skip
+        eventually(
+            lambda: any(x.startswith("got") for x in lines),
+            timeout=30,
+            what="the worker to take the batch",
+        )
         other = adapter.consumer(group, [pattern])
         # three leases long, the stuck worker's heartbeat keeps the batch from us
         held_until = time.monotonic() + 3 * lease
@@ -206,8 +211,10 @@ def test_an_event_no_pattern_of_the_group_matches_is_dead_lettered_with_the_reas
     assert set(reasons) == {"order.eu.created", "order created", "42"}
     for topic, reason in reasons.items():
         assert repr(topic) in reason and "'narrow'" in reason and "['order.*']" in reason
-    eventually(lambda: _queue_depth(sqs_names, sqs_names.settings().queue_name("narrow")) == 0,
-               what="the group's queue empty")  # fmt: skip
+    eventually(
+        lambda: _queue_depth(sqs_names, sqs_names.settings().queue_name("narrow")) == 0,
+        what="the group's queue empty",
+    )
     c.close()
 
 
@@ -312,8 +319,11 @@ def test_create_false_checks_raw_delivery_and_that_the_topic_may_send(
     sns, sqs = sqs_names.endpoint.client("sns"), sqs_names.endpoint.client("sqs")
     url, attrs = _queue_attributes(sqs_names, "tf")
     topic = sns.create_topic(Name=sqs_names.settings().topic_name)["TopicArn"]
-    (sub,) = [x["SubscriptionArn"] for x in sns.list_subscriptions_by_topic(TopicArn=topic)
-              ["Subscriptions"] if x["Endpoint"] == attrs["QueueArn"]]  # fmt: skip
+    (sub,) = [
+        x["SubscriptionArn"]
+        for x in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        if x["Endpoint"] == attrs["QueueArn"]
+    ]
     sns.set_subscription_attributes(
         SubscriptionArn=sub, AttributeName="RawMessageDelivery", AttributeValue="false"
     )
@@ -340,13 +350,19 @@ def test_declare_keeps_what_others_put_in_the_queue_policy_and_redrive_policy(
     sqs = sqs_names.endpoint.client("sqs")
     url, attrs = _queue_attributes(sqs_names, "shared")
     policy = json.loads(attrs["Policy"])
-    policy["Statement"].append({
-        "Sid": "other-team", "Effect": "Allow", "Action": "sqs:SendMessage",
-        "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Resource": attrs["QueueArn"],
-    })  # fmt: skip
+    policy["Statement"].append(
+        {
+            "Sid": "other-team",
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+            "Resource": attrs["QueueArn"],
+        }
+    )
     theirs = sqs.create_queue(QueueName=sqs_names.prefix + "ops-dlq")["QueueUrl"]
     theirs_arn = sqs.get_queue_attributes(QueueUrl=theirs, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]  # fmt: skip
+        "Attributes"
+    ]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": theirs_arn, "maxReceiveCount": 5})
     sqs.set_queue_attributes(
         QueueUrl=url, Attributes={"Policy": json.dumps(policy), "RedrivePolicy": redrive}
@@ -494,10 +510,12 @@ def test_the_size_limit_is_the_services_own(make: Any, sqs_names: Any, mode: str
     raw = sqs.create_queue(QueueName=sqs_names.prefix + "raw")["QueueUrl"]
     attributes = {"a": {"DataType": "String", "StringValue": "b"}}  # 1 + 6 + 1 bytes
     with pytest.raises(botocore.exceptions.ClientError, match="InvalidParameterValue"):
-        sqs.send_message(QueueUrl=raw, MessageBody="x" * (MAX_MESSAGE_SIZE - 7),
-                         MessageAttributes=attributes)  # fmt: skip
-    sqs.send_message(QueueUrl=raw, MessageBody="x" * (MAX_MESSAGE_SIZE - 8),
-                     MessageAttributes=attributes)  # fmt: skip
+        sqs.send_message(
+            QueueUrl=raw, MessageBody="x" * (MAX_MESSAGE_SIZE - 7), MessageAttributes=attributes
+        )
+    sqs.send_message(
+        QueueUrl=raw, MessageBody="x" * (MAX_MESSAGE_SIZE - 8), MessageAttributes=attributes
+    )
     topic = sns.create_topic(Name=sqs_names.topic + "-raw")["TopicArn"]
     try:
         with pytest.raises(botocore.exceptions.ClientError, match="InvalidParameter"):

@@ -113,9 +113,11 @@ class SqliteStore:
     def _open(self, schema: bool = False) -> sqlite3.Connection:
         try:
             conn = connect(
-                self.path, what="sqlite broker", busy_timeout=self.busy_timeout,
+                self.path,
+                what="sqlite broker",
+                busy_timeout=self.busy_timeout,
                 synchronous=self.synchronous,
-            )  # fmt: skip
+            )
         except sqlite3.Error as exc:
             raise self._error(exc, "open") from exc
         if schema:
@@ -174,10 +176,13 @@ class SqliteStore:
 
     def _error(self, exc: sqlite3.Error, action: str) -> EventBusError:
         message = describe(
-            exc, what="sqlite broker", path=self.path, action=action,
+            exc,
+            what="sqlite broker",
+            path=self.path,
+            action=action,
             busy_timeout=self.busy_timeout,
             busy_fix="raise the busy_timeout option or find that process",
-        )  # fmt: skip
+        )
         kind = error_kind(exc)
         if kind == "locked":
             return BrokerUnavailable(message)

@@ -45,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = new_order(order_id)
             result = place_order(bus, order)
             print(
-                f"published order {order.id}: {order.user}, {order.total:.2f}"
-                f" ({result.outcome})",
+                f"published order {order.id}: {order.user}, {order.total:.2f} ({result.outcome})",
                 flush=True,
             )
             if args.interval > 0:

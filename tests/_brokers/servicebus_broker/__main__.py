@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         with open(args.config, encoding="utf-8") as f:
             config = json.load(f)
-    broker = TestBroker(args.host, args.port, config=config,
-                        max_message_size=args.max_message_size, atom=args.atom)  # fmt: skip
+    broker = TestBroker(
+        args.host, args.port, config=config, max_message_size=args.max_message_size, atom=args.atom
+    )
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

@@ -47,8 +47,16 @@ ATOM = "http://www.w3.org/2005/Atom"
 SB = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSD = "http://www.w3.org/2001/XMLSchema"
-_CORRELATION_FIELDS = ("CorrelationId", "MessageId", "To", "ReplyTo", "Label", "SessionId",
-                       "ReplyToSessionId", "ContentType")  # fmt: skip
+_CORRELATION_FIELDS = (
+    "CorrelationId",
+    "MessageId",
+    "To",
+    "ReplyTo",
+    "Label",
+    "SessionId",
+    "ReplyToSessionId",
+    "ContentType",
+)
 
 StoreCall = Callable[[Callable[[Store], Any]], Any]
 
@@ -59,11 +67,27 @@ def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     san = f"IP:{host}" if host.replace(".", "").isdigit() else f"DNS:{host}"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", f"/CN={host}", "-addext", f"subjectAltName={san}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={host}",
+            "-addext",
+            f"subjectAltName={san}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -144,8 +168,9 @@ def _dispatch(store: Store, method: str, parts: list[str], body: bytes) -> tuple
         if parts[3].lower() == "rules":
             sub = _find(store, topic, name)
             if len(parts) == 4 and method == "GET":
-                return 200, _feed(f"{topic}/subscriptions/{name}/rules",
-                                  [_rule_entry(r) for r in sub.rules])  # fmt: skip
+                return 200, _feed(
+                    f"{topic}/subscriptions/{name}/rules", [_rule_entry(r) for r in sub.rules]
+                )
             if len(parts) == 5:
                 return _rule(sub, method, parts[4], body)
     raise BrokerFault("amqp:not-found", f"no such management resource: /{'/'.join(parts)}", 404)

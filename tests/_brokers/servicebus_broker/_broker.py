@@ -274,8 +274,10 @@ class BrokerHandler:
             target = self.store.resolve(node)
             if link.is_sender:
                 if not isinstance(target, Entity):
-                    raise BrokerFault("amqp:not-allowed", f"cannot receive from topic {node!r}; "
-                                      "attach to one of its subscriptions")  # fmt: skip
+                    raise BrokerFault(
+                        "amqp:not-allowed",
+                        f"cannot receive from topic {node!r}; attach to one of its subscriptions",
+                    )
                 filters = _filter_map(link.remote_source.filter)
                 if SESSION_FILTER in filters or target.requires_session:
                     self._attach_session(link, target, filters)
@@ -310,11 +312,15 @@ class BrokerHandler:
     # -- sessions ----------------------------------------------------------------------
     def _attach_session(self, link: Link, e: Entity, filters: dict[Any, Any]) -> None:
         if not e.requires_session:
-            raise BrokerFault("amqp:not-allowed", f"{e.path} does not require sessions: "
-                              "receive from it without a session")  # fmt: skip
+            raise BrokerFault(
+                "amqp:not-allowed",
+                f"{e.path} does not require sessions: receive from it without a session",
+            )
         if SESSION_FILTER not in filters:
-            raise BrokerFault("amqp:not-allowed", f"{e.path} requires sessions: "
-                              "receive from it with a session receiver")  # fmt: skip
+            raise BrokerFault(
+                "amqp:not-allowed",
+                f"{e.path} requires sessions: receive from it with a session receiver",
+            )
         sid = _str(filters[SESSION_FILTER])
         link.sb_entity = e
         s = self.store.accept_session(e, link, sid, now_ms())
@@ -443,10 +449,11 @@ class BrokerHandler:
                 raw_info: Any = cond.info if cond else None
                 info = {str(k): v for k, v in dict(raw_info or {}).items()}
                 self.store.settle(
-                    token, "deadletter",
+                    token,
+                    "deadletter",
                     reason=_str(info.get("DeadLetterReason")),
                     description=_str(info.get("DeadLetterErrorDescription")),
-                )  # fmt: skip
+                )
             else:
                 raise BrokerFault("amqp:not-implemented", f"outcome {state} is not supported")
             if not dlv.settled and state:
@@ -619,11 +626,13 @@ class BrokerHandler:
                 )
             for t in _items(req.get("lock-tokens")):
                 self._settle_any(
-                    target, _uuid(t), outcome,
+                    target,
+                    _uuid(t),
+                    outcome,
                     reason=_str(req.get("deadletter-reason")),
                     description=_str(req.get("deadletter-description")),
                     properties=req.get("properties-to-modify"),
-                )  # fmt: skip
+                )
             return 200, {}
         if op == "schedule-message":
             raws = [bytes(item["message"]) for item in _items(req.get("messages"))]

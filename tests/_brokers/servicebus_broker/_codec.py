@@ -27,10 +27,20 @@ BODY = (DATA, AMQP_SEQUENCE, AMQP_VALUE)
 
 #: Names of the 13 fields of the properties section, in order.
 PROPERTY_FIELDS = (
-    "message_id", "user_id", "to", "subject", "reply_to", "correlation_id", "content_type",
-    "content_encoding", "absolute_expiry_time", "creation_time", "group_id", "group_sequence",
+    "message_id",
+    "user_id",
+    "to",
+    "subject",
+    "reply_to",
+    "correlation_id",
+    "content_type",
+    "content_encoding",
+    "absolute_expiry_time",
+    "creation_time",
+    "group_id",
+    "group_sequence",
     "reply_to_group_id",
-)  # fmt: skip
+)
 
 
 class CodecError(ValueError):

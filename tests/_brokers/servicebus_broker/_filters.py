@@ -36,11 +36,16 @@ Props = Mapping[str, Any]
 Pred = Callable[[Props, Props], Any]  # (system, user) -> True | False | None (unknown)
 
 _SYSTEM = {
-    "label": "subject", "subject": "subject", "messageid": "message_id",
-    "correlationid": "correlation_id", "to": "to", "replyto": "reply_to",
-    "sessionid": "group_id", "contenttype": "content_type",
+    "label": "subject",
+    "subject": "subject",
+    "messageid": "message_id",
+    "correlationid": "correlation_id",
+    "to": "to",
+    "replyto": "reply_to",
+    "sessionid": "group_id",
+    "contenttype": "content_type",
     "replytosessionid": "reply_to_group_id",
-}  # fmt: skip
+}
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)"
@@ -323,10 +328,16 @@ def compile_sql(sql: str) -> Callable[[Props, Props], bool]:
 
 
 _CORRELATION_SYSTEM = {
-    "correlation_id": "correlation_id", "message_id": "message_id", "to": "to",
-    "reply_to": "reply_to", "label": "subject", "subject": "subject", "session_id": "group_id",
-    "reply_to_session_id": "reply_to_group_id", "content_type": "content_type",
-}  # fmt: skip
+    "correlation_id": "correlation_id",
+    "message_id": "message_id",
+    "to": "to",
+    "reply_to": "reply_to",
+    "label": "subject",
+    "subject": "subject",
+    "session_id": "group_id",
+    "reply_to_session_id": "reply_to_group_id",
+    "content_type": "content_type",
+}
 
 
 def correlation_matches(spec: Mapping[str, Any], system: Props, user: Props) -> bool:

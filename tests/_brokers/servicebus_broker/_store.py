@@ -111,8 +111,10 @@ class Rule:
         if kind in ("sql", "sqlfilter"):
             sql = str((props.get("SqlFilter") or {}).get("SqlExpression", "1=1"))
             if len(sql) > MAX_SQL:
-                raise FilterError(f"rule {name!r}: a SQL filter of {len(sql)} characters is over "
-                                  f"Service Bus's limit of {MAX_SQL}")  # fmt: skip
+                raise FilterError(
+                    f"rule {name!r}: a SQL filter of {len(sql)} characters is over "
+                    f"Service Bus's limit of {MAX_SQL}"
+                )
             if (props.get("Action") or {}).get("SqlExpression"):
                 raise FilterError(f"rule {name!r}: rule actions are not supported")
             return cls(name, "sql", sql=sql, predicate=compile_sql(sql))
@@ -322,8 +324,11 @@ class Store(SessionsMixin):
     @staticmethod
     def _configure(e: Entity, props: Mapping[str, Any]) -> None:
         if "RequiresSession" in props and _flag(props["RequiresSession"]) != e.requires_session:
-            raise BrokerFault(ARGUMENT_ERROR, f"{e.path}: RequiresSession cannot be changed "
-                              "after the entity is created", 400)  # fmt: skip
+            raise BrokerFault(
+                ARGUMENT_ERROR,
+                f"{e.path}: RequiresSession cannot be changed after the entity is created",
+                400,
+            )
         if "LockDuration" in props:
             e.lock_duration = parse_duration(props["LockDuration"])
         if "MaxDeliveryCount" in props:
@@ -372,14 +377,20 @@ class Store(SessionsMixin):
             raise BrokerFault("amqp:decode-error", str(exc)) from None
         parts = _codec.batch_parts(parsed)
         if parts is not None and len(raw) > MAX_BATCH:
-            raise BrokerFault(TOO_LARGE, f"a batch of {len(raw)} bytes is over Service Bus's "
-                              f"batch limit of {MAX_BATCH} (large messages go alone)",
-                              413)  # fmt: skip
+            raise BrokerFault(
+                TOO_LARGE,
+                f"a batch of {len(raw)} bytes is over Service Bus's "
+                f"batch limit of {MAX_BATCH} (large messages go alone)",
+                413,
+            )
         messages = [parsed] if parts is None else [_codec.parse(p) for p in parts]
         if isinstance(target, Entity) and target.requires_session:
             if any(m.properties.get("group_id") is None for m in messages):
-                raise BrokerFault("amqp:not-allowed", f"{target.path} requires sessions: a message "
-                                  "sent to it must have a SessionId", 400)  # fmt: skip
+                raise BrokerFault(
+                    "amqp:not-allowed",
+                    f"{target.path} requires sessions: a message sent to it must have a SessionId",
+                    400,
+                )
         return [self.enqueue(target, m) for m in messages]
 
     def enqueue(self, target: Entity | Topic, parsed: Parsed, due: int | None = None) -> int:
@@ -469,9 +480,11 @@ class Store(SessionsMixin):
         m.delivery_count += 1
         if m.delivery_count >= e.max_delivery_count and e.dead_letter is not None:
             self._dead_letter(
-                e, m, "MaxDeliveryCountExceeded",
+                e,
+                m,
+                "MaxDeliveryCountExceeded",
                 f"Message could not be consumed after {e.max_delivery_count} delivery attempts.",
-            )  # fmt: skip
+            )
             return
         self._put(e, m)
 
@@ -644,8 +657,9 @@ class Store(SessionsMixin):
                 self.ensure_topic(t["Name"])
                 for s in t.get("Subscriptions", []):
                     rules = s.get("Rules")
-                    self.ensure_subscription(t["Name"], s["Name"], s.get("Properties") or {},
-                                             rules if rules else None)  # fmt: skip
+                    self.ensure_subscription(
+                        t["Name"], s["Name"], s.get("Properties") or {}, rules if rules else None
+                    )
 
     def admin(self, operation: str, body: Mapping[str, Any]) -> Any:
         """The test broker's own entity administration (see ``TestBrokerEntities``)."""
@@ -697,6 +711,17 @@ def normalize(address: str) -> str:
 
 
 __all__ = [
-    "ACTIVE", "DEFERRED", "SCHEDULED", "BrokerFault", "Entity", "Rule", "Session", "Store",
-    "Stored", "Topic", "normalize", "parse_duration", "session_id_of",
-]  # fmt: skip
+    "ACTIVE",
+    "DEFERRED",
+    "SCHEDULED",
+    "BrokerFault",
+    "Entity",
+    "Rule",
+    "Session",
+    "Store",
+    "Stored",
+    "Topic",
+    "normalize",
+    "parse_duration",
+    "session_id_of",
+]
