@@ -35,18 +35,39 @@ from typing import Any
 
 import pytest
 
-from .._adapter import Adapter
-from .._bus import EventBus
-from .._config import BusConfig
-from .._envelope import Event, encode
-from .._errors import ClosedError, MessageTooLarge
-from .._retry import RetryPolicy
-from .._routing import matches
+from eventbus import (
+    Adapter,
+    AdapterNotFound,
+    AdapterSpec,
+    BusConfig,
+    ClosedError,
+    Consumer,
+    Delivery,
+    Event,
+    EventBus,
+    MessageTooLarge,
+    RetryPolicy,
+    create_adapter,
+    encode,
+    find_spec,
+    matches,
+)
+
 from ._helpers import Collector, Names, duplicates, eventually, tier, timeout_multiplier
 
-__all__ = ["AdapterConformance"]
+__all__ = ["PER_INSTANCE_CAPABILITIES", "AdapterConformance"]
 
 AdapterFactory = Callable[[], Adapter]
+Crash = Callable[[Adapter], None]
+
+#: Capability fields an adapter instance may set differently from its registered
+#: ``AdapterSpec`` (they follow the instance's settings: the lease, a size limit,
+#: SQS FIFO mode / Service Bus sessions, Kafka's ``start="earliest"``). Every other
+#: field must be the same on both, or ``test_capabilities_agree_with_the_registered_spec``
+#: fails: ``eventbus adapters`` shows the spec's, the suite reads the instance's.
+PER_INSTANCE_CAPABILITIES = frozenset(
+    {"lease_seconds", "max_message_size", "ordering_per_key", "dedup", "replay"}
+)
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.5, jitter=0.1)
 SIZES = {  # (publishers, events per publisher, members) per tier
@@ -67,10 +88,58 @@ def _need(adapter: Adapter, capability: str) -> None:
         pytest.skip(f"adapter does not declare capability {capability!r}")
 
 
+def _id(delivery: Delivery) -> str:
+    return delivery.message.headers["id"]
+
+
+def _messages(topic: str, n: int, **data: Any) -> list[Any]:
+    return [encode(Event(type=topic, data={"i": i, **data}, source="/c")) for i in range(n)]
+
+
+def _receive(consumer: Consumer, n: int, timeout: float = 15.0) -> list[Delivery]:
+    """At least ``n`` deliveries from ``consumer`` (fails after ``timeout``, scaled)."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout * timeout_multiplier()
+    while len(got) < n and time.monotonic() < deadline:
+        got += consumer.receive(n - len(got), 0.5)
+    assert len(got) >= n, f"received {len(got)} of {n} deliveries"
+    return got
+
+
+def _for(consumers: list[Consumer], seconds: float) -> list[Delivery]:
+    """Everything ``consumers`` receive during ``seconds``: the bounded wait of a test
+    that something does *not* come (there is no event to wait for instead)."""
+    got: list[Delivery] = []
+    end = time.monotonic() + seconds
+    while True:
+        for c in consumers:
+            left = end - time.monotonic()
+            got += c.receive(10, min(0.25, max(left, 0.0)))
+        if time.monotonic() >= end:
+            return got
+
+
+def _for_ids(consumer: Consumer, ids: set[str], seconds: float) -> list[Delivery]:
+    """Receive until every id in ``ids`` came or ``seconds`` passed; returns all received."""
+    got: list[Delivery] = []
+    end = time.monotonic() + seconds
+    while not ids <= {_id(d) for d in got}:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        got += consumer.receive(10, min(0.5, left))
+    return got
+
+
 class AdapterConformance:
-    """Subclass with an ``adapter_factory`` fixture; set ``marker`` to the adapter's marker."""
+    """Subclass with an ``adapter_factory`` fixture; set ``marker`` to the adapter's marker.
+
+    ``adapter_name`` is the name of the adapter's registered ``AdapterSpec``
+    (default: ``marker``; rows without either use the ``--eventbus-url`` scheme).
+    """
 
     marker = ""
+    adapter_name = ""
 
     # -- fixtures a row provides ------------------------------------------------------------------
     @pytest.fixture
@@ -78,8 +147,6 @@ class AdapterConformance:
         url = request.config.getoption("eventbus_url", default=None)
         if not url:
             pytest.skip("no adapter_factory fixture and no --eventbus-url given")
-        from .._plugins import create_adapter
-
         return lambda: create_adapter(None, url, {})
 
     @pytest.fixture
@@ -89,6 +156,17 @@ class AdapterConformance:
     @pytest.fixture
     def broker_restart(self) -> Callable[[], None] | None:
         return None
+
+    @pytest.fixture
+    def crash(self) -> Crash:
+        """Kill an adapter as a dead (or hung) process would: its consumers stop without
+        settling or closing, its connections are dropped without flushing or leaving.
+
+        The default only abandons the adapter (nothing is called on it again until
+        teardown), which is a crash for brokers whose deliveries are held by a lease.
+        Rows override it with their adapter's hook, e.g. ``adapter.simulate_crash()``.
+        """
+        return lambda adapter: None
 
     # -- the suite's own fixtures -----------------------------------------------------------------
     @pytest.fixture
@@ -125,6 +203,42 @@ class AdapterConformance:
         yield new_bus
         for b in buses:
             b.stop(timeout=10)
+
+    # -- 0. the capabilities the suite reads are the ones `eventbus adapters` shows ----------
+    def _spec(self, request: pytest.FixtureRequest) -> AdapterSpec:
+        name = self.adapter_name or self.marker
+        url = request.config.getoption("eventbus_url", default=None)
+        if not name and url:
+            name = url.split(":", 1)[0]
+        if not name:
+            pytest.fail("the row sets neither adapter_name nor marker: no AdapterSpec to check")
+        try:
+            return find_spec(name)
+        except AdapterNotFound as exc:
+            pytest.fail(
+                f"no AdapterSpec {name!r} is registered (entry point group eventbus.adapters); "
+                f"register the adapter or set adapter_name on the row: {exc}"
+            )
+
+    def test_capabilities_agree_with_the_registered_spec(
+        self, make: AdapterFactory, request: pytest.FixtureRequest
+    ) -> None:
+        """The suite skips by ``adapter.capabilities``; ``eventbus adapters`` shows the
+        spec's. They may differ only in :data:`PER_INSTANCE_CAPABILITIES`."""
+        spec = self._spec(request)
+        actual = make().capabilities.as_dict()
+        declared = spec.capabilities.as_dict()
+        differ = {
+            field: {"spec": declared[field], "instance": actual.get(field)}
+            for field in declared
+            if field not in PER_INSTANCE_CAPABILITIES and declared[field] != actual.get(field)
+        }
+        assert not differ, (
+            f"adapter.capabilities disagrees with AdapterSpec {spec.name!r}.capabilities on "
+            f"{differ}: set the class attribute `capabilities = CAPABILITIES` (the spec's "
+            "record) and derive per-instance values with CAPABILITIES.replace(...)"
+        )
+        assert actual["lease_seconds"] > 0
 
     # -- 1. published before the worker starts ----------------------------------------------------
     def test_events_published_before_worker_starts_all_arrive(self, bus: Any, names: Names) -> None:
@@ -345,30 +459,30 @@ class AdapterConformance:
 
     # -- 8. leases: not handed on early; handed on after a crash ----------------------------------
     def test_unacked_event_waits_for_lease_then_goes_to_another_member(
-        self, make: AdapterFactory, names: Names
+        self, make: AdapterFactory, names: Names, crash: Crash
     ) -> None:
         a1, a2 = make(), make()
         _need(a1, "redelivery")
+        lease = a1.capabilities.lease_seconds
         group, topic = names.group("lease"), names.topic("lease.x")
         first = a1.consumer(group, [topic])
         second = a2.consumer(group, [topic])
         pub = make()
         msgs = [encode(Event(type=topic, data={"i": i}, source="/c")) for i in range(5)]
         pub.publish(msgs)
-        held: list[Any] = []
-        deadline = time.monotonic() + 15 * timeout_multiplier()
-        while len(held) < 5 and time.monotonic() < deadline:
-            held += first.receive(5 - len(held), 0.5)
+        leased_at = time.monotonic()  # no lease of these can run out before leased_at + lease
+        held = _receive(first, 5)
         assert len(held) == 5
         assert second.receive(10, 0.5) == [], "an un-acked event went to another member early"
-        # the first member dies without settling anything
-        a1_crash = getattr(a1, "simulate_crash", None)
-        if a1_crash is not None:
-            a1_crash()
-        else:
-            del first
-        lease = a1.capabilities.lease_seconds
-        got: list[Any] = []
+        # the first member dies without settling or closing anything: unlike close(), a
+        # crash leaves the deliveries with it until the lease runs out
+        crash(a1)
+        early = _for([second], leased_at + lease * 0.6 - time.monotonic())
+        assert early == [], (
+            f"{len(early)} deliveries of a crashed member were handed on before "
+            f"{lease * 0.6:.1f}s of its {lease:.1f}s lease: the crash acted like close()"
+        )
+        got: list[Any] = list(early)
         deadline = time.monotonic() + (lease * 2 + 15) * timeout_multiplier()
         while len(got) < 5 and time.monotonic() < deadline:
             got += second.receive(5, 0.5)
@@ -376,6 +490,151 @@ class AdapterConformance:
         assert all(d.attempt >= 2 for d in got), [d.attempt for d in got]
         second.ack(got)
         second.close()
+
+    # -- 8b. settling is final; close() hands back at once -----------------------------------
+    def test_settled_deliveries_stay_settled_past_the_lease(
+        self, make: AdapterFactory, names: Names
+    ) -> None:
+        """Acked and dead-lettered deliveries never come back: not when the lease would
+        have run out, not to another member, not after the member closes."""
+        a, other = make(), make()
+        group, topic = names.group("settled"), names.topic("settled.x")
+        first = a.consumer(group, [topic])
+        make().publish(_messages(topic, 4))
+        held = _receive(first, 4)
+        first.ack(held[:3])
+        first.dead_letter(held[3], "settled test")
+        second = other.consumer(group, [topic])  # a competing member, from now on
+        lease = a.capabilities.lease_seconds
+        again = _for([first, second], lease + 1.0 * timeout_multiplier())
+        assert again == [], (
+            f"{sorted(_id(d) for d in again)} came back after ack/dead_letter "
+            f"(waited {lease + 1.0:.1f}s, past the {lease:.1f}s lease)"
+        )
+        first.close()
+        second.close()
+        third = make().consumer(group, [topic])
+        late = third.receive(10, 0.5)
+        assert late == [], f"{len(late)} settled deliveries came back to a new member"
+        third.close()
+        try:
+            letters = eventually(lambda: a.dead_letters(group), what="the dead letter")
+        except NotImplementedError:
+            return
+        assert [_id(d) for d, _ in letters] == [_id(held[3])]
+
+    def test_close_hands_unsettled_deliveries_back_at_once(
+        self, make: AdapterFactory, names: Names
+    ) -> None:
+        """``Consumer.close()`` gives what it holds back to the group now, well before
+        the lease would run out (a crash is what waits for the lease)."""
+        a = make()
+        _need(a, "redelivery")
+        lease = a.capabilities.lease_seconds
+        group, topic = names.group("handback"), names.topic("handback.x")
+        first = a.consumer(group, [topic])
+        make().publish(_messages(topic, 3))
+        leased_at = time.monotonic()
+        held = _receive(first, 3)
+        first.close()
+        second = make().consumer(group, [topic])
+        within = leased_at + lease * 0.75 - time.monotonic()
+        got = _for_ids(second, {_id(d) for d in held}, within)
+        assert {_id(d) for d in got} == {_id(d) for d in held}, (
+            f"after close() only {len(got)} of {len(held)} deliveries came back within "
+            f"{lease * 0.75:.1f}s of a {lease:.1f}s lease: close() did not hand them back"
+        )
+        second.ack(got)
+        second.close()
+
+    # -- 8c. the adapter contract, where the bus would hide a bug ------------------------------
+    def test_receive_never_returns_more_than_asked(
+        self, make: AdapterFactory, names: Names
+    ) -> None:
+        a = make()
+        group, topic = names.group("max"), names.topic("max.x")
+        c = a.consumer(group, [topic])
+        sent = _messages(topic, 12)
+        a.publish(sent)
+        got: list[Delivery] = []
+        deadline = time.monotonic() + 15 * timeout_multiplier()
+        asks = [1, 2, 3, 5]
+        k = 0
+        while len({_id(d) for d in got}) < len(sent) and time.monotonic() < deadline:
+            ask = asks[k % len(asks)]
+            k += 1
+            batch = c.receive(ask, 0.5)
+            assert len(batch) <= ask, f"receive({ask}) returned {len(batch)} deliveries"
+            c.ack(batch)
+            got += batch
+        assert {_id(d) for d in got} == {m.headers["id"] for m in sent}
+        c.close()
+
+    def test_group_receives_only_topics_its_patterns_match(
+        self, make: AdapterFactory, names: Names
+    ) -> None:
+        """At the adapter: ``receive`` returns only matching topics (the bus would quietly
+        dead-letter the others, so a bus-level test can miss this)."""
+        a = make()
+        consumers = {
+            pattern: a.consumer(names.group(f"m{k}"), [names.topic(pattern)])
+            for k, pattern in enumerate(WILDCARD_PATTERNS)
+        }
+        pub = make()
+        by_topic = {t: encode(Event(type=names.topic(t), data={}, source="/c"))
+                    for t in WILDCARD_TOPICS}  # fmt: skip
+        pub.publish(list(by_topic.values()))
+        for pattern, c in consumers.items():
+            expected = {by_topic[t].headers["id"] for t in WILDCARD_TOPICS if matches(pattern, t)}
+            got = _for_ids(c, expected, 15 * timeout_multiplier())
+            got += c.receive(10, 0.1)  # and nothing more
+            c.ack(got)
+            topics = sorted(d.message.topic for d in got)
+            wanted = sorted(names.topic(t) for t in WILDCARD_TOPICS if matches(pattern, t))
+            assert topics == wanted, f"pattern {pattern!r}: received {topics}, wanted {wanted}"
+        for c in consumers.values():
+            c.close()
+
+    def test_declare_replaces_the_group_patterns(self, make: AdapterFactory, names: Names) -> None:
+        a = make()
+        group = names.group("redeclare")
+        old, new = names.topic("re.old"), names.topic("re.new")
+        a.declare(group, [old])
+        a.declare(group, [new])  # the group now takes `new` only
+        witness = a.consumer(names.group("witness"), [old])  # proves `old` events flow
+        c = a.consumer(group, [new])
+        before, after = _messages(old, 1), _messages(new, 1)
+        make().publish(before + after)
+        _receive(witness, 1)
+        got = _for_ids(c, {after[0].headers["id"]}, 15 * timeout_multiplier())
+        got += c.receive(10, 0.5)
+        assert [d.message.topic for d in got] == [new], (
+            f"after declare({group!r}, [{new!r}]) the group received "
+            f"{[d.message.topic for d in got]}: its old pattern was kept"
+        )
+        c.ack(got)
+        c.close()
+        witness.close()
+
+    def test_published_messages_survive_the_publisher_crashing(
+        self, make: AdapterFactory, names: Names, crash: Crash
+    ) -> None:
+        """``publish`` returns once the broker has the messages: a publisher killed right
+        after it returns (no flush, no close) has lost nothing; a new client sees them."""
+        group, topic = names.group("confirmed"), names.topic("confirmed.x")
+        make().declare(group, [topic])
+        pub = make()
+        sent = _messages(topic, 20)
+        pub.publish(sent)
+        crash(pub)
+        c = make().consumer(group, [topic])
+        got = _for_ids(c, {m.headers["id"] for m in sent}, 15 * timeout_multiplier())
+        assert {_id(d) for d in got} == {m.headers["id"] for m in sent}, (
+            f"{len(sent) - len({_id(d) for d in got})} of {len(sent)} published messages "
+            "were lost when the publisher died after publish() returned"
+        )
+        c.ack(got)
+        c.close()
 
     # -- 9. subscribe / close / resubscribe; close is idempotent; close flushes -------------------
     def test_resubscribing_in_rounds_loses_nothing(
@@ -455,6 +714,16 @@ class AdapterConformance:
                    what=f"events for {pattern!r}")  # fmt: skip
             got = sorted(e.data["t"] for e in c.events if e.id != sentinel.id)
             assert got == expected, f"pattern {pattern!r}: got {got}, expected {expected}"
+        # the bus dead-letters what a group receives but does not match: none may be there
+        for k, pattern in enumerate(WILDCARD_PATTERNS):
+            try:
+                letters = b.adapter.dead_letters(names.group(f"w{k}"))
+            except NotImplementedError:
+                break
+            assert letters == [], (
+                f"pattern {pattern!r}: the adapter handed the group topics it does not match "
+                f"(the bus dead-lettered them): {[(d.message.topic, r) for d, r in letters]}"
+            )
 
     # -- 11. attributes and payloads round-trip exactly -------------------------------------------
     def test_attributes_and_binary_payloads_round_trip(self, bus: Any, names: Names) -> None:
@@ -465,9 +734,14 @@ class AdapterConformance:
         b.start()
         p = bus()
         weird = "Ünïcødé \"quoted\" 'single' with spaces / slashes \\ back ✓ 注文"
+        padded = "  leading and trailing spaces  "
+        lines = "line one\r\nline two\nthree\r\n"
         sent = [
             p.event(names.topic("odd.text"), weird, subject=weird, correlationid=weird,
                     key="k/ü 1", extensions={"note": weird}),
+            p.event(names.topic("odd.space"), "x", subject=padded, correlationid=lines,
+                    causationid="\ttab\t", key=" key ", extensions={"pad": padded, "crlf": lines,
+                                                             "blank": " "}),
             p.event(names.topic("odd.bytes"), bytes(range(256)) * 4),
             p.event(names.topic("odd.json"), {"ü": weird, "n": [1, 2.5, None, True], "e": {}}),
             p.event(names.topic("odd.empty"), b""),
@@ -478,6 +752,7 @@ class AdapterConformance:
             e = by_id[s.id]
             assert e.data == s.data and type(e.data) is type(s.data)
             assert (e.subject, e.correlationid, e.key) == (s.subject, s.correlationid, s.key)
+            assert e.causationid == s.causationid
             assert dict(e.extensions) == dict(s.extensions)
 
     # -- 12. maximum message size -----------------------------------------------------------------
@@ -613,9 +888,11 @@ class AdapterConformance:
         a = make()
         group, topic = names.group("dlq"), names.topic("dlq.x")
         c = a.consumer(group, [topic])
+        bystander = make().consumer(names.group("dlq-other"), [topic])  # a second group
         sent = Event(type=topic, data={"n": 1}, source="/c")
         a.publish([encode(sent)])
         first = eventually(lambda: c.receive(1, 0.5), what="the event")
+        bystander.ack(_receive(bystander, 1))
         c.dead_letter(first[0], "tooling test")
         try:
             letters = eventually(lambda: a.dead_letters(group), what="the dead letter")
@@ -632,6 +909,9 @@ class AdapterConformance:
         assert again[0].message.headers["id"] == sent.id
         assert again[0].attempt == 1, f"replayed with attempt {again[0].attempt}"
         assert a.dead_letters(group) == []
+        leaked = bystander.receive(10, 1.0)
+        assert leaked == [], "a replay of one group's dead letter reached another group"
+        bystander.close()
         c.dead_letter(again[0], "again")
         eventually(lambda: a.dead_letters(group), what="the second dead letter")
         assert a.purge_dead_letters(group) == 1

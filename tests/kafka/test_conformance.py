@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from eventbus_kafka import KafkaAdapter, KafkaSettings
@@ -32,3 +33,8 @@ class TestKafkaConformance(AdapterConformance):
         # Tansu keeps its log in memory only: a restart loses everything, so the
         # persistence test can't be run here (it is skipped with that reason).
         return None
+
+    @pytest.fixture
+    def crash(self) -> Callable[[Any], None]:
+        # drops connections without settling, closing or flushing, as a killed process would
+        return lambda adapter: adapter.simulate_crash()

@@ -34,3 +34,8 @@ class TestRabbitMQConformance(AdapterConformance):
     @pytest.fixture
     def broker_restart(self, restart_rabbitmq: Callable[[], None]) -> Callable[[], None]:
         return restart_rabbitmq  # stop_app + start_app: about 3 s
+
+    @pytest.fixture
+    def crash(self) -> Callable[[Any], None]:
+        # drops connections without settling, closing or flushing, as a killed process would
+        return lambda adapter: adapter.simulate_crash()
