@@ -120,14 +120,18 @@ def _for(consumers: list[Consumer], seconds: float) -> list[Delivery]:
 
 
 def _for_ids(consumer: Consumer, ids: set[str], seconds: float) -> list[Delivery]:
-    """Receive until every id in ``ids`` came or ``seconds`` passed; returns all received."""
+    """Receive (and ack, as a worker would: a consumer may hold back more deliveries
+    while it has many unsettled) until every id in ``ids`` came or ``seconds`` passed;
+    returns all received."""
     got: list[Delivery] = []
     end = time.monotonic() + seconds
     while not ids <= {_id(d) for d in got}:
         left = end - time.monotonic()
         if left <= 0:
             break
-        got += consumer.receive(10, min(0.5, left))
+        batch = consumer.receive(10, min(0.5, left))
+        consumer.ack(batch)
+        got += batch
     return got
 
 
@@ -470,17 +474,19 @@ class AdapterConformance:
         pub = make()
         msgs = [encode(Event(type=topic, data={"i": i}, source="/c")) for i in range(5)]
         pub.publish(msgs)
-        leased_at = time.monotonic()  # no lease of these can run out before leased_at + lease
         held = _receive(first, 5)
         assert len(held) == 5
         assert second.receive(10, 0.5) == [], "an un-acked event went to another member early"
         # the first member dies without settling or closing anything: unlike close(), a
         # crash leaves the deliveries with it until the lease runs out
         crash(a1)
-        early = _for([second], leased_at + lease * 0.6 - time.monotonic())
+        # lease_seconds is the longest a crash may hold them; some brokers hand them on
+        # sooner (Kafka: a dead member's session runs out before a hung one's poll
+        # interval). A quarter of the lease tells a crash from a close() either way.
+        early = _for([second], lease / 4)
         assert early == [], (
-            f"{len(early)} deliveries of a crashed member were handed on before "
-            f"{lease * 0.6:.1f}s of its {lease:.1f}s lease: the crash acted like close()"
+            f"{len(early)} deliveries of a crashed member were handed on within "
+            f"{lease / 4:.1f}s of the crash ({lease:.1f}s lease): the crash acted like close()"
         )
         got: list[Any] = list(early)
         deadline = time.monotonic() + (lease * 2 + 15) * timeout_multiplier()
@@ -544,7 +550,6 @@ class AdapterConformance:
             f"after close() only {len(got)} of {len(held)} deliveries came back within "
             f"{lease * 0.75:.1f}s of a {lease:.1f}s lease: close() did not hand them back"
         )
-        second.ack(got)
         second.close()
 
     # -- 8c. the adapter contract, where the bus would hide a bug ------------------------------
@@ -574,24 +579,28 @@ class AdapterConformance:
         self, make: AdapterFactory, names: Names
     ) -> None:
         """At the adapter: ``receive`` returns only matching topics (the bus would quietly
-        dead-letter the others, so a bus-level test can miss this)."""
+        dead-letter the others, so a bus-level test can miss this). Two groups of two
+        patterns each (one consumer per group, to keep group joins few); test 10 checks
+        each pattern on its own, through the bus."""
         a = make()
+        groups = {"ma": ["order.*", "a.*.b"], "mb": ["*.created", "a.#.b"]}
         consumers = {
-            pattern: a.consumer(names.group(f"m{k}"), [names.topic(pattern)])
-            for k, pattern in enumerate(WILDCARD_PATTERNS)
+            role: a.consumer(names.group(role), [names.topic(p) for p in patterns])
+            for role, patterns in groups.items()
         }
-        pub = make()
         by_topic = {t: encode(Event(type=names.topic(t), data={}, source="/c"))
                     for t in WILDCARD_TOPICS}  # fmt: skip
-        pub.publish(list(by_topic.values()))
-        for pattern, c in consumers.items():
-            expected = {by_topic[t].headers["id"] for t in WILDCARD_TOPICS if matches(pattern, t)}
-            got = _for_ids(c, expected, 15 * timeout_multiplier())
-            got += c.receive(10, 0.1)  # and nothing more
-            c.ack(got)
-            topics = sorted(d.message.topic for d in got)
-            wanted = sorted(names.topic(t) for t in WILDCARD_TOPICS if matches(pattern, t))
-            assert topics == wanted, f"pattern {pattern!r}: received {topics}, wanted {wanted}"
+        make().publish(list(by_topic.values()))
+        for role, c in consumers.items():
+            wanted = [t for t in WILDCARD_TOPICS if any(matches(p, t) for p in groups[role])]
+            got = _for_ids(c, {by_topic[t].headers["id"] for t in wanted},
+                           15 * timeout_multiplier())  # fmt: skip
+            extra = c.receive(10, 0.2)  # and nothing more
+            c.ack(extra)
+            topics = sorted(d.message.topic for d in got + extra)
+            assert topics == sorted(names.topic(t) for t in wanted), (
+                f"patterns {groups[role]}: received {topics}, wanted only {sorted(wanted)}"
+            )
         for c in consumers.values():
             c.close()
 
@@ -607,12 +616,13 @@ class AdapterConformance:
         make().publish(before + after)
         _receive(witness, 1)
         got = _for_ids(c, {after[0].headers["id"]}, 15 * timeout_multiplier())
-        got += c.receive(10, 0.5)
+        extra = c.receive(10, 0.5)
+        c.ack(extra)
+        got += extra
         assert [d.message.topic for d in got] == [new], (
             f"after declare({group!r}, [{new!r}]) the group received "
             f"{[d.message.topic for d in got]}: its old pattern was kept"
         )
-        c.ack(got)
         c.close()
         witness.close()
 
@@ -633,7 +643,6 @@ class AdapterConformance:
             f"{len(sent) - len({_id(d) for d in got})} of {len(sent)} published messages "
             "were lost when the publisher died after publish() returned"
         )
-        c.ack(got)
         c.close()
 
     # -- 9. subscribe / close / resubscribe; close is idempotent; close flushes -------------------

@@ -36,5 +36,7 @@ class TestKafkaConformance(AdapterConformance):
 
     @pytest.fixture
     def crash(self) -> Callable[[Any], None]:
-        # drops connections without settling, closing or flushing, as a killed process would
+        # simulate_crash() stops the consumers without settling or committing; they leave
+        # the group at once (a dead process's session would expire after session_timeout),
+        # so the group hands their partitions on from the last commit.
         return lambda adapter: adapter.simulate_crash()
