@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
         env = {**os.environ, "EVENTBUS_TIMEOUT_MULTIPLIER": "0.3", "EVENTBUS_TIER": "short"}
         subprocess.run(
             [sys.executable, "-m", "pytest", "test_rows.py", "-q", "-p", "no:cacheprovider",
-             f"--junitxml={junit}", "-o", "junit_family=xunit1"],
+             f"--junitxml={junit}", "-o", "junit_family=xunit1", "-o", "timeout=60"],
             cwd=tmp, env=env, check=False, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         failed: dict[str, list[str]] = {n: [] for n in names}
