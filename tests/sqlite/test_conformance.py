@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from eventbus._sqlite import SqliteAdapter
+from eventbus import SqliteAdapter
 from eventbus.testing import AdapterConformance
 
 from .conftest import raw_publish
