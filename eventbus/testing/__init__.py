@@ -12,7 +12,8 @@ markers. For application tests, use ``EventBus(MemoryAdapter())``.
 
 from __future__ import annotations
 
-from ..adapter._capabilities import Capabilities
+from eventbus import Capabilities
+
 from ._helpers import Collector, Names, eventually, tier, timeout_multiplier
 from .conformance import AdapterConformance
 

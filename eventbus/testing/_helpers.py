@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._envelope import Event
+from eventbus import Event
 
 __all__ = ["Collector", "Names", "eventually", "tier", "timeout_multiplier"]
 
@@ -101,9 +101,7 @@ class Collector:
                 while len(self.events) == seen:
                     self._cond.wait(0.05)
                     if time.monotonic() - last > idle:
-                        raise AssertionError(
-                            f"condition not met; {len(self.events)} events so far"
-                        )
+                        raise AssertionError(f"condition not met; {len(self.events)} events so far")
                 last, seen = time.monotonic(), len(self.events)
 
     def wait_unique(self, n: int, idle: float = 15.0) -> None:

@@ -34,12 +34,26 @@ MARKERS = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("eventbus")
-    group.addoption("--eventbus-url", dest="eventbus_url", default=None,
-                    help="broker URL for conformance rows without an adapter_factory")  # fmt: skip
-    group.addoption("--eventbus-tier", dest="eventbus_tier", choices=TIERS, default=None,
-                    help="test tier: short (default), full or stress")  # fmt: skip
-    group.addoption("--eventbus-timeout-multiplier", dest="eventbus_timeout_multiplier",
-                    type=float, default=None, help="scale every wait in the suite")  # fmt: skip
+    group.addoption(
+        "--eventbus-url",
+        dest="eventbus_url",
+        default=None,
+        help="broker URL for conformance rows without an adapter_factory",
+    )
+    group.addoption(
+        "--eventbus-tier",
+        dest="eventbus_tier",
+        choices=TIERS,
+        default=None,
+        help="test tier: short (default), full or stress",
+    )
+    group.addoption(
+        "--eventbus-timeout-multiplier",
+        dest="eventbus_timeout_multiplier",
+        type=float,
+        default=None,
+        help="scale every wait in the suite",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

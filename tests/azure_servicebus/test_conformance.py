@@ -32,3 +32,8 @@ class TestServiceBusConformance(AdapterConformance):
                 sender.send_messages(ServiceBusMessage(body, subject=topic))
 
         return publish
+
+    @pytest.fixture
+    def crash(self) -> Callable[[Any], None]:
+        # drops connections without settling, closing or flushing, as a killed process would
+        return lambda adapter: adapter.simulate_crash()

@@ -33,3 +33,8 @@ class TestServiceBusSessionsConformance(AdapterConformance):
                 sender.send_messages(ServiceBusMessage(body, subject=topic, session_id="foreign"))
 
         return publish
+
+    @pytest.fixture
+    def crash(self) -> Callable[[Any], None]:
+        # drops connections without settling, closing or flushing, as a killed process would
+        return lambda adapter: adapter.simulate_crash()

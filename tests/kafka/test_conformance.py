@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from eventbus_kafka import KafkaAdapter, KafkaSettings
@@ -21,9 +22,7 @@ class TestKafkaConformance(AdapterConformance):
         return lambda: KafkaAdapter(kafka_settings)
 
     @pytest.fixture
-    def foreign_publisher(
-        self, raw_producer: Callable[..., None]
-    ) -> Callable[[str, bytes], None]:
+    def foreign_publisher(self, raw_producer: Callable[..., None]) -> Callable[[str, bytes], None]:
         # a plain record on the event type's topic: no ce_ headers, a body that isn't JSON
         return lambda topic, body: raw_producer(topic, body)
 
@@ -32,3 +31,10 @@ class TestKafkaConformance(AdapterConformance):
         # Tansu keeps its log in memory only: a restart loses everything, so the
         # persistence test can't be run here (it is skipped with that reason).
         return None
+
+    @pytest.fixture
+    def crash(self) -> Callable[[Any], None]:
+        # simulate_crash() stops the consumers without settling or committing; they leave
+        # the group at once (a dead process's session would expire after session_timeout),
+        # so the group hands their partitions on from the last commit.
+        return lambda adapter: adapter.simulate_crash()

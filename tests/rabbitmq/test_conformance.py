@@ -34,3 +34,12 @@ class TestRabbitMQConformance(AdapterConformance):
     @pytest.fixture
     def broker_restart(self, restart_rabbitmq: Callable[[], None]) -> Callable[[], None]:
         return restart_rabbitmq  # stop_app + start_app: about 3 s
+
+    @pytest.fixture
+    def crash(self) -> Callable[[Any], None]:
+        # A hung member: nothing calls the adapter again, so its keeper thread drops the
+        # consumer's connection once the lease runs out, and RabbitMQ hands the deliveries
+        # on: what lease_seconds promises. simulate_crash() (a killed process) drops the TCP
+        # connection at once and RabbitMQ requeues at once, like close(); test_adapter.py
+        # covers that path.
+        return lambda adapter: None

@@ -52,6 +52,11 @@ class TestSqsConformance(AdapterConformance):
 
         return put
 
+    @pytest.fixture
+    def crash(self) -> Callable[[Any], None]:
+        # drops connections without settling, closing or flushing, as a killed process would
+        return lambda adapter: adapter.simulate_crash()
+
 
 class TestSqsFifoConformance(TestSqsConformance):
     """``fifo=true``: FIFO topic and queues; declares ordering per key and dedup."""
