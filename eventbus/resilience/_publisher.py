@@ -127,6 +127,9 @@ _REFUSAL = re.compile(
 )
 
 
+_EXPLICIT_REFUSAL = re.compile(r"ACCESS_REFUSED|NOT_ALLOWED|\(40[13]\)")
+
+
 def refused(error: BrokerError) -> bool:
     """A permanent refusal: the broker answered, and said no to the login, vhost or access.
 
@@ -139,7 +142,14 @@ def refused(error: BrokerError) -> bool:
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
-        if _REFUSAL.search(type(cause).__name__) or _REFUSAL.search(str(cause)):
+        name, text = type(cause).__name__, str(cause)
+        if name.startswith("Probable"):
+            # pika's "probable" errors: the connection closed during the handshake. Only
+            # the broker's own refusal code makes one a refusal; a connection cut mid-login
+            # (an outage) is worth the outbox.
+            if _EXPLICIT_REFUSAL.search(text):
+                return True
+        elif _REFUSAL.search(name) or _REFUSAL.search(text):
             return True
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
