@@ -891,6 +891,49 @@ class AdapterConformance:
         got.wait_until(lambda evs: any(x.id == sentinel for x in evs))
         assert Counter(x.id for x in got.events)[e.id] == 1
 
+    # -- typed contracts: bad data is a dead letter at once, good data a model ---------------
+    def test_typed_handler_gets_models_and_bad_data_is_dead_lettered_at_once(
+        self, bus: Any, names: Names
+    ) -> None:
+        from dataclasses import dataclass
+
+        from eventbus.contracts import event_type
+
+        topic = names.topic("typed.order")
+
+        @event_type(topic)
+        @dataclass
+        class TypedOrder:
+            id: int
+            total: float
+
+        got: list[TypedOrder] = []
+        lock = threading.Lock()
+        group = names.group("typed")
+
+        def invoice(order: TypedOrder) -> None:
+            with lock:
+                got.append(order)
+
+        b = bus()
+        b.subscribe(topic, invoice, group=group)
+        b.declare()
+        b.start()
+        p = bus()
+        bad = p.publish(topic, {"id": "seven"}).id  # a foreign producer's wrong data
+        p.publish(TypedOrder(id=1, total=2.5))
+        eventually(lambda: got, what="the valid order")
+        assert got == [TypedOrder(id=1, total=2.5)]
+        tools = b.adapter
+        if isinstance(tools, DeadLetterTools):
+            letters = eventually(lambda: tools.dead_letters(group), what="the refused event")
+            [(delivery, reason)] = letters
+            assert delivery.message.headers["id"] == bad
+            assert delivery.attempt == 1, f"validation was retried ({delivery.attempt})"
+            assert "ValidationError" in reason, reason
+            assert "id: expected integer, got string" in reason, reason
+            assert "total: field required" in reason, reason
+
     # -- 14. the orders/billing example, unchanged, on this adapter ---------------------------
     def test_orders_billing_example_makes_the_same_invoices(self, bus: Any, names: Names) -> None:
         example = "eventbus.examples.orders_billing"  # shipped in the package
