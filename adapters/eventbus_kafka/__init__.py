@@ -18,17 +18,21 @@ from __future__ import annotations
 
 from eventbus.adapter import AdapterSpec, adapter_spec, hookimpl, lazy_exports
 
-from ._names import dead_topic, retry_topic, topic_for
+from ._names import MAX_TOPIC, dead_topic, escape, group_regex, retry_topic, topic_for, unescape
 from ._settings import CAPABILITIES, DEFAULT_URL, KafkaSettings
 
 __all__ = [
     "CAPABILITIES",
+    "MAX_TOPIC",
     "KafkaAdapter",
     "KafkaConsumer",
     "KafkaSettings",
     "dead_topic",
+    "escape",
+    "group_regex",
     "retry_topic",
     "topic_for",
+    "unescape",
 ]
 
 SPEC = adapter_spec(

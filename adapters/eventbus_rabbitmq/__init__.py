@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAPABILITIES",
+    "DEFAULT_URL",
     "RabbitMQAdapter",
     "RabbitMQConsumer",
     "RabbitMQSettings",

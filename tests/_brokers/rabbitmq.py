@@ -24,7 +24,7 @@ RUN = uuid.uuid4().hex[:8]
 
 
 def broker_url() -> str:
-    from eventbus_rabbitmq._settings import DEFAULT_URL
+    from eventbus_rabbitmq import DEFAULT_URL
 
     return os.environ.get("EVENTBUS_RABBITMQ_URL") or DEFAULT_URL
 
@@ -78,7 +78,7 @@ def rabbitmq_url() -> Iterator[str]:
     """The broker under test; fails (does not skip) if it cannot be reached."""
     import pika
 
-    from eventbus._config import redact
+    from eventbus import redact_text as redact
 
     url = broker_url()
     deadline = time.monotonic() + 15

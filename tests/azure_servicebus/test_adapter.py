@@ -15,6 +15,7 @@ from eventbus_azure_servicebus import ServiceBusAdapter, from_url
 from eventbus import (
     BrokerError,
     BrokerUnavailable,
+    BusConfig,
     ConfigError,
     Event,
     EventBus,
@@ -23,7 +24,6 @@ from eventbus import (
     encode,
     find_spec,
 )
-from eventbus._config import BusConfig
 from eventbus.testing import Collector, eventually
 
 pytestmark = [pytest.mark.azure_servicebus]

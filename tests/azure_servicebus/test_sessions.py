@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from eventbus_azure_servicebus import DEFAULT_SESSION, from_url, session_for_key
 
-from eventbus import BrokerError, ConfigError, Event, EventBus, RetryPolicy, encode
-from eventbus._config import BusConfig
+from eventbus import BrokerError, BusConfig, ConfigError, Event, EventBus, RetryPolicy, encode
 from eventbus.testing import Collector, eventually
 
 pytestmark = [pytest.mark.azure_servicebus]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from eventbus import BusConfig, ConfigError, RetryPolicy, load_config
-from eventbus._config import DEFAULT_URL
+
+DEFAULT_URL = "sqlite:///eventbus.db"  # the documented default broker (docs/configuration.md)
 
 pytestmark = pytest.mark.memory
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from eventbus_kafka._names import (
+from eventbus_kafka import (
     MAX_TOPIC,
     dead_topic,
     escape,

@@ -154,8 +154,7 @@ def test_the_tail_command_explains_what_it_cannot_do(tmp_path: Path) -> None:
 def test_the_tail_command_on_rabbitmq(
     tmp_path: Path, rabbitmq_url: str, exchange: str, raw_channel: Any
 ) -> None:
-    from eventbus_rabbitmq import RabbitMQAdapter
-    from eventbus_rabbitmq._settings import RabbitMQSettings
+    from eventbus_rabbitmq import RabbitMQAdapter, RabbitMQSettings
 
     (tmp_path / "eventbus.toml").write_text(
         f'url = "{rabbitmq_url}"\n[options]\nexchange = "{exchange}"\n'

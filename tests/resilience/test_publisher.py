@@ -307,4 +307,3 @@ def test_publish_settings_are_checked(workdir: Path) -> None:
     cfg = load_config()
     assert cfg.publish_settings == PublishSettings(retry_timeout=2.0, outbox_path="x.db")
     assert (cfg.inbox, cfg.inbox_lease) == ("sqlite:///in.db", 9.0)
-

@@ -19,8 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from eventbus import EventBus, Message, SqliteAdapter
-from eventbus._config import BusConfig
+from eventbus import BusConfig, EventBus, Message, SqliteAdapter
 from eventbus.resilience import LocalOutbox, SqliteInbox
 
 #: The users of SQLite files, for ``open_as``.

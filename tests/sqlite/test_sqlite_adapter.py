@@ -14,6 +14,7 @@ import pytest
 from eventbus import (
     BrokerError,
     BrokerUnavailable,
+    BusConfig,
     ClosedError,
     ConfigError,
     Event,
@@ -26,7 +27,6 @@ from eventbus import (
     encode,
     find_spec,
 )
-from eventbus._config import BusConfig
 
 from .conftest import raw_publish, wait_for
 

@@ -15,8 +15,7 @@ import threading
 
 from eventbus_sqs import SqsAdapter, SqsSettings
 
-from eventbus import Event, EventBus
-from eventbus._config import BusConfig
+from eventbus import BusConfig, Event, EventBus
 
 
 def main() -> None:

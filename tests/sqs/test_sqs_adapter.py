@@ -21,6 +21,7 @@ from eventbus_sqs import MAX_MESSAGE_SIZE, SqsAdapter, to_wire
 
 from eventbus import (
     BrokerUnavailable,
+    BusConfig,
     ClosedError,
     ConfigError,
     Delivery,
@@ -30,7 +31,6 @@ from eventbus import (
     MessageTooLarge,
     encode,
 )
-from eventbus._config import BusConfig
 from eventbus.testing import Collector, eventually
 
 pytestmark = [pytest.mark.sqs]
