@@ -35,7 +35,8 @@ from ._errors import (
 )
 from ._hooks import Outcome, current_handler
 from ._plugins import AdapterSpec, adapter_specs, create_adapter, find_spec, require
-from ._routing import Matcher, matches, pattern_to_regex
+from ._routing import Matcher, matches, pattern_to_regex, validate_pattern, validate_topic
+from ._structured import from_structured, to_structured
 from .adapter import Adapter, Capabilities, Consumer
 from .brokers import LogEntry, MemoryAdapter, SqliteAdapter
 from .hookspecs import hookimpl
@@ -100,6 +101,7 @@ __all__ = [
     "decode",
     "encode",
     "find_spec",
+    "from_structured",
     "hookimpl",
     "load_config",
     "matches",
@@ -107,4 +109,7 @@ __all__ = [
     "pattern_to_regex",
     "redact_text",
     "require",
+    "to_structured",
+    "validate_pattern",
+    "validate_topic",
 ]

@@ -9,8 +9,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from eventbus import ConfigError, Matcher, matches, pattern_to_regex
-from eventbus._routing import validate_pattern, validate_topic
+from eventbus import (
+    ConfigError,
+    Matcher,
+    matches,
+    pattern_to_regex,
+    validate_pattern,
+    validate_topic,
+)
 
 pytestmark = pytest.mark.memory
 

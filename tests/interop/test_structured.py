@@ -27,10 +27,14 @@ from eventbus import (
     Message,
     decode,
     encode,
+    from_structured,
+    to_structured,
 )
-from eventbus._structured import STRUCTURED, from_structured, to_structured
 
 from .conftest import wait_for
+
+#: the content type of a structured-mode message (CloudEvents JSON format)
+STRUCTURED = "application/cloudevents+json; charset=utf-8"
 
 
 @pytest.fixture(
