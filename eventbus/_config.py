@@ -68,8 +68,10 @@ _TOP_KEYS = {
     "retry": dict,
     "worker": dict,
     "publish": dict,
+    "console": dict,
     "profiles": dict,
 }
+_CONSOLE_KEYS = {"token": str, "host": str, "port": int}
 _RETRY_KEYS = {
     "max_attempts": int,
     "initial_delay": (int, float),
@@ -107,6 +109,8 @@ class BusConfig:
     profile: str | None = None
     inbox: str | None = None
     inbox_lease: float | None = None
+    #: The ``[console]`` table (``token``, ``host``, ``port``) of ``eventbus console``.
+    console: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def publish_settings(self) -> PublishSettings:
@@ -127,6 +131,8 @@ class BusConfig:
                 value = _masked("options", value)
             elif f.name == "inbox" and isinstance(value, str):
                 value = redact(value)
+            elif f.name == "console" and isinstance(value, Mapping):
+                value = _masked("console", value)
             shown.append(f"{f.name}={value!r}")
         return f"BusConfig({', '.join(shown)})"
 
@@ -333,6 +339,8 @@ def load_config(
             raise ConfigError(f"{_where(name, 'worker.' + key)} must be more than 0 seconds")
     publish = raw.get("publish", {})
     _check(publish, PUBLISH_KEYS, name, "publish.")
+    console = raw.get("console", {})
+    _check(console, _CONSOLE_KEYS, name, "console.")
     PublishSettings.from_mapping(publish, f"{name}: key 'publish'")  # values in range
     url = raw.get("url")
     if url is None and not raw.get("broker"):
@@ -353,4 +361,5 @@ def load_config(
         profile=chosen,
         inbox=worker.get("inbox"),
         inbox_lease=float(worker["inbox_lease"]) if "inbox_lease" in worker else None,
+        console=console,
     )

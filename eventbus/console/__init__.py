@@ -10,7 +10,8 @@ adapter cannot show is said on the page. Needs the ``console`` extra
     main(argv)  # the command line: python -m eventbus.console --help
 
 Binds to 127.0.0.1 by default; replay, purge and drain need the token printed
-at startup (or ``--token`` / ``$EVENTBUS_CONSOLE_TOKEN``).
+at startup (or ``--token`` / ``$EVENTBUS_CONSOLE_TOKEN`` / ``token`` in the config
+file's ``[console]`` table, e.g. ``token = "${CONSOLE_TOKEN}"``).
 """
 
 from __future__ import annotations
@@ -185,12 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local web page to see and repair the bus: groups, dead letters, the "
         "outbox, the event log, a live tail, the AsyncAPI document.",
     )
-    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: 8642; 0 picks one")
+    p.add_argument("--host", help="address to bind (default: [console] host, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="default: [console] port, else 8642; 0 picks one")
     p.add_argument(
         "--token",
-        help=f"token for replay/purge/drain (default: ${TOKEN_ENV}, else "
-        "a new random one, printed)",
+        help=f"token for replay/purge/drain (default: ${TOKEN_ENV}, else [console] token "
+        "of the config file, else a new random one, printed)",
     )
     p.add_argument(
         "--app",
@@ -224,11 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as exc:  # the loader's own usage errors, already one line
                 print(f"eventbus: error: {redact_text(str(exc))}", file=sys.stderr)
                 return 2
+        table = config.console  # the config file's [console] table; flags win
         serve(
             config,
-            host=args.host,
-            port=args.port,
-            token=args.token,
+            host=args.host or table.get("host", DEFAULT_HOST),
+            port=args.port if args.port is not None else table.get("port", DEFAULT_PORT),
+            token=args.token or os.environ.get(TOKEN_ENV) or table.get("token"),
             bus=bus,
             groups=args.groups,
             handlers_here=False,

@@ -313,7 +313,7 @@ def test_unknown_top_level_key_suggests_the_right_one(write) -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_known_ones(write) -> None:
     write("eventbus.toml", "colour = 3\n")
-    with pytest.raises(ConfigError, match="known keys: broker, content_mode, options, "):
+    with pytest.raises(ConfigError, match="known keys: broker, console, content_mode, options, "):
         load_config()
 
 

@@ -294,3 +294,30 @@ def test_a_taken_port_is_a_clean_error(served, config) -> None:
     port = int(served("").rsplit(":", 1)[1])
     with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
         serve(config, port=port, token="x")
+
+
+def test_the_token_and_port_can_come_from_the_config_file(tmp_path) -> None:
+    """``[console] token`` (a ``${VAR}`` in real configs) and ``port`` from the file;
+    the token is masked in ``repr(BusConfig)``."""
+    from eventbus import load_config
+
+    cfg_file = tmp_path / "eventbus.toml"
+    cfg_file.write_text(
+        f'url = "sqlite:///{tmp_path / "bus.db"}"\n[console]\ntoken = "from-file-9"\nport = 0\n'
+    )
+    assert "from-file-9" not in repr(load_config(cfg_file))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventbus.console", "--config", str(cfg_file)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert re.search(r"http://127\.0\.0\.1:\d+/\?token=from-file-9", line), line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
