@@ -24,11 +24,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from eventbus import ClosedError, Matcher
+from eventbus import ClosedError, Matcher, validate_topic
 from eventbus.adapter import Consumer, Delivery, LeaseRenewer, make_delivery
 
 from ._client import BATCH, SqsClient
-from ._codec import DEAD_LETTER, dead_letter_note, fifo_id, from_wire, sqs_size, to_wire
+from ._codec import (
+    DEAD_LETTER,
+    TYPE,
+    dead_letter_note,
+    fifo_id,
+    filter_policy,
+    from_wire,
+    sqs_size,
+    to_wire,
+)
 from ._errors import GONE, ClientError, error_code, sdk
 from ._settings import MAX_MESSAGE_SIZE, MAX_VISIBILITY, SqsSettings
 
@@ -128,6 +137,10 @@ class SqsConsumer(Consumer):
         self._next_poll = 0.0  # no receive call before this (monotonic)
         self._closed = False
         self._crashed = False
+        # SNS filter policies only narrow by prefix: a valid event type they let through
+        # that the exact patterns refuse was over-delivered by the mapping, not sent to
+        # this group; it is deleted, not dead-lettered (RabbitMQ would not route it)
+        self._policy = filter_policy(group.patterns) if settings.mode == "sns" else {}
 
     def __repr__(self) -> str:
         return f"<SqsConsumer {self._g.name!r} holding {len(self._inflight)}>"
@@ -205,8 +218,31 @@ class SqsConsumer(Consumer):
                     self._busy.add(h.group_id)
                 out.append(d)
         if unmatched:
-            self._dead_letter_unmatched(unmatched)
+            foreign = [d for d in unmatched if not self._over_delivered(d.message.topic)]
+            dropped = [d.handle.receipt for d in unmatched if d not in foreign]
+            if dropped:
+                log.debug("group %s: %d event(s) SNS's prefix filter let through that the "
+                          "patterns refuse: deleted", self._g.name, len(dropped))  # fmt: skip
+                self._delete(dropped)
+            if foreign:
+                self._dead_letter_unmatched(foreign)
         return out
+
+    def _over_delivered(self, topic: str) -> bool:
+        """Whether SNS's filter policy let ``topic`` through although the patterns refuse it:
+        a valid event type, in SNS mode, passing the policy's prefixes."""
+        if self._policy == {} or not topic:
+            return False
+        try:
+            validate_topic(topic)
+        except ValueError:
+            return False  # a foreign producer's odd type: a dead letter with the reason
+        if self._policy is None:
+            return True  # no policy: every event reaches the queue
+        for value in self._policy[TYPE]:
+            if value == topic or (isinstance(value, dict) and topic.startswith(value["prefix"])):
+                return True
+        return False
 
     def _dead_letter_unmatched(self, deliveries: Sequence[Delivery]) -> None:
         """Events of a type none of the group's patterns match: to the DLQ, with why."""

@@ -185,9 +185,10 @@ def test_dead_letter_keeps_the_message_and_the_reason(make: Any, sqs_names: Any)
 def test_an_event_no_pattern_of_the_group_matches_is_dead_lettered_with_the_reason(
     make: Any, sqs_names: Any
 ) -> None:
-    """SNS's prefix filter lets ``order.eu.created`` through to ``order.*``; a foreign
-    producer may write a type with spaces, or ``type`` as a Number attribute. None of
-    them reaches a handler, and none is deleted without a trace."""
+    """SNS's prefix filter lets ``order.eu.created`` through to ``order.*``: a valid
+    event type the group never subscribed to, deleted as RabbitMQ would never route it.
+    A foreign producer's type with spaces, or ``type`` as a Number attribute, is a dead
+    letter with the reason. None reaches a handler."""
     a = make()
     c = a.consumer("narrow", ["order.*"])  # SNS filter: prefix "order."
     a.publish([_event("order.eu.created", 1), _event("order.created", 2), _event("user.x", 3)])
@@ -203,12 +204,12 @@ def test_an_event_no_pattern_of_the_group_matches_is_dead_lettered_with_the_reas
             handed.append(d.message.topic)
             c.ack([d])
         letters = a.dead_letters("narrow")
-        return letters if len(letters) == 3 else []
+        return letters if len(letters) == 2 else []
 
-    letters = eventually(all_dead, timeout=20, what="three dead letters")
+    letters = eventually(all_dead, timeout=20, what="two dead letters")
     assert handed == ["order.created"]
     reasons = {d.message.topic: reason for d, reason in letters}
-    assert set(reasons) == {"order.eu.created", "order created", "42"}
+    assert set(reasons) == {"order created", "42"}
     for topic, reason in reasons.items():
         assert repr(topic) in reason and "'narrow'" in reason and "['order.*']" in reason
     eventually(
